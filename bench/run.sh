@@ -1,0 +1,502 @@
+#!/usr/bin/env bash
+# Latchkey benchmark: throughput and latency of the session hot paths against an axum hello-world
+# baseline, on this machine, over 127.0.0.1 only. Usage:
+#
+#   bash bench/run.sh
+#
+# It builds the release binaries, runs the scenarios below with wrk, prints a Markdown table and writes it
+# to bench/results/latest.md. Default settings take about 2 minutes once the release build is done.
+#
+#   baseline (axum hello)              GET /                                        (examples/hello.rs)
+#   get-session (cookie cache)         GET /api/auth/get-session with both cookies  (no DB read)
+#   get-session (DB, SQLite)           ... ?disableCookieCache=true                 (one DB read)
+#   sign-in                            POST /api/auth/sign-in/email                 (Argon2id-bound)
+#   get-session under sign-in flood    cached get-session, few connections, while sign-ins saturate the CPU
+#   get-session (DB, PostgreSQL)       as the SQLite one, on a throw-away database  (skipped if unreachable)
+#
+# Environment (all optional):
+#   BENCH_DURATION=10s          length of each measured wrk run (wrk syntax: 10s, 1m)
+#   BENCH_WARMUP=2s             unmeasured wrk run before each GET scenario (0 disables)
+#   BENCH_THREADS=2             wrk threads       BENCH_CONNECTIONS=32          wrk connections (GET)
+#   BENCH_SIGNIN_CONNECTIONS=8  connections for sign-in (Argon2id allows ~40 sign-ins/s per core)
+#   BENCH_FLOOD_CONNECTIONS=4   connections of the get-session run during the sign-in flood (1 thread)
+#   BENCH_PORT_BASE=18080       first of 20 ports tried for the servers
+#   BENCH_PG_HOST=127.0.0.1 BENCH_PG_PORT=5432 BENCH_PG_USER=postgres   (PGPASSWORD is honoured)
+#   BENCH_SKIP_POSTGRES=1       skip the PostgreSQL scenario
+#   BENCH_SKIP_BUILD=1          use the binaries already in $CARGO_TARGET_DIR/release
+#   BENCH_BASELINE_ONLY=1       only the hello baseline (checks the harness without Latchkey)
+#   BENCH_SERVER_LOG=<filter>   LATCHKEY_LOG for the server (default: the server's own default)
+#   BENCH_RESULTS=<file>        where the report goes (default bench/results/latest.md)
+#   CARGO_TARGET_DIR            default /tmp/latchkey-target
+#
+# Rate limits are raised to 1e9 for the run (sign-in per IP, sign-in failures per email, sign-up per IP):
+# the defaults would turn the sign-in scenario into a 429 benchmark. The report says so.
+# Exit status: 0 when every scenario ran without errors, 1 on failure or when a scenario saw errors
+# (HTTP status >= 400 or socket errors); the table is still printed and written in the latter case.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/latchkey-target}
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-2s}
+THREADS=${BENCH_THREADS:-2}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+SIGNIN_CONNECTIONS=${BENCH_SIGNIN_CONNECTIONS:-8}
+FLOOD_CONNECTIONS=${BENCH_FLOOD_CONNECTIONS:-4}
+PORT_BASE=${BENCH_PORT_BASE:-18080}
+PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
+PG_PORT=${BENCH_PG_PORT:-5432}
+PG_USER=${BENCH_PG_USER:-postgres}
+RESULTS=${BENCH_RESULTS:-$ROOT/bench/results/latest.md}
+SERVER_BIN=$CARGO_TARGET_DIR/release/latchkey
+HELLO_BIN=$CARGO_TARGET_DIR/release/examples/hello
+
+BENCH_NAME="Bench"
+BENCH_EMAIL="bench@example.com"
+BENCH_PASSWORD="correct horse battery staple"
+RATE_LIMIT_ENV=(
+  LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP=1000000000
+  LATCHKEY_RATE_LIMIT_SIGN_IN_FAILURES_PER_EMAIL=1000000000
+  LATCHKEY_RATE_LIMIT_SIGN_UP_PER_IP=1000000000
+)
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# Seconds in a wrk duration ("10s", "2m", "1h", "10").
+seconds_of() {
+  local d=$1
+  case $d in
+    *h) echo $(( ${d%h} * 3600 )) ;;
+    *m) echo $(( ${d%m} * 60 )) ;;
+    *s) echo "${d%s}" ;;
+    *) echo "$d" ;;
+  esac
+}
+
+random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
+# Processes this script started; cleanup stops each of them by pid, nothing else.
+PIDS=()
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
+PG_DB=""
+
+pg() { PGCONNECT_TIMEOUT=5 psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$@"; }
+
+# True while the process exists and is not a zombie.
+alive() {
+  local state
+  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# SIGTERM, up to 10 s to exit, then SIGKILL; reaps the child and forgets it.
+stop_pid() {
+  local pid=$1 i
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+forget_pid() {
+  local kept=() p
+  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || kept+=("$p"); done
+  PIDS=("${kept[@]}")
+}
+
+drop_pg_db() {
+  if [[ -n $PG_DB ]]; then
+    pg -d postgres -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 \
+      || printf 'bench: warning: could not drop database %s\n' "$PG_DB" >&2
+    PG_DB=""
+  fi
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  drop_pg_db
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A port in PORT_BASE..PORT_BASE+19 that nothing listens on.
+pick_port() {
+  local p
+  for ((p = PORT_BASE; p < PORT_BASE + 20; p++)); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  die "no free port in $PORT_BASE-$((PORT_BASE + 19)) (set BENCH_PORT_BASE)"
+}
+
+# Waits until GET $url answers 200 while process $pid lives; $log is shown if it does not.
+wait_http_200() {
+  local url=$1 pid=$2 logfile=$3 limit=${4:-60} start=$SECONDS code
+  while true; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+    [[ $code == 200 ]] && return 0
+    if ! alive "$pid"; then
+      tail -n 40 "$logfile" >&2 || true
+      die "the server exited before $url answered 200 (log above)"
+    fi
+    if ((SECONDS - start >= limit)); then
+      tail -n 40 "$logfile" >&2 || true
+      die "$url did not answer 200 within ${limit} s (last status: ${code:-none}; log above)"
+    fi
+    sleep 0.2
+  done
+}
+
+rss_mb() { awk -v key="$2:" '$1 == key { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# Results, in report order.
+ROW_NAMES=()
+declare -A RPS P50 P99 ERR_STATUS ERR_SOCKET ROW_NOTE
+FLAGGED=0
+BASELINE_RPS=""
+
+# run_wrk <scenario> <script> <url> <threads> <connections> <duration> [extra wrk args...]
+# Runs wrk once (bounded by timeout), prints its output and records its LATCHKEY_BENCH line.
+run_wrk() {
+  local name=$1 script=$2 url=$3 threads=$4 conns=$5 dur=$6
+  shift 6
+  local out="$TMP/wrk.$RANDOM$RANDOM.txt" limit
+  limit=$(( $(seconds_of "$dur") + 30 ))
+  log "wrk: $name — -t$threads -c$conns -d$dur $url"
+  if ! timeout -k 5 "$limit" wrk -t"$threads" -c"$conns" -d"$dur" --latency "$@" \
+      -s "$ROOT/bench/$script" "$url" >"$out" 2>&1; then
+    cat "$out" >&2
+    die "wrk failed for scenario '$name'"
+  fi
+  sed 's/^/    /' "$out" >&2
+  record "$name" "$out"
+}
+
+# record <scenario> <wrk output file>
+record() {
+  local name=$1 line
+  line=$(grep '^LATCHKEY_BENCH ' "$2" | tail -n 1) || die "no LATCHKEY_BENCH line from wrk for '$name'"
+  local kv k v
+  declare -A f=()
+  for kv in ${line#LATCHKEY_BENCH }; do k=${kv%%=*}; v=${kv#*=}; f[$k]=$v; done
+  ROW_NAMES+=("$name")
+  RPS[$name]=${f[rps]}
+  P50[$name]=${f[p50_ms]}
+  P99[$name]=${f[p99_ms]}
+  ERR_STATUS[$name]=${f[errors_status]}
+  ERR_SOCKET[$name]=${f[errors_socket]}
+  if ((${f[errors_status]} > 0 || ${f[errors_socket]} > 0)); then
+    FLAGGED=$((FLAGGED + 1))
+    printf 'bench: warning: scenario "%s" saw %s HTTP errors (status >= 400) and %s socket errors\n' \
+      "$name" "${f[errors_status]}" "${f[errors_socket]}" >&2
+  fi
+}
+
+skip_row() { ROW_NAMES+=("$1"); ROW_NOTE[$1]=$2; }
+
+warm_up() {
+  local script=$1 url=$2
+  [[ $WARMUP == 0 || $WARMUP == 0s ]] && return 0
+  timeout -k 5 $(( $(seconds_of "$WARMUP") + 30 )) \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$ROOT/bench/$script" "$url" >/dev/null 2>&1 || true
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Latchkey server lifecycle
+
+SERVER_PID=""
+SERVER_PORT=""
+SERVER_URL=""
+SERVER_LOG=""
+COOKIE=""
+
+# start_server <database url> <label>
+start_server() {
+  local db_url=$1 label=$2
+  SERVER_PORT=$(pick_port)
+  SERVER_URL="http://127.0.0.1:$SERVER_PORT"
+  SERVER_LOG="$TMP/server-$label.log"
+  local envs=(
+    "PATH=$PATH" "HOME=${HOME:-/tmp}"
+    "LATCHKEY_LISTEN=127.0.0.1:$SERVER_PORT"
+    "LATCHKEY_DATABASE_URL=$db_url"
+    "LATCHKEY_BASE_URL=http://localhost:$SERVER_PORT"
+    "LATCHKEY_SECRET=$(random_hex 32)"
+    "${RATE_LIMIT_ENV[@]}"
+  )
+  [[ -n ${BENCH_SERVER_LOG:-} ]] && envs+=("LATCHKEY_LOG=$BENCH_SERVER_LOG")
+  log "starting latchkey ($label) on $SERVER_URL, log $SERVER_LOG"
+  log "rate limits raised for the benchmark: ${RATE_LIMIT_ENV[*]}"
+  # A clean environment and the temp dir as working directory: no stray LATCHKEY_* variable or
+  # latchkey.toml changes what is measured.
+  (cd "$TMP" && exec env -i "${envs[@]}" "$SERVER_BIN" serve) >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  wait_http_200 "$SERVER_URL/healthz" "$SERVER_PID" "$SERVER_LOG" 60
+  log "latchkey is up (pid $SERVER_PID)"
+}
+
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  log "stopping latchkey (pid $SERVER_PID)"
+  stop_pid "$SERVER_PID"
+  SERVER_PID=""
+}
+
+# Signs up the bench account and sets COOKIE to "<session_token pair>; <session_data pair>".
+sign_up() {
+  local headers="$TMP/signup.headers" body="$TMP/signup.body" code
+  code=$(curl -sS --max-time 15 -o "$body" -D "$headers" -w '%{http_code}' \
+    -H 'Content-Type: application/json' \
+    --data "{\"name\":\"$BENCH_NAME\",\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" \
+    "$SERVER_URL/api/auth/sign-up/email") || die "sign-up request failed"
+  if [[ $code != 200 ]]; then
+    cat "$headers" "$body" >&2 || true
+    die "sign-up answered HTTP $code, expected 200"
+  fi
+  local pairs token data
+  pairs=$(tr -d '\r' <"$headers" | sed -n 's/^[Ss][Ee][Tt]-[Cc][Oo][Oo][Kk][Ii][Ee]:[[:space:]]*\([^;]*\).*$/\1/p')
+  token=$(grep -E '^[^=]*session_token=.' <<<"$pairs" | tail -n 1 || true)
+  data=$(grep -E '^[^=]*session_data=.' <<<"$pairs" | tail -n 1 || true)
+  if [[ -z $token || -z $data ]]; then
+    cat "$headers" >&2
+    die "sign-up did not set both session_token and session_data cookies (headers above)"
+  fi
+  COOKIE="$token; $data"
+  log "signed up $BENCH_EMAIL; cookies: ${token%%=*}, ${data%%=*}"
+}
+
+# Fails unless GET <path> with COOKIE answers 200 with a session (not the signed-out `null`).
+check_session() {
+  local path=$1 body="$TMP/check.body" code
+  code=$(curl -sS --max-time 10 -o "$body" -w '%{http_code}' -H "Cookie: $COOKIE" "$SERVER_URL$path") \
+    || die "GET $path failed"
+  if [[ $code != 200 ]] || ! grep -q '"session"' "$body"; then
+    cat "$body" >&2 || true
+    die "GET $path with the sign-up cookies answered HTTP $code without a session"
+  fi
+}
+
+check_sign_in() {
+  local body="$TMP/signin.body" code
+  code=$(curl -sS --max-time 15 -o "$body" -w '%{http_code}' -H 'Content-Type: application/json' \
+    --data "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" \
+    "$SERVER_URL/api/auth/sign-in/email") || die "sign-in request failed"
+  if [[ $code != 200 ]]; then
+    cat "$body" >&2 || true
+    die "sign-in answered HTTP $code, expected 200"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------------
+# 0. tools and binaries
+
+if ! command -v wrk >/dev/null 2>&1; then
+  log "wrk is missing: installing it with apt-get"
+  SUDO=""
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "wrk is missing and there is no sudo: install wrk"
+    SUDO=sudo
+  fi
+  $SUDO apt-get install -y wrk || { $SUDO apt-get update && $SUDO apt-get install -y wrk; } \
+    || die "could not install wrk"
+fi
+for tool in curl timeout od; do command -v "$tool" >/dev/null 2>&1 || die "$tool is required"; done
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+  if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
+    log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    cargo build --release
+  fi
+  log "cargo build --release --example hello"
+  cargo build --release --example hello
+fi
+[[ -x $HELLO_BIN ]] || die "$HELLO_BIN not found (build with: cargo build --release --example hello)"
+if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
+  [[ -x $SERVER_BIN ]] || die "$SERVER_BIN not found (build with: cargo build --release)"
+fi
+
+BENCH_START=$SECONDS
+log "wrk settings: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP); sign-in -c$SIGNIN_CONNECTIONS; flood probe -t1 -c$FLOOD_CONNECTIONS"
+
+# ---------------------------------------------------------------------------------------------------
+# 1. baseline
+
+HELLO_PORT=$(pick_port)
+HELLO_LOG="$TMP/hello.log"
+log "starting the hello baseline on 127.0.0.1:$HELLO_PORT"
+HELLO_LISTEN="127.0.0.1:$HELLO_PORT" "$HELLO_BIN" >"$HELLO_LOG" 2>&1 &
+HELLO_PID=$!
+PIDS+=("$HELLO_PID")
+wait_http_200 "http://127.0.0.1:$HELLO_PORT/" "$HELLO_PID" "$HELLO_LOG" 30
+HELLO_RSS=$(rss_mb "$HELLO_PID" VmRSS)
+warm_up hello.lua "http://127.0.0.1:$HELLO_PORT/"
+run_wrk "baseline (axum hello)" hello.lua "http://127.0.0.1:$HELLO_PORT/" "$THREADS" "$CONNECTIONS" "$DURATION"
+BASELINE_RPS=${RPS["baseline (axum hello)"]}
+stop_pid "$HELLO_PID"
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Latchkey on SQLite
+
+IDLE_RSS_SQLITE=""
+PEAK_RSS_SQLITE=""
+IDLE_RSS_PG=""
+if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
+  start_server "sqlite://$TMP/bench.db" sqlite
+  sign_up
+  check_session /api/auth/get-session
+  check_session "/api/auth/get-session?disableCookieCache=true"
+  IDLE_RSS_SQLITE=$(rss_mb "$SERVER_PID" VmRSS)
+  log "idle RSS after start-up and one sign-up: $IDLE_RSS_SQLITE MB"
+  export BENCH_COOKIE=$COOKIE BENCH_EMAIL BENCH_PASSWORD
+
+  cached_url="$SERVER_URL/api/auth/get-session"
+  db_url="$SERVER_URL/api/auth/get-session?disableCookieCache=true"
+  sign_in_url="$SERVER_URL/api/auth/sign-in/email"
+
+  warm_up get_session.lua "$cached_url"
+  run_wrk "get-session (cookie cache)" get_session.lua "$cached_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+  warm_up get_session.lua "$db_url"
+  run_wrk "get-session (DB, SQLite)" get_session.lua "$db_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+  check_sign_in
+  run_wrk "sign-in (SQLite)" sign_in.lua "$sign_in_url" "$THREADS" "$SIGNIN_CONNECTIONS" "$DURATION" --timeout 10s
+
+  # Sign-ins saturate the CPU for DURATION + 2 s; the cached get-session probe runs inside that window.
+  flood_dur="$(( $(seconds_of "$DURATION") + 2 ))s"
+  flood_out="$TMP/flood-sign-in.txt"
+  log "wrk (background): sign-in flood — -t1 -c$SIGNIN_CONNECTIONS -d$flood_dur"
+  timeout -k 5 $(( $(seconds_of "$flood_dur") + 30 )) wrk -t1 -c"$SIGNIN_CONNECTIONS" -d"$flood_dur" \
+    --latency --timeout 10s -s "$ROOT/bench/sign_in.lua" "$sign_in_url" >"$flood_out" 2>&1 &
+  FLOOD_PID=$!
+  PIDS+=("$FLOOD_PID")
+  sleep 1
+  run_wrk "get-session (cookie cache) under sign-in flood" get_session.lua "$cached_url" 1 "$FLOOD_CONNECTIONS" "$DURATION"
+  flood_rc=0
+  wait "$FLOOD_PID" || flood_rc=$?
+  forget_pid "$FLOOD_PID"
+  sed 's/^/    /' "$flood_out" >&2
+  ((flood_rc == 0)) || die "the background sign-in wrk failed (exit $flood_rc)"
+  record "sign-in during the flood above" "$flood_out"
+
+  PEAK_RSS_SQLITE=$(rss_mb "$SERVER_PID" VmHWM)
+  stop_server
+
+  # -------------------------------------------------------------------------------------------------
+  # 3. Latchkey on PostgreSQL
+
+  pg_row="get-session (DB, PostgreSQL)"
+  if [[ ${BENCH_SKIP_POSTGRES:-0} == 1 ]]; then
+    skip_row "$pg_row" "skipped (BENCH_SKIP_POSTGRES=1)"
+  elif ! command -v psql >/dev/null 2>&1; then
+    log "notice: psql not found; skipping the PostgreSQL scenario"
+    skip_row "$pg_row" "skipped (no psql)"
+  elif ! pg -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+    log "notice: PostgreSQL at $PG_HOST:$PG_PORT (user $PG_USER) is unreachable; skipping the PostgreSQL scenario"
+    skip_row "$pg_row" "skipped (PostgreSQL unreachable)"
+  else
+    PG_DB="latchkey_bench_$(random_hex 6)"
+    log "creating database $PG_DB"
+    pg -d postgres -c "CREATE DATABASE \"$PG_DB\"" >/dev/null
+    start_server "postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB" postgres
+    sign_up
+    check_session "/api/auth/get-session?disableCookieCache=true"
+    IDLE_RSS_PG=$(rss_mb "$SERVER_PID" VmRSS)
+    export BENCH_COOKIE=$COOKIE
+    db_url="$SERVER_URL/api/auth/get-session?disableCookieCache=true"
+    warm_up get_session.lua "$db_url"
+    run_wrk "$pg_row" get_session.lua "$db_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+    stop_server
+    drop_pg_db
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# 4. report
+
+fmt() { awk -v v="$1" -v p="$2" 'BEGIN { printf("%." p "f", v) }'; }
+
+table() {
+  echo "| scenario | req/s | p50 ms | p99 ms | req/s ratio to baseline |"
+  echo "|---|---:|---:|---:|---:|"
+  local name ratio label es eo
+  for name in "${ROW_NAMES[@]}"; do
+    if [[ -n ${ROW_NOTE[$name]:-} ]]; then
+      echo "| $name | ${ROW_NOTE[$name]} | | | |"
+      continue
+    fi
+    ratio=$(awk -v a="${RPS[$name]}" -v b="$BASELINE_RPS" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }')
+    label=$name es=${ERR_STATUS[$name]} eo=${ERR_SOCKET[$name]}
+    if ((es > 0 || eo > 0)); then
+      label="$name **(ERRORS: $es HTTP ≥ 400, $eo socket — not valid)**"
+    fi
+    echo "| $label | $(fmt "${RPS[$name]}" 0) | $(fmt "${P50[$name]}" 2) | $(fmt "${P99[$name]}" 2) | $ratio |"
+  done
+}
+
+memory() {
+  echo "- hello baseline RSS, idle: ${HELLO_RSS:-?} MB"
+  if [[ -n $IDLE_RSS_SQLITE ]]; then
+    echo "- Latchkey idle RSS (SQLite, after start-up and one sign-up, before load): **$IDLE_RSS_SQLITE MB**;" \
+      "peak RSS after the SQLite scenarios: $PEAK_RSS_SQLITE MB"
+  fi
+  [[ -n $IDLE_RSS_PG ]] && echo "- Latchkey idle RSS (PostgreSQL, after start-up and one sign-up): $IDLE_RSS_PG MB"
+  return 0
+}
+
+TABLE=$(table)
+MEMORY=$(memory)
+ELAPSED=$((SECONDS - BENCH_START))
+printf '\n%s\n\n%s\n' "$TABLE" "$MEMORY"
+if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
+  echo "- rate limits raised to 1000000000 for this run: sign-in per IP, sign-in failures per email, sign-up per IP"
+fi
+echo
+
+mkdir -p "$(dirname "$RESULTS")"
+{
+  echo "# Latchkey benchmark"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown)), $(uname -sr)"
+  if commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null \
+      || commit="$commit (with uncommitted changes)"
+    echo "- commit: $commit"
+  fi
+  echo "- wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'): -t$THREADS -c$CONNECTIONS -d$DURATION --latency" \
+    "(warm-up $WARMUP before each GET scenario); sign-in -t$THREADS -c$SIGNIN_CONNECTIONS;" \
+    "flood: sign-in -t1 -c$SIGNIN_CONNECTIONS in the background, get-session -t1 -c$FLOOD_CONNECTIONS"
+  echo "- wrk and the server share the machine over 127.0.0.1; p50/p99 from wrk's latency distribution"
+  if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
+    echo "- rate limits raised for the run: LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP, _SIGN_IN_FAILURES_PER_EMAIL and" \
+      "_SIGN_UP_PER_IP = 1000000000; server log filter: ${BENCH_SERVER_LOG:-server default}"
+  else
+    echo "- BENCH_BASELINE_ONLY=1: the Latchkey scenarios were not run"
+  fi
+  echo
+  echo "$TABLE"
+  echo
+  echo "$MEMORY"
+} >"$RESULTS"
+log "report written to $RESULTS (measured part took ${ELAPSED} s)"
+
+if ((FLAGGED > 0)); then
+  die "$FLAGGED scenario(s) saw errors; their numbers are not valid (see the table)"
+fi

@@ -1,0 +1,179 @@
+//! Capability 1, accounts: email/password sign-up and sign-in (DESIGN.md "Capability 1").
+//!
+//! Plain functions over domain types; `routes.rs` turns them into Better Auth-compatible endpoints.
+
+pub mod email;
+pub mod password;
+pub mod routes;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clock::{iso8601, Millis},
+    config::Secret,
+    crypto::{self, password::PasswordHasher},
+    storage::{Db, StorageError},
+};
+use email::Email;
+
+/// A user as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct User {
+    /// `usr_…`
+    pub id: String,
+    /// Normalised email, unique.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Avatar URL.
+    pub image: Option<String>,
+    /// Whether the email was verified.
+    pub email_verified: bool,
+    /// `user` or `admin`; never settable through sign-up.
+    pub role: String,
+    /// Unix ms.
+    pub created_at: Millis,
+    /// Unix ms.
+    pub updated_at: Millis,
+}
+
+/// The JSON shape of a user (Better Auth's, camelCase, ISO timestamps).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// User id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Image URL or null.
+    pub image: Option<String>,
+    /// Email verified.
+    pub email_verified: bool,
+    /// `user` or `admin`.
+    pub role: String,
+    /// ISO 8601.
+    pub created_at: String,
+    /// ISO 8601.
+    pub updated_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        UserView {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            image: user.image.clone(),
+            email_verified: user.email_verified,
+            role: user.role.clone(),
+            created_at: iso8601(user.created_at),
+            updated_at: iso8601(user.updated_at),
+        }
+    }
+}
+
+/// What a caller can act on when signing up or in.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// 400 `INVALID_EMAIL`.
+    #[error("invalid email")]
+    InvalidEmail,
+    /// 400 `PASSWORD_TOO_SHORT`.
+    #[error("password too short")]
+    PasswordTooShort,
+    /// 400 `PASSWORD_TOO_LONG`.
+    #[error("password too long")]
+    PasswordTooLong,
+    /// 400 `PASSWORD_COMPROMISED`.
+    #[error("password is too common")]
+    PasswordCompromised,
+    /// 400 `INVALID_NAME`.
+    #[error("invalid name")]
+    InvalidName,
+    /// 422 `USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL`.
+    #[error("user already exists")]
+    UserAlreadyExists,
+    /// 401 `INVALID_EMAIL_OR_PASSWORD`: the same for an unknown email and a wrong password.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// 500.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StorageError> for AccountError {
+    fn from(error: StorageError) -> Self {
+        AccountError::Internal(error.into())
+    }
+}
+
+/// A new user's details, as received.
+pub struct NewUser {
+    /// Display name.
+    pub name: String,
+    /// Raw email (normalised here).
+    pub email: String,
+    /// Password.
+    pub password: Secret,
+    /// Optional avatar URL.
+    pub image: Option<String>,
+    /// `admin` only through the CLI.
+    pub admin: bool,
+}
+
+/// Creates a user with an email/password account.
+pub async fn sign_up(db: &Db, hasher: &PasswordHasher, new: NewUser, now: Millis) -> Result<User, AccountError> {
+    let email = Email::parse(&new.email).ok_or(AccountError::InvalidEmail)?;
+    let name = new.name.trim().to_owned();
+    if name.chars().count() > 256 || new.image.as_ref().is_some_and(|image| image.len() > 2048) {
+        return Err(AccountError::InvalidName);
+    }
+    password::check(new.password.expose()).map_err(|violation| match violation {
+        password::PolicyViolation::TooShort => AccountError::PasswordTooShort,
+        password::PolicyViolation::TooLong => AccountError::PasswordTooLong,
+        password::PolicyViolation::Compromised => AccountError::PasswordCompromised,
+    })?;
+    // Cheap early answer; the UNIQUE constraint below is what actually guarantees it.
+    if store::find_user_by_email(db, email.as_str()).await?.is_some() {
+        return Err(AccountError::UserAlreadyExists);
+    }
+    let password_hash = hasher.hash(new.password).await?;
+    let user = User {
+        id: crypto::new_id("usr"),
+        email: email.as_str().to_owned(),
+        name,
+        image: new.image,
+        email_verified: false,
+        role: if new.admin { "admin" } else { "user" }.to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    match store::insert_user_with_password(db, &user, &crypto::new_id("acc"), &password_hash).await {
+        Ok(()) => Ok(user),
+        Err(StorageError::UniqueViolation(_)) => Err(AccountError::UserAlreadyExists),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Checks an email and password. Unknown emails are verified against a dummy hash so both failures
+/// take the same time and give the same answer.
+pub async fn verify_credentials(
+    db: &Db,
+    hasher: &PasswordHasher,
+    email: &Email,
+    password: Secret,
+) -> Result<User, AccountError> {
+    let user = store::find_user_by_email(db, email.as_str()).await?;
+    let hash = match &user {
+        Some(user) => store::find_password_hash(db, &user.id).await?,
+        None => None,
+    };
+    let ok = hasher.verify(password, hash).await?;
+    match user {
+        Some(user) if ok => Ok(user),
+        _ => Err(AccountError::InvalidCredentials),
+    }
+}

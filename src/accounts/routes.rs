@@ -1,0 +1,218 @@
+//! `POST /api/auth/sign-up/email` and `POST /api/auth/sign-in/email` (Better Auth shapes).
+
+use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Json, Router};
+use serde::{de::IgnoredAny, Deserialize, Serialize};
+
+use super::{email::Email, AccountError, NewUser, UserView};
+use crate::{
+    app::AppState,
+    audit::{self, AuditEvent},
+    config::Secret,
+    error::ApiError,
+    http::{
+        cookies::SetCookies,
+        extractors::{refuse_untrusted_origin, session_data_cookie, ApiJson},
+        paths,
+    },
+    sessions::{self, ClientInfo},
+};
+
+/// The routes of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new().route(paths::SIGN_UP_EMAIL, post(sign_up_email)).route(paths::SIGN_IN_EMAIL, post(sign_in_email))
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        use AccountError::*;
+        match error {
+            InvalidEmail => ApiError::bad_request("INVALID_EMAIL", "Invalid email"),
+            PasswordTooShort => ApiError::bad_request("PASSWORD_TOO_SHORT", "Password is too short (minimum 8 characters)"),
+            PasswordTooLong => ApiError::bad_request("PASSWORD_TOO_LONG", "Password is too long (maximum 128 characters)"),
+            PasswordCompromised => ApiError::bad_request(
+                "PASSWORD_COMPROMISED",
+                "This password is too common. Please choose another one.",
+            ),
+            InvalidName => ApiError::bad_request("VALIDATION_ERROR", "Name or image is too long"),
+            UserAlreadyExists => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL",
+                "User already exists. Use another email.",
+            ),
+            InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_EMAIL_OR_PASSWORD", "Invalid email or password")
+            }
+            Internal(error) => ApiError::internal(error),
+        }
+    }
+}
+
+/// Sign-up body. Unknown fields are ignored (Better Auth clients send extras), but `role` and
+/// `emailVerified` are refused: they are never the client's to set.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignUpRequest {
+    /// Display name.
+    pub name: String,
+    /// Email (trimmed, lower-cased).
+    pub email: String,
+    /// 8–128 characters, not a common password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret,
+    /// Avatar URL.
+    pub image: Option<String>,
+    /// Where the client goes next; must be relative or on a trusted origin.
+    #[serde(rename = "callbackURL")]
+    pub callback_url: Option<String>,
+    /// `false`: a one-day session in a browser-session cookie.
+    pub remember_me: Option<bool>,
+    #[serde(default)]
+    #[schema(ignore)]
+    role: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    email_verified: Option<IgnoredAny>,
+}
+
+/// Sign-up answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignUpResponse {
+    /// The raw session token (for bearer use); also set as the session cookie.
+    pub token: String,
+    /// The new user.
+    pub user: UserView,
+}
+
+/// Sign-in body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInRequest {
+    /// Email.
+    pub email: String,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret,
+    /// `false`: a one-day session in a browser-session cookie.
+    pub remember_me: Option<bool>,
+    /// Where the client goes next; must be relative or on a trusted origin.
+    #[serde(rename = "callbackURL")]
+    pub callback_url: Option<String>,
+}
+
+/// Sign-in answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignInResponse {
+    /// True when a `callbackURL` was given.
+    pub redirect: bool,
+    /// The raw session token (for bearer use).
+    pub token: String,
+    /// The `callbackURL`, or null.
+    pub url: Option<String>,
+    /// The user.
+    pub user: UserView,
+}
+
+/// A `callbackURL` must be a relative path or on a trusted origin (no open redirect).
+fn check_callback_url(state: &AppState, url: Option<&str>) -> Result<(), ApiError> {
+    let Some(url) = url else { return Ok(()) };
+    let relative = url.starts_with('/') && !url.starts_with("//") && !url.contains('\\');
+    let trusted = crate::config::origin_of(url).is_some_and(|origin| state.is_trusted_origin(&origin));
+    if relative || trusted {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "INVALID_CALLBACK_URL", "Invalid callbackURL"))
+    }
+}
+
+/// Starts a session and builds its cookies.
+async fn start_session(
+    state: &AppState,
+    user_id: &str,
+    client: &ClientInfo,
+    remember_me: bool,
+    user: &super::User,
+) -> Result<(Secret, SetCookies), ApiError> {
+    let now = state.clock.now();
+    let (token, session) = sessions::create(&state.db, &state.policy, user_id, client, remember_me, now).await?;
+    let signed = crate::crypto::sign_cookie_value(&state.keys.cookie, token.expose());
+    let max_age = remember_me.then_some((session.expires_at - now) / 1000);
+    let mut cookies = vec![state.cookies.set(&state.cookies.session_token, &signed, max_age)];
+    if state.policy.cache_max_age > 0 {
+        cookies.push(session_data_cookie(state, &session, user, token.expose(), now));
+    }
+    audit::emit(AuditEvent::SessionCreated { user_id, session_id: &session.id });
+    Ok((token, SetCookies(cookies)))
+}
+
+/// Creates an account with email and password and signs it in.
+///
+/// Anyone may call it (rate-limited per IP); an untrusted `Origin` is refused.
+#[utoipa::path(post, path = paths::SIGN_UP_EMAIL, tag = "accounts", request_body = SignUpRequest,
+    responses((status = 200, body = SignUpResponse), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+pub async fn sign_up_email(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<SignUpRequest>,
+) -> Result<(SetCookies, Json<SignUpResponse>), ApiError> {
+    refuse_untrusted_origin(&state, &headers)?;
+    check_callback_url(&state, body.callback_url.as_deref())?;
+    let now = state.clock.now();
+    state.limits.sign_up_ip.hit(client.ip.as_deref().unwrap_or("unknown"), now).map_err(ApiError::too_many_requests)?;
+    if body.role.is_some() || body.email_verified.is_some() {
+        return Err(ApiError::bad_request("FIELD_NOT_ALLOWED", "role and emailVerified cannot be set at sign-up"));
+    }
+    let new = NewUser { name: body.name, email: body.email, password: body.password, image: body.image, admin: false };
+    let user = super::sign_up(&state.db, &state.hasher, new, now).await?;
+    audit::emit(AuditEvent::UserCreated { user_id: &user.id });
+    let (token, cookies) = start_session(&state, &user.id, &client, body.remember_me.unwrap_or(true), &user).await?;
+    Ok((cookies, Json(SignUpResponse { token: token.expose().to_owned(), user: UserView::from(&user) })))
+}
+
+/// Signs in with email and password: a new session every time (no fixation).
+///
+/// Anyone may call it; rate-limited per IP and per email (failures); an untrusted `Origin` is refused.
+/// An unknown email and a wrong password get the same answer in about the same time.
+#[utoipa::path(post, path = paths::SIGN_IN_EMAIL, tag = "accounts", request_body = SignInRequest,
+    responses((status = 200, body = SignInResponse), (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+              (status = 429, body = crate::error::ErrorBody)))]
+pub async fn sign_in_email(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<SignInRequest>,
+) -> Result<(SetCookies, Json<SignInResponse>), ApiError> {
+    refuse_untrusted_origin(&state, &headers)?;
+    check_callback_url(&state, body.callback_url.as_deref())?;
+    let now = state.clock.now();
+    state.limits.sign_in_ip.hit(client.ip.as_deref().unwrap_or("unknown"), now).map_err(ApiError::too_many_requests)?;
+    let email = Email::parse(&body.email).ok_or(AccountError::InvalidEmail)?;
+    state.limits.sign_in_email.check(email.as_str(), now).map_err(|retry| {
+        metrics::counter!("latchkey_sign_in_total", "outcome" => "rate_limited").increment(1);
+        ApiError::too_many_requests(retry)
+    })?;
+    let user = match super::verify_credentials(&state.db, &state.hasher, &email, body.password).await {
+        Ok(user) => user,
+        Err(error) => {
+            if matches!(error, AccountError::InvalidCredentials) {
+                state.limits.sign_in_email.record(email.as_str(), state.clock.now());
+                metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
+                audit::emit(AuditEvent::SignInFailed { reason: "invalid_credentials" });
+            }
+            return Err(error.into());
+        }
+    };
+    metrics::counter!("latchkey_sign_in_total", "outcome" => "success").increment(1);
+    audit::emit(AuditEvent::SignInSucceeded { user_id: &user.id });
+    let (token, cookies) = start_session(&state, &user.id, &client, body.remember_me.unwrap_or(true), &user).await?;
+    let response = SignInResponse {
+        redirect: body.callback_url.is_some(),
+        token: token.expose().to_owned(),
+        url: body.callback_url,
+        user: UserView::from(&user),
+    };
+    Ok((cookies, Json(response)))
+}

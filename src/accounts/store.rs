@@ -1,0 +1,68 @@
+//! SQL of the accounts capability: users and their credential accounts.
+
+use crate::{db_run, storage::{Db, StorageError}};
+
+use super::User;
+
+const USER_COLUMNS: &str = "id, email, name, image, email_verified, role, created_at, updated_at";
+
+/// Inserts a user and its email/password account in one transaction.
+pub async fn insert_user_with_password(
+    db: &Db,
+    user: &User,
+    account_id: &str,
+    password_hash: &str,
+) -> Result<(), StorageError> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, email, name, image, email_verified, role, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.image)
+        .bind(user.email_verified)
+        .bind(&user.role)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, user_id, provider_id, account_id, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, 'credential', $3, $4, $5, $5)",
+        )
+        .bind(account_id)
+        .bind(&user.id)
+        .bind(&user.id)
+        .bind(password_hash)
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
+/// The user with this (normalised) email.
+pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>, StorageError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(pool).await?))
+}
+
+/// The user with this id.
+pub async fn find_user_by_id(db: &Db, id: &str) -> Result<Option<User>, StorageError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await?))
+}
+
+/// The Argon2id PHC string of a user's credential account, if it has one.
+pub async fn find_password_hash(db: &Db, user_id: &str) -> Result<Option<String>, StorageError> {
+    const SQL: &str = "SELECT password_hash FROM accounts WHERE user_id = $1 AND provider_id = 'credential'";
+    db_run!(db, |pool| Ok(sqlx::query_scalar::<_, Option<String>>(SQL)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?
+        .flatten()))
+}

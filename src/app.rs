@@ -1,0 +1,271 @@
+//! `AppState` (everything a handler needs, passed by `State`) and `Application`: build the real app on a
+//! real socket and return the bound port, so tests run exactly what production runs.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::{
+    clock::Clock,
+    config::{origin_of, Secret, Settings},
+    crypto::{self, password::PasswordHasher},
+    http::{self, cookies::CookieSettings},
+    rate_limit::RateLimits,
+    sessions::{self, revoked::RevokedSessions, Policy},
+    storage::{
+        notify::{self, BusMessage},
+        Db,
+    },
+};
+
+/// Keys derived from the server secret.
+pub struct Keys {
+    /// Signs the session token cookie (the raw secret, as Better Auth does).
+    pub cookie: Vec<u8>,
+    /// Signs the cookie cache (a derived sub-key).
+    pub cache: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(***)")
+    }
+}
+
+/// Shared application state. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Effective configuration.
+    pub settings: Arc<Settings>,
+    /// Database.
+    pub db: Db,
+    /// Time source.
+    pub clock: Clock,
+    /// Argon2id pool.
+    pub hasher: PasswordHasher,
+    /// Keys derived from the server secret.
+    pub keys: Arc<Keys>,
+    /// Session lifetimes.
+    pub policy: Policy,
+    /// Recently revoked sessions.
+    pub revoked: Arc<RevokedSessions>,
+    /// Rate limiters.
+    pub limits: Arc<RateLimits>,
+    /// Cookie names and flags.
+    pub cookies: Arc<CookieSettings>,
+    /// Trusted origins (base URL's origin included).
+    pub trusted_origins: Arc<Vec<String>>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<IpAddr>>,
+    /// Prometheus handle.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// True if `origin` (already normalised) is trusted.
+    pub fn is_trusted_origin(&self, origin: &str) -> bool {
+        self.trusted_origins.iter().any(|trusted| trusted == origin)
+    }
+
+    /// One round of maintenance: expired sessions and stale revocation records deleted, in-memory sets
+    /// pruned. Safe to run on several nodes at once. Returns the number of sessions removed.
+    pub async fn run_maintenance(&self) -> anyhow::Result<u64> {
+        let now = self.clock.now();
+        // Revocation rows are kept a little longer than the cache window so resyncs find them.
+        let removed = sessions::store::cleanup(&self.db, now, now - self.policy.cache_max_age - 60_000).await?;
+        self.revoked.prune(now);
+        self.limits.prune(now);
+        Ok(removed)
+    }
+}
+
+/// The server secret: configured, or in development generated once and kept next to the database.
+fn server_secret(settings: &Settings) -> anyhow::Result<Secret> {
+    if let Some(secret) = &settings.secret {
+        return Ok(secret.clone());
+    }
+    anyhow::ensure!(!settings.is_production(), "LATCHKEY_SECRET is required in production");
+    let path = secret_path(&settings.database_url);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(Secret::new(existing));
+        }
+    }
+    let secret = crypto::random_alphanumeric(64);
+    write_private(&path, &secret)?;
+    tracing::warn!(path = %path.display(), "LATCHKEY_SECRET is not set: generated a development secret and stored it");
+    Ok(Secret::new(secret))
+}
+
+fn secret_path(database_url: &str) -> PathBuf {
+    let file = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"));
+    match file.map(|f| f.split('?').next().unwrap_or_default()) {
+        Some(file) if !file.is_empty() && !file.contains(":memory:") => PathBuf::from(format!("{file}.secret")),
+        _ => PathBuf::from("latchkey.secret"),
+    }
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Opens the database named in the settings and applies migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(&settings.database_url, settings.database_max_connections).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Validates the settings, opens and migrates the database, starts the background tasks and binds
+    /// the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Application> {
+        let problems = settings.validate();
+        anyhow::ensure!(problems.is_empty(), "invalid configuration:\n  - {}", problems.join("\n  - "));
+        let secret = server_secret(&settings)?;
+        let db = open_database(&settings).await?;
+        let policy = Policy::from(&settings.session);
+        let mut trusted_origins = vec![settings.base_origin()];
+        trusted_origins.extend(settings.trusted_origins.iter().filter_map(|o| origin_of(o)));
+        let state = AppState {
+            db,
+            clock,
+            hasher: PasswordHasher::start(settings.password_hash_threads)?,
+            keys: Arc::new(Keys {
+                cookie: secret.expose().as_bytes().to_vec(),
+                cache: crypto::derive_key(secret.expose().as_bytes(), "session-data/v1"),
+            }),
+            policy,
+            revoked: Arc::new(RevokedSessions::new(policy.cache_max_age.max(1))),
+            limits: Arc::new(RateLimits::new(&settings.rate_limit)),
+            cookies: Arc::new(CookieSettings::new(&settings)),
+            trusted_origins: Arc::new(trusted_origins),
+            trusted_proxies: Arc::new(settings.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()),
+            metrics: http::ops::metrics_handle()?,
+            settings: Arc::new(settings),
+        };
+        state.revoked.resync(&state.db, state.clock.now()).await?;
+        spawn_background_tasks(&state);
+        let listener = TcpListener::bind(&state.settings.listen).await?;
+        Ok(Application { listener, state })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|addr| addr.port()).unwrap_or_default()
+    }
+
+    /// The state (tests use it to reach the clock and the database).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests and closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application { listener, state } = self;
+        let db = state.db.clone();
+        let router = http::router(state);
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        db.close().await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Maintenance on an interval; revocation events from other nodes; a slow poll that bounds staleness
+/// if notifications stop.
+fn spawn_background_tasks(state: &AppState) {
+    let maintenance = state.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(maintenance.settings.maintenance_interval.max(1)));
+        loop {
+            interval.tick().await;
+            match maintenance.run_maintenance().await {
+                Ok(removed) if removed > 0 => tracing::info!(removed, "expired sessions removed"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "maintenance failed"),
+            }
+        }
+    });
+
+    if let Some(mut events) = notify::spawn_listener(&state.db) {
+        let listener_state = state.clone();
+        tokio::spawn(async move {
+            while let Some(message) = events.recv().await {
+                match message {
+                    BusMessage::Event(payload) => {
+                        if let Some(id) = payload.strip_prefix(sessions::revoked::EVENT_PREFIX) {
+                            listener_state.revoked.insert(id, listener_state.clock.now());
+                        }
+                    }
+                    BusMessage::Reconnected => {
+                        let now = listener_state.clock.now();
+                        if let Err(error) = listener_state.revoked.resync(&listener_state.db, now).await {
+                            tracing::warn!(error = %error, "revocation resync failed");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    // The poll also catches revocations made by another process on SQLite (`latchkey admin`), which
+    // has no NOTIFY; there it runs more often, and the query is one indexed range scan.
+    let poll_every = match state.db.backend() {
+        crate::storage::Backend::Postgres => Duration::from_secs(10),
+        crate::storage::Backend::Sqlite => Duration::from_secs(2),
+    };
+    let poll_state = state.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(poll_every);
+        loop {
+            interval.tick().await;
+            let now = poll_state.clock.now();
+            if let Err(error) = poll_state.revoked.resync(&poll_state.db, now).await {
+                tracing::warn!(error = %error, "revocation poll failed");
+            }
+        }
+    });
+}

@@ -1,0 +1,478 @@
+//! Configuration (DESIGN.md "Configuration"): defaults → `latchkey.toml` → environment, env winning.
+//!
+//! The TOML file rejects unknown keys. Environment names follow DESIGN.md, with their Better Auth / Node
+//! aliases (`BETTER_AUTH_URL`, `DATABASE_URL`, `NODE_ENV`, `FRONTEND_URL`); a `LATCHKEY_*` variable we do
+//! not know gets a warning rather than being silently ignored. Secrets live in [`Secret`], whose
+//! `Debug`/`Display` print `***`, and `Display for Settings` is the redacted view `config check` prints.
+
+use std::{fmt, net::IpAddr, path::Path};
+
+use figment::{
+    providers::{Env, Format, Toml},
+    Figment,
+};
+use serde::{Deserialize, Deserializer};
+
+/// A secret value: never printed, compared only in constant time by its users.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The secret itself; call sites are the audit trail of who reads it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient_string(deserializer).map(Secret)
+    }
+}
+
+/// `development` (safe local defaults) or `production` (strict checks, secure cookies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Local development: generated secret, host-only `SameSite=Lax` cookies, readable logs.
+    #[default]
+    Development,
+    /// Production: required secret, https, `Secure` `SameSite=None` `__Secure-` cookies, JSON logs.
+    Production,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON in production, readable text in development.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Session lifetimes, in seconds (Better Auth's `session` options).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Lifetime of a session from its last refresh (30 days).
+    pub expires_in: u64,
+    /// A session older than this since its last refresh is extended on use (7 days).
+    pub update_age: u64,
+    /// No session lives longer than this from sign-in, however often it is used (90 days).
+    pub absolute_lifetime: u64,
+    /// Lifetime of the signed `session_data` cookie cache (5 minutes); 0 disables it.
+    pub cookie_cache_max_age: u64,
+    /// Cookie name prefix; `better-auth` makes Latchkey a drop-in for a Better Auth server.
+    #[serde(deserialize_with = "lenient_string")]
+    pub cookie_prefix: String,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            expires_in: 30 * 86_400,
+            update_age: 7 * 86_400,
+            absolute_lifetime: 90 * 86_400,
+            cookie_cache_max_age: 300,
+            cookie_prefix: "latchkey".into(),
+        }
+    }
+}
+
+/// Rate limits (DESIGN.md contract details); windows in seconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Failed sign-ins allowed per email per window.
+    pub sign_in_failures_per_email: u32,
+    /// Window of the per-email failure count (15 minutes).
+    pub sign_in_email_window: u64,
+    /// Sign-in attempts allowed per IP per window.
+    pub sign_in_per_ip: u32,
+    /// Window of the per-IP sign-in count (1 minute).
+    pub sign_in_ip_window: u64,
+    /// Sign-ups allowed per IP per window.
+    pub sign_up_per_ip: u32,
+    /// Window of the per-IP sign-up count (1 minute).
+    pub sign_up_ip_window: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            sign_in_failures_per_email: 10,
+            sign_in_email_window: 15 * 60,
+            sign_in_per_ip: 60,
+            sign_in_ip_window: 60,
+            sign_up_per_ip: 30,
+            sign_up_ip_window: 60,
+        }
+    }
+}
+
+/// The whole configuration. `Debug` is the redacted `Display` (the database URL may hold a password).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Socket address to listen on.
+    #[serde(deserialize_with = "lenient_string")]
+    pub listen: String,
+    /// Public base URL; its origin is always trusted.
+    #[serde(deserialize_with = "lenient_string")]
+    pub base_url: String,
+    /// `sqlite://…` or `postgres://…`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub database_url: String,
+    /// Pool size.
+    pub database_max_connections: u32,
+    /// development or production.
+    pub env: Mode,
+    /// Server secret (cookie signing, key encryption); generated in development when unset.
+    pub secret: Option<Secret>,
+    /// Origins allowed by CORS (with credentials).
+    #[serde(deserialize_with = "list")]
+    pub cors_origins: Vec<String>,
+    /// Origins trusted for cookie-authenticated state changes, sign-in and callback URLs.
+    #[serde(deserialize_with = "list")]
+    pub trusted_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
+    /// Cookie `Domain`; unset: host-only in development, derived from the base URL in production.
+    pub cookie_domain: Option<String>,
+    /// Enables `GET /debug/session`.
+    pub debug_endpoints: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Argon2id worker threads (0: one per core).
+    pub password_hash_threads: usize,
+    /// Seconds between expired-row cleanups.
+    pub maintenance_interval: u64,
+    /// Session lifetimes and cookie cache.
+    pub session: SessionSettings,
+    /// Rate limits.
+    pub rate_limit: RateLimitSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            base_url: "http://localhost:8080".into(),
+            database_url: "sqlite://latchkey.db".into(),
+            database_max_connections: 16,
+            env: Mode::Development,
+            secret: None,
+            cors_origins: Vec::new(),
+            trusted_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            cookie_domain: None,
+            debug_endpoints: false,
+            log_format: LogFormat::Auto,
+            password_hash_threads: 0,
+            maintenance_interval: 600,
+            session: SessionSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+        }
+    }
+}
+
+/// Environment names that map to a setting, primary names first. Aliases lose to primaries.
+const PRIMARY_ENV: &[(&str, &str)] = &[
+    ("LATCHKEY_LISTEN", "listen"),
+    ("LATCHKEY_BASE_URL", "base_url"),
+    ("LATCHKEY_DATABASE_URL", "database_url"),
+    ("LATCHKEY_DATABASE_MAX_CONNECTIONS", "database_max_connections"),
+    ("LATCHKEY_ENV", "env"),
+    ("LATCHKEY_SECRET", "secret"),
+    ("CORS_ORIGIN", "cors_origins"),
+    ("LATCHKEY_TRUSTED_ORIGINS", "trusted_origins"),
+    ("LATCHKEY_TRUSTED_PROXIES", "trusted_proxies"),
+    ("LATCHKEY_COOKIE_DOMAIN", "cookie_domain"),
+    ("LATCHKEY_DEBUG_ENDPOINTS", "debug_endpoints"),
+    ("LATCHKEY_LOG_FORMAT", "log_format"),
+    ("LATCHKEY_PASSWORD_HASH_THREADS", "password_hash_threads"),
+    ("LATCHKEY_MAINTENANCE_INTERVAL", "maintenance_interval"),
+];
+const ALIAS_ENV: &[(&str, &str)] = &[
+    ("BETTER_AUTH_URL", "base_url"),
+    ("DATABASE_URL", "database_url"),
+    ("NODE_ENV", "env"),
+    ("FRONTEND_URL", "trusted_origins"),
+];
+/// Sections whose keys come from `LATCHKEY_<SECTION>_<KEY>`.
+const SECTIONS: &[(&str, &str)] = &[("LATCHKEY_SESSION_", "session."), ("LATCHKEY_RATE_LIMIT_", "rate_limit.")];
+/// Not settings, but known: the config path and the test harness's database.
+const OTHER_KNOWN_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_TEST_POSTGRES_URL", "LATCHKEY_LOG"];
+
+fn primary_key(name: &str) -> Option<String> {
+    if let Some((_, key)) = PRIMARY_ENV.iter().find(|(env, _)| name.eq_ignore_ascii_case(env)) {
+        return Some((*key).to_owned());
+    }
+    SECTIONS.iter().find_map(|(prefix, section)| {
+        let upper = name.to_ascii_uppercase();
+        upper.strip_prefix(prefix).map(|rest| format!("{section}{}", rest.to_ascii_lowercase()))
+    })
+}
+
+fn alias_key(name: &str) -> Option<String> {
+    ALIAS_ENV.iter().find(|(env, _)| name.eq_ignore_ascii_case(env)).map(|(_, key)| (*key).to_owned())
+}
+
+/// Layers defaults, the TOML file (explicit `path`, else `./latchkey.toml` if present) and the environment.
+pub fn load(path: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
+    let mut figment = Figment::new();
+    match path {
+        Some(path) => figment = figment.merge(Toml::file_exact(path)),
+        None => figment = figment.merge(Toml::file("latchkey.toml")),
+    }
+    // NODE_ENV=test (common in Node stacks) means development to us.
+    let figment = figment
+        .merge(Env::raw().filter_map(|name| alias_key(name.as_str()).map(Into::into)).filter(|name| {
+            !(name.as_str().eq_ignore_ascii_case("NODE_ENV")
+                && std::env::var("NODE_ENV").is_ok_and(|v| v != "production" && v != "development"))
+        }))
+        .merge(Env::raw().filter_map(|name| primary_key(name.as_str()).map(Into::into)));
+    figment.extract().map_err(Box::new)
+}
+
+/// `LATCHKEY_*` variables that set nothing: likely typos, worth a warning.
+pub fn unknown_env_vars() -> Vec<String> {
+    std::env::vars()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("LATCHKEY_"))
+        .filter(|name| primary_key(name).is_none() && !OTHER_KNOWN_ENV.contains(&name.as_str()))
+        .collect()
+}
+
+impl Settings {
+    /// Every problem with this configuration at once (empty: fine).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!("listen: `{}` is not a socket address like 127.0.0.1:8080", self.listen));
+        }
+        match url::Url::parse(&self.base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                if self.env == Mode::Production && url.scheme() == "http" && !is_localhost(&url) {
+                    problems.push("base_url: production requires an https:// base URL".into());
+                }
+            }
+            _ => problems.push(format!("base_url: `{}` is not an http(s) URL", self.base_url)),
+        }
+        if crate::storage::Backend::from_url(&self.database_url).is_none() {
+            problems.push("database_url: expected sqlite://… or postgres://…".into());
+        }
+        for origin in self.trusted_origins.iter().chain(&self.cors_origins) {
+            if origin_of(origin).is_none() {
+                problems.push(format!("`{origin}` is not an origin like https://app.example.com"));
+            }
+        }
+        for proxy in &self.trusted_proxies {
+            if proxy.parse::<IpAddr>().is_err() {
+                problems.push(format!("trusted_proxies: `{proxy}` is not an IP address"));
+            }
+        }
+        if self.env == Mode::Production {
+            match &self.secret {
+                None => problems.push("secret: LATCHKEY_SECRET is required in production".into()),
+                Some(secret) if secret.expose().len() < 32 => {
+                    problems.push("secret: LATCHKEY_SECRET must be at least 32 bytes".into())
+                }
+                Some(_) => {}
+            }
+        }
+        let session = &self.session;
+        if session.expires_in == 0 || session.update_age > session.expires_in {
+            problems.push("session: need 0 < update_age <= expires_in".into());
+        }
+        if session.absolute_lifetime < session.expires_in {
+            problems.push("session: absolute_lifetime must be >= expires_in".into());
+        }
+        if session.cookie_prefix.is_empty()
+            || !session.cookie_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push("session.cookie_prefix: letters, digits, - and _ only".into());
+        }
+        if self.database_max_connections == 0 {
+            problems.push("database_max_connections must be at least 1".into());
+        }
+        problems
+    }
+
+    /// The base URL's origin (`scheme://host[:port]`).
+    pub fn base_origin(&self) -> String {
+        origin_of(&self.base_url).unwrap_or_default()
+    }
+
+    /// True in production mode.
+    pub fn is_production(&self) -> bool {
+        self.env == Mode::Production
+    }
+}
+
+fn is_localhost(url: &url::Url) -> bool {
+    matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
+
+/// The ASCII origin of a URL, or `None` if it has none.
+pub fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    match parsed.origin() {
+        origin @ url::Origin::Tuple(..) => Some(origin.ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Settings {
+    /// The effective configuration as TOML-ish lines, secrets redacted and the database password hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut database = url::Url::parse(&self.database_url).ok();
+        if let Some(url) = database.as_mut().filter(|url| url.password().is_some()) {
+            let _ = url.set_password(Some("***"));
+        }
+        let database = database.map(|url| url.to_string()).unwrap_or_else(|| self.database_url.clone());
+        writeln!(f, "env = {:?}", format!("{:?}", self.env).to_lowercase())?;
+        writeln!(f, "listen = {:?}", self.listen)?;
+        writeln!(f, "base_url = {:?}", self.base_url)?;
+        writeln!(f, "database_url = {database:?}")?;
+        writeln!(f, "database_max_connections = {}", self.database_max_connections)?;
+        writeln!(f, "secret = {:?}", self.secret.as_ref().map_or("(unset)", |_| "***"))?;
+        writeln!(f, "cors_origins = {:?}", self.cors_origins)?;
+        writeln!(f, "trusted_origins = {:?}", self.trusted_origins)?;
+        writeln!(f, "trusted_proxies = {:?}", self.trusted_proxies)?;
+        writeln!(f, "cookie_domain = {:?}", self.cookie_domain.as_deref().unwrap_or("(derived)"))?;
+        writeln!(f, "debug_endpoints = {}", self.debug_endpoints)?;
+        writeln!(f, "log_format = {:?}", format!("{:?}", self.log_format).to_lowercase())?;
+        writeln!(f, "password_hash_threads = {}", self.password_hash_threads)?;
+        writeln!(f, "maintenance_interval = {}", self.maintenance_interval)?;
+        let s = &self.session;
+        writeln!(f, "\n[session]")?;
+        writeln!(f, "expires_in = {}\nupdate_age = {}", s.expires_in, s.update_age)?;
+        writeln!(f, "absolute_lifetime = {}\ncookie_cache_max_age = {}", s.absolute_lifetime, s.cookie_cache_max_age)?;
+        writeln!(f, "cookie_prefix = {:?}", s.cookie_prefix)?;
+        let r = &self.rate_limit;
+        writeln!(f, "\n[rate_limit]")?;
+        writeln!(f, "sign_in_failures_per_email = {}\nsign_in_email_window = {}", r.sign_in_failures_per_email, r.sign_in_email_window)?;
+        writeln!(f, "sign_in_per_ip = {}\nsign_in_ip_window = {}", r.sign_in_per_ip, r.sign_in_ip_window)?;
+        writeln!(f, "sign_up_per_ip = {}\nsign_up_ip_window = {}", r.sign_up_per_ip, r.sign_up_ip_window)
+    }
+}
+
+/// Accepts a string or any scalar as a string: environment values such as `LATCHKEY_SECRET=1234…`
+/// arrive typed as numbers.
+fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        String(String),
+        Int(i128),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Scalar::deserialize(deserializer)? {
+        Scalar::String(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(x) => x.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    })
+}
+
+/// A comma-separated string (environment) or a list (TOML).
+fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_refuses_missing_secret_and_plain_http() {
+        let settings = Settings {
+            env: Mode::Production,
+            base_url: "http://auth.example.com".into(),
+            ..Settings::default()
+        };
+        let problems = settings.validate().join("\n");
+        assert!(problems.contains("LATCHKEY_SECRET is required"), "{problems}");
+        assert!(problems.contains("https"), "{problems}");
+    }
+
+    #[test]
+    fn production_refuses_a_short_secret_but_accepts_a_long_one() {
+        let mut settings = Settings {
+            env: Mode::Production,
+            base_url: "https://auth.example.com".into(),
+            secret: Some(Secret::new("short")),
+            ..Settings::default()
+        };
+        assert!(settings.validate().join("").contains("at least 32 bytes"));
+        settings.secret = Some(Secret::new("x".repeat(32)));
+        assert!(settings.validate().is_empty(), "{:?}", settings.validate());
+    }
+
+    #[test]
+    fn development_defaults_are_valid() {
+        assert!(Settings::default().validate().is_empty());
+    }
+
+    #[test]
+    fn env_names_map_to_settings() {
+        assert_eq!(primary_key("LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP").as_deref(), Some("rate_limit.sign_in_per_ip"));
+        assert_eq!(primary_key("LATCHKEY_SESSION_EXPIRES_IN").as_deref(), Some("session.expires_in"));
+        assert_eq!(primary_key("CORS_ORIGIN").as_deref(), Some("cors_origins"));
+        assert_eq!(alias_key("BETTER_AUTH_URL").as_deref(), Some("base_url"));
+        assert_eq!(primary_key("LATCHKEY_NOPE"), None);
+    }
+
+    #[test]
+    fn display_redacts_the_secret_and_the_database_password() {
+        let settings = Settings {
+            secret: Some(Secret::new("super-secret-value-that-is-long-enough")),
+            database_url: "postgres://app:hunter2@db/latchkey".into(),
+            ..Settings::default()
+        };
+        let shown = settings.to_string();
+        assert!(!shown.contains("super-secret"));
+        assert!(!shown.contains("hunter2"));
+        assert!(format!("{settings:?}").contains("***"));
+        assert!(!format!("{settings:?}").contains("super-secret"));
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

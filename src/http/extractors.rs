@@ -1,0 +1,241 @@
+//! Extractors: they parse and authenticate, then hand handlers typed values; they do not decide
+//! permissions. Absent credentials mean anonymous; present-but-invalid means 401 (or `null` for
+//! `get-session`, as Better Auth), never a silent anonymous.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    extract::{rejection::JsonRejection, ConnectInfo, FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts, HeaderMap, Method, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{
+    accounts::User,
+    app::AppState,
+    config::origin_of,
+    crypto,
+    error::ApiError,
+    http::cookies::{self, SetCookies},
+    sessions::{self, cookie_cache, ClientInfo, Session},
+};
+
+/// `Json<T>` whose rejections come out as our `{code, message}` errors.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Expected a request with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("INVALID_JSON", "The request body is not valid JSON"),
+        // serde's message names the field and the problem, never echoes the value.
+        JsonRejection::JsonDataError(error) => ApiError::bad_request("VALIDATION_ERROR", error.body_text()),
+        JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large")
+        }
+        other => ApiError::bad_request("INVALID_BODY", other.body_text()),
+    }
+}
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let socket = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let ip = socket.map(|ip| client_ip(ip, &parts.headers, &state.trusted_proxies));
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(ClientInfo { ip: ip.map(|ip| ip.to_string()), user_agent })
+    }
+}
+
+/// The client's IP: the socket peer, unless the peer is a trusted proxy, in which case the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left are client-written).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| entry.trim().parse().ok())
+        .collect();
+    forwarded.into_iter().rev().find(|ip| !trusted_proxies.contains(ip)).unwrap_or(peer)
+}
+
+/// True for methods that change state (CSRF-relevant).
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The request's `Origin`, else its `Referer`'s origin. `Origin: null` yields `None`.
+fn request_origin(headers: &HeaderMap) -> Option<String> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        return origin.to_str().ok().and_then(origin_of);
+    }
+    headers.get(header::REFERER).and_then(|r| r.to_str().ok()).and_then(origin_of)
+}
+
+/// Cookie-authenticated state changes must come from a trusted origin (`Origin`, else `Referer`);
+/// neither header, `null`, or an untrusted one → 403 `INVALID_ORIGIN`.
+pub fn require_trusted_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match request_origin(headers) {
+        Some(origin) if state.is_trusted_origin(&origin) => Ok(()),
+        _ => Err(ApiError::invalid_origin()),
+    }
+}
+
+/// Sign-in and sign-up (no cookie yet): refused only when an `Origin` is present and untrusted
+/// (login CSRF); non-browser clients send none.
+pub fn refuse_untrusted_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN) {
+        None => Ok(()),
+        Some(origin) => match origin.to_str().ok().and_then(origin_of) {
+            Some(origin) if state.is_trusted_origin(&origin) => Ok(()),
+            _ => Err(ApiError::invalid_origin()),
+        },
+    }
+}
+
+/// An authenticated session.
+#[derive(Debug)]
+pub struct SessionAuth {
+    /// The session.
+    pub session: Session,
+    /// Its user.
+    pub user: User,
+    /// Cookies to send back (sliding refresh, refreshed cookie cache).
+    pub set_cookies: SetCookies,
+}
+
+/// What the credentials on a request amount to.
+enum Resolved {
+    /// No credential at all.
+    Anonymous,
+    /// A credential that does not check out (bad signature, unknown, expired, revoked).
+    Invalid { had_cookie: bool },
+    /// A valid session.
+    Valid(SessionAuth),
+}
+
+async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> {
+    let now = state.clock.now();
+    let cookie_value = cookies::get(&parts.headers, &state.cookies.session_token);
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let key = state.keys.cookie.as_slice();
+
+    if let Some(bearer) = bearer {
+        // Bearer session tokens (Better Auth's bearer plugin): the raw token, or the signed cookie value.
+        let token = if bearer.contains('.') { crypto::verify_cookie_value(key, bearer) } else { Some(bearer) };
+        let Some(token) = token else { return Ok(Resolved::Invalid { had_cookie: false }) };
+        let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, None, now).await?;
+        return Ok(match valid {
+            Some(valid) => Resolved::Valid(SessionAuth { session: valid.session, user: valid.user, set_cookies: SetCookies::default() }),
+            None => Resolved::Invalid { had_cookie: false },
+        });
+    }
+
+    let Some(cookie_value) = cookie_value else { return Ok(Resolved::Anonymous) };
+    if is_state_changing(&parts.method) {
+        require_trusted_origin(state, &parts.headers)?;
+    }
+    let Some(token) = crypto::verify_cookie_value(key, &cookie_value) else {
+        return Ok(Resolved::Invalid { had_cookie: true });
+    };
+    let cache_enabled = state.policy.cache_max_age > 0;
+    let disable_cache = parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "disableCookieCache=true"));
+    let cache_value = if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
+    let cache = cache_value.as_deref().map(|value| (state.keys.cache.as_slice(), value));
+    let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, cache, now).await?;
+    let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };
+
+    let mut set_cookies = Vec::new();
+    if valid.refreshed {
+        let max_age = (valid.session.expires_at - now) / 1000;
+        set_cookies.push(state.cookies.set(&state.cookies.session_token, &cookie_value, Some(max_age)));
+    }
+    if cache_enabled && !valid.from_cache {
+        set_cookies.push(session_data_cookie(state, &valid.session, &valid.user, token, now));
+    }
+    Ok(Resolved::Valid(SessionAuth { session: valid.session, user: valid.user, set_cookies: SetCookies(set_cookies) }))
+}
+
+/// A fresh `session_data` cookie for a session just read from the DB.
+pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, token: &str, now: i64) -> String {
+    let cached = cookie_cache::Cached {
+        session: session.clone(),
+        user: user.clone(),
+        token_hash: sessions::token_hash(token),
+        expires_at: now + state.policy.cache_max_age,
+    };
+    let value = cookie_cache::encode(&state.keys.cache, &cached);
+    state.cookies.set(&state.cookies.session_data, &value, Some(state.policy.cache_max_age / 1000))
+}
+
+impl FromRequestParts<AppState> for SessionAuth {
+    type Rejection = ApiError;
+
+    /// 401 `UNAUTHORIZED` unless a valid session is presented.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match resolve(parts, state).await? {
+            Resolved::Valid(auth) => Ok(auth),
+            Resolved::Anonymous | Resolved::Invalid { .. } => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// An optional session: `None` when absent or invalid, with cookies to clear in the latter case.
+pub struct MaybeSession {
+    /// The session, if valid.
+    pub auth: Option<SessionAuth>,
+    /// True if the request carried a session cookie that did not check out: clear it.
+    pub clear_cookies: bool,
+}
+
+impl FromRequestParts<AppState> for MaybeSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(match resolve(parts, state).await? {
+            Resolved::Valid(auth) => MaybeSession { auth: Some(auth), clear_cookies: false },
+            Resolved::Anonymous => MaybeSession { auth: None, clear_cookies: false },
+            Resolved::Invalid { had_cookie } => MaybeSession { auth: None, clear_cookies: had_cookie },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        assert_eq!(client_ip(proxy, &headers, &[]), proxy);
+        assert_eq!(client_ip(proxy, &headers, &[proxy]), "203.0.113.7".parse::<IpAddr>().unwrap());
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(client_ip(other, &headers, &[proxy]), other);
+    }
+}

@@ -1,0 +1,133 @@
+//! The HTTP layer: route constants, the root router (each capability owns its routes; the root only
+//! merges and layers), and the cross-cutting middleware.
+//!
+//! Layer order, outermost first: request id → trace span → propagate request id → CORS → timeout →
+//! JSON-only bodies → body limit → metrics (per matched route) → handlers.
+
+pub mod cookies;
+pub mod extractors;
+pub mod ops;
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{header, HeaderName, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{app::AppState, error::ApiError, telemetry};
+
+/// Route paths, shared by the router, the OpenAPI document and the tests.
+pub mod paths {
+    /// `POST` sign-up with email and password.
+    pub const SIGN_UP_EMAIL: &str = "/api/auth/sign-up/email";
+    /// `POST` sign-in with email and password.
+    pub const SIGN_IN_EMAIL: &str = "/api/auth/sign-in/email";
+    /// `POST` sign-out.
+    pub const SIGN_OUT: &str = "/api/auth/sign-out";
+    /// `GET` the current session.
+    pub const GET_SESSION: &str = "/api/auth/get-session";
+    /// `GET` the user's sessions.
+    pub const LIST_SESSIONS: &str = "/api/auth/list-sessions";
+    /// `POST` revoke one session.
+    pub const REVOKE_SESSION: &str = "/api/auth/revoke-session";
+    /// `POST` revoke all sessions.
+    pub const REVOKE_SESSIONS: &str = "/api/auth/revoke-sessions";
+    /// `POST` revoke all other sessions.
+    pub const REVOKE_OTHER_SESSIONS: &str = "/api/auth/revoke-other-sessions";
+    /// `GET` the session in a `{success, data}` envelope.
+    pub const API_SESSION: &str = "/api/session";
+    /// `GET` debug view (only with `debug_endpoints`).
+    pub const DEBUG_SESSION: &str = "/debug/session";
+    /// `GET` liveness.
+    pub const HEALTHZ: &str = "/healthz";
+    /// `GET` readiness (DB reachable).
+    pub const READYZ: &str = "/readyz";
+    /// `GET` Prometheus metrics.
+    pub const METRICS: &str = "/metrics";
+    /// `GET` the OpenAPI document.
+    pub const OPENAPI: &str = "/openapi.json";
+}
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Longest a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let debug = state.settings.debug_endpoints;
+    let request_id = HeaderName::from_static("x-request-id");
+    let cors = cors_layer(&state.settings.cors_origins);
+    Router::new()
+        .merge(crate::accounts::routes::router())
+        .merge(crate::sessions::routes::router(debug))
+        .merge(ops::router())
+        .route_layer(middleware::from_fn(record_metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), require_json_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(cors)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
+        .layer(SetRequestIdLayer::new(request_id, telemetry::RandomRequestId))
+        .fallback(|| async { ApiError::not_found("No such endpoint") })
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("x-api-key"), HeaderName::from_static("x-tenant-id")])
+        .max_age(Duration::from_secs(600))
+}
+
+/// JSON endpoints refuse bodies that are not `application/json` (no CSRF through simple form posts):
+/// a state-changing request with a body and another content type gets 415 before any handler runs.
+async fn require_json_body(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let has_body = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map_or(request.headers().contains_key(header::TRANSFER_ENCODING), |len| len != "0");
+        let is_json = content_type.is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        });
+        if (content_type.is_some() || has_body) && !is_json {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Expected a request with Content-Type: application/json",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Request count and latency per matched route.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("latchkey_http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("latchkey_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,110 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document
+//! (DESIGN.md "Cross-cutting").
+
+use std::sync::OnceLock;
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::IntoResponse,
+    routing::get,
+    Json, Router,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use super::paths;
+use crate::{app::AppState, error::ApiError};
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::HEALTHZ, get(healthz))
+        .route(paths::READYZ, get(readyz))
+        .route(paths::METRICS, get(metrics_text))
+        .route(paths::OPENAPI, get(openapi_json))
+}
+
+/// The process-wide Prometheus recorder (metrics macros use one global recorder; installed once).
+pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("duration_seconds".into()),
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+        )?
+        .build_recorder();
+    let handle = recorder.handle();
+    // Another thread may have won the race; then its recorder is the global one.
+    if metrics::set_global_recorder(recorder).is_err() {
+        return HANDLE.get().cloned().ok_or_else(|| anyhow::anyhow!("a different metrics recorder is installed"));
+    }
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// `{status}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = paths::HEALTHZ, tag = "ops", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = paths::READYZ, tag = "ops",
+    responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    match state.db.ping().await {
+        Ok(()) => Ok(Json(Health { status: "ok" })),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "Database unreachable"))
+        }
+    }
+}
+
+/// Prometheus text: requests and latency by route, sign-in outcomes, DB pool, revoked-session set.
+#[utoipa::path(get, path = paths::METRICS, tag = "ops", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let (size, idle) = state.db.pool_stats();
+    metrics::gauge!("latchkey_db_pool_connections", "state" => "open").set(f64::from(size));
+    metrics::gauge!("latchkey_db_pool_connections", "state" => "idle").set(idle as f64);
+    metrics::gauge!("latchkey_revoked_sessions_cached").set(state.revoked.len() as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// The OpenAPI 3 document of every endpoint, generated from the handlers' annotations.
+#[utoipa::path(get, path = paths::OPENAPI, tag = "ops", responses((status = 200, content_type = "application/json")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey", description = "Authentication server: accounts and cookie sessions (Better Auth-compatible)."),
+    paths(
+        crate::accounts::routes::sign_up_email,
+        crate::accounts::routes::sign_in_email,
+        crate::sessions::routes::sign_out,
+        crate::sessions::routes::get_session,
+        crate::sessions::routes::list_sessions,
+        crate::sessions::routes::revoke_session,
+        crate::sessions::routes::revoke_sessions,
+        crate::sessions::routes::revoke_other_sessions,
+        crate::sessions::routes::api_session,
+        crate::sessions::routes::debug_session,
+        healthz, readyz, metrics_text, openapi_json,
+    ),
+    components(schemas(crate::error::ErrorBody))
+)]
+pub struct ApiDoc;

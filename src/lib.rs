@@ -1,0 +1,20 @@
+//! Latchkey: one small, fast, secure authentication server (see `../shared/DESIGN.md`).
+//!
+//! Reading order: `app` (state and start-up), `http` (router, layers, extractors), then the
+//! capabilities (`accounts`, `sessions`), then the core they stand on (`crypto`, `storage`, `config`).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![warn(missing_docs)]
+
+pub mod accounts;
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod rate_limit;
+pub mod sessions;
+pub mod storage;
+pub mod telemetry;

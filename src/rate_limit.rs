@@ -1,0 +1,120 @@
+//! Fixed-window rate limits per key (IP or email), in memory on each node (DESIGN.md "Cross-cutting").
+//!
+//! Two uses: `hit` counts every attempt and refuses past the limit (per-IP limits); `check` + `record`
+//! refuse once enough *failures* were recorded (per-email sign-in failures). A refusal carries the
+//! seconds until the window ends, for `Retry-After`.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use crate::{clock::Millis, config::RateLimitSettings};
+
+/// One limit: at most `max` events per `window` ms per key.
+#[derive(Debug)]
+pub struct Limiter {
+    max: u32,
+    window: Millis,
+    windows: Mutex<HashMap<String, (Millis, u32)>>,
+}
+
+impl Limiter {
+    /// A limiter allowing `max` events per `window_secs`.
+    pub fn new(max: u32, window_secs: u64) -> Limiter {
+        let window = i64::try_from(window_secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000).max(1);
+        Limiter { max, window, windows: Mutex::new(HashMap::new()) }
+    }
+
+    fn retry_after(&self, start: Millis, now: Millis) -> u64 {
+        u64::try_from((start + self.window - now + 999) / 1000).unwrap_or(1).max(1)
+    }
+
+    /// Counts one event for `key`; `Err(retry_after_secs)` if that exceeds the limit.
+    pub fn hit(&self, key: &str, now: Millis) -> Result<(), u64> {
+        let Ok(mut windows) = self.windows.lock() else { return Ok(()) };
+        let entry = windows.entry(key.to_owned()).or_insert((now, 0));
+        if now - entry.0 >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.max {
+            return Err(self.retry_after(entry.0, now));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// `Err(retry_after_secs)` if `key` already reached the limit in its window; counts nothing.
+    pub fn check(&self, key: &str, now: Millis) -> Result<(), u64> {
+        let Ok(windows) = self.windows.lock() else { return Ok(()) };
+        match windows.get(key) {
+            Some(&(start, count)) if now - start < self.window && count >= self.max => {
+                Err(self.retry_after(start, now))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one event for `key` (a failure), without refusing.
+    pub fn record(&self, key: &str, now: Millis) {
+        let _ = self.hit(key, now);
+    }
+
+    /// Forgets windows that have ended.
+    pub fn prune(&self, now: Millis) {
+        if let Ok(mut windows) = self.windows.lock() {
+            windows.retain(|_, (start, _)| now - *start < self.window);
+        }
+    }
+}
+
+/// The limits of the sign-in and sign-up endpoints.
+#[derive(Debug)]
+pub struct RateLimits {
+    /// Sign-in attempts per IP.
+    pub sign_in_ip: Limiter,
+    /// Sign-in failures per email.
+    pub sign_in_email: Limiter,
+    /// Sign-ups per IP.
+    pub sign_up_ip: Limiter,
+}
+
+impl RateLimits {
+    /// Builds the limiters from configuration.
+    pub fn new(settings: &RateLimitSettings) -> RateLimits {
+        RateLimits {
+            sign_in_ip: Limiter::new(settings.sign_in_per_ip, settings.sign_in_ip_window),
+            sign_in_email: Limiter::new(settings.sign_in_failures_per_email, settings.sign_in_email_window),
+            sign_up_ip: Limiter::new(settings.sign_up_per_ip, settings.sign_up_ip_window),
+        }
+    }
+
+    /// Forgets ended windows (maintenance task).
+    pub fn prune(&self, now: Millis) {
+        self.sign_in_ip.prune(now);
+        self.sign_in_email.prune(now);
+        self.sign_up_ip.prune(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_refuses_past_the_limit_until_the_window_ends() {
+        let limiter = Limiter::new(2, 60);
+        assert!(limiter.hit("ip", 0).is_ok());
+        assert!(limiter.hit("ip", 1).is_ok());
+        assert_eq!(limiter.hit("ip", 1_000), Err(59));
+        assert!(limiter.hit("other", 1_000).is_ok());
+        assert!(limiter.hit("ip", 60_000).is_ok());
+    }
+
+    #[test]
+    fn check_refuses_only_after_recorded_failures() {
+        let limiter = Limiter::new(2, 900);
+        assert!(limiter.check("a@example.com", 0).is_ok());
+        limiter.record("a@example.com", 0);
+        limiter.record("a@example.com", 0);
+        assert_eq!(limiter.check("a@example.com", 0), Err(900));
+        assert!(limiter.check("a@example.com", 900_000).is_ok());
+    }
+}

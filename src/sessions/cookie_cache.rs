@@ -1,0 +1,96 @@
+//! The `session_data` cookie: a signed, expiring copy of `{session, user}` so a session check within its
+//! max-age reads no database (DESIGN.md "Capability 1", Better Auth's `cookieCache`).
+//!
+//! Format: `base64url(JSON).base64url(HMAC-SHA256(cache key, base64url(JSON)))`. The payload is bound to
+//! the session token (by the token's hash) so it cannot be paired with another session's token cookie.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use serde::{Deserialize, Serialize};
+
+use crate::{accounts::User, clock::Millis, crypto};
+
+use super::Session;
+
+/// A verified cache entry.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Cached {
+    /// The session as of when the cookie was issued.
+    pub session: Session,
+    /// The user as of when the cookie was issued.
+    pub user: User,
+    /// SHA-256 (hex) of the session token this entry belongs to.
+    pub token_hash: String,
+    /// The cookie is worthless after this instant (unix ms).
+    pub expires_at: Millis,
+}
+
+/// Encodes and signs a cache entry.
+pub fn encode(key: &[u8], cached: &Cached) -> String {
+    let json = serde_json::to_vec(cached).unwrap_or_default();
+    let payload = URL_SAFE_NO_PAD.encode(json);
+    let tag = URL_SAFE_NO_PAD.encode(crypto::hmac_sha256(key, payload.as_bytes()));
+    format!("{payload}.{tag}")
+}
+
+/// Verifies and decodes a cache entry for `token_hash`, if it is authentic, unexpired and for that token.
+pub fn decode(key: &[u8], value: &str, token_hash: &str, now: Millis) -> Option<Cached> {
+    let (payload, tag) = value.split_once('.')?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    if !crypto::hmac_sha256_verify(key, payload.as_bytes(), &tag) {
+        return None;
+    }
+    let cached: Cached = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let for_this_token = crypto::constant_time_eq(cached.token_hash.as_bytes(), token_hash.as_bytes());
+    (for_this_token && cached.expires_at > now).then_some(cached)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(expires_at: Millis) -> Cached {
+        let user = User {
+            id: "usr_1".into(),
+            email: "a@example.com".into(),
+            name: "A".into(),
+            image: None,
+            email_verified: false,
+            role: "user".into(),
+            created_at: 1,
+            updated_at: 1,
+        };
+        let session = Session {
+            id: "ses_1".into(),
+            user_id: "usr_1".into(),
+            expires_at: 10_000_000,
+            ip_address: None,
+            user_agent: None,
+            active_organization_id: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        Cached { session, user, token_hash: "th".into(), expires_at }
+    }
+
+    #[test]
+    fn round_trips_within_max_age_only() {
+        let key = [7u8; 32];
+        let value = encode(&key, &sample(5_000));
+        assert!(decode(&key, &value, "th", 4_999).is_some());
+        assert!(decode(&key, &value, "th", 5_000).is_none());
+    }
+
+    #[test]
+    fn refuses_tampering_another_key_and_another_token() {
+        let key = [7u8; 32];
+        let value = encode(&key, &sample(5_000));
+        assert!(decode(&[8u8; 32], &value, "th", 0).is_none());
+        assert!(decode(&key, &value, "other", 0).is_none());
+        let (payload, tag) = value.split_once('.').unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        json["user"]["role"] = "admin".into();
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json).unwrap()));
+        assert!(decode(&key, &forged, "th", 0).is_none());
+    }
+}

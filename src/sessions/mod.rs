@@ -1,0 +1,271 @@
+//! Capability 1, sessions: creation, validation with sliding expiry, the cookie cache and revocation
+//! (DESIGN.md "Capability 1").
+//!
+//! The DB stores only the SHA-256 of a session token. A check first tries the signed `session_data`
+//! cookie (no DB read), unless the session was revoked within the cache window; otherwise it reads the
+//! session, refuses it if expired (and deletes it), and slides its expiry when it is due.
+
+pub mod cookie_cache;
+pub mod revoked;
+pub mod routes;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    accounts::User,
+    clock::{iso8601, Millis},
+    config::{Secret, SessionSettings},
+    crypto,
+    storage::{notify, Db, StorageError},
+};
+use revoked::RevokedSessions;
+
+/// A session as stored (without its token hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Session {
+    /// `ses_…`; also the opaque revocation handle clients see as `token`.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Unix ms; the session is refused from this instant.
+    pub expires_at: Millis,
+    /// Client IP at sign-in.
+    pub ip_address: Option<String>,
+    /// Client user agent at sign-in.
+    pub user_agent: Option<String>,
+    /// Active organization (capability 2).
+    pub active_organization_id: Option<String>,
+    /// Sign-in time, unix ms: the absolute lifetime counts from here.
+    pub created_at: Millis,
+    /// Last refresh, unix ms.
+    pub updated_at: Millis,
+}
+
+/// The JSON shape of a session (Better Auth's, camelCase; `token` is the revocation handle, never the
+/// raw token).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// Session id.
+    pub id: String,
+    /// Opaque revocation handle for `revoke-session`.
+    pub token: String,
+    /// Owner id.
+    pub user_id: String,
+    /// ISO 8601.
+    pub expires_at: String,
+    /// IP address at sign-in.
+    pub ip_address: Option<String>,
+    /// User agent at sign-in.
+    pub user_agent: Option<String>,
+    /// Active organization id.
+    pub active_organization_id: Option<String>,
+    /// ISO 8601.
+    pub created_at: String,
+    /// ISO 8601.
+    pub updated_at: String,
+}
+
+impl From<&Session> for SessionView {
+    fn from(session: &Session) -> Self {
+        SessionView {
+            id: session.id.clone(),
+            token: session.id.clone(),
+            user_id: session.user_id.clone(),
+            expires_at: iso8601(session.expires_at),
+            ip_address: session.ip_address.clone(),
+            user_agent: session.user_agent.clone(),
+            active_organization_id: session.active_organization_id.clone(),
+            created_at: iso8601(session.created_at),
+            updated_at: iso8601(session.updated_at),
+        }
+    }
+}
+
+/// Session lifetimes in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Lifetime from the last refresh.
+    pub expires_in: Millis,
+    /// Refresh once the last refresh is this old.
+    pub update_age: Millis,
+    /// Hard cap from sign-in.
+    pub absolute_lifetime: Millis,
+    /// Cookie cache max-age (0: off).
+    pub cache_max_age: Millis,
+}
+
+/// Lifetime of a session created with `rememberMe: false` (Better Auth: one day, browser-session cookie).
+pub const SHORT_SESSION: Millis = 86_400_000;
+
+impl From<&SessionSettings> for Policy {
+    fn from(s: &SessionSettings) -> Self {
+        let ms = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+        Policy {
+            expires_in: ms(s.expires_in),
+            update_age: ms(s.update_age),
+            absolute_lifetime: ms(s.absolute_lifetime),
+            cache_max_age: ms(s.cookie_cache_max_age),
+        }
+    }
+}
+
+impl Policy {
+    /// Sliding expiry: the new expiry if `session` is due for a refresh at `now`, else `None`. Due when
+    /// the last refresh is at least `update_age` old and the refresh would actually extend the session,
+    /// which never passes `created_at + absolute_lifetime`.
+    pub fn refresh(&self, session: &Session, now: Millis) -> Option<Millis> {
+        let cap = session.created_at.saturating_add(self.absolute_lifetime);
+        let extended = now.saturating_add(self.expires_in).min(cap);
+        (now - session.updated_at >= self.update_age && extended > session.expires_at).then_some(extended)
+    }
+
+    /// True if the session can no longer be used at `now`.
+    pub fn is_expired(&self, session: &Session, now: Millis) -> bool {
+        now >= session.expires_at || now >= session.created_at.saturating_add(self.absolute_lifetime)
+    }
+}
+
+/// Who is signing in, from where.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    /// Client IP (socket, or X-Forwarded-For through a trusted proxy).
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+}
+
+/// The SHA-256 stored for a token.
+pub fn token_hash(token: &str) -> String {
+    crypto::sha256_hex(token.as_bytes())
+}
+
+/// Starts a new session for `user_id` (always a new one: no fixation). Returns the raw token, shown to
+/// the client once, and the session.
+pub async fn create(
+    db: &Db,
+    policy: &Policy,
+    user_id: &str,
+    client: &ClientInfo,
+    remember_me: bool,
+    now: Millis,
+) -> Result<(Secret, Session), StorageError> {
+    // 32 alphanumeric characters, as Better Auth (~190 bits).
+    let token = crypto::random_alphanumeric(32);
+    let lifetime = if remember_me { policy.expires_in } else { SHORT_SESSION.min(policy.expires_in) };
+    let session = Session {
+        id: crypto::new_id("ses"),
+        user_id: user_id.to_owned(),
+        expires_at: now + lifetime,
+        ip_address: client.ip.clone(),
+        user_agent: client.user_agent.as_ref().map(|ua| ua.chars().take(512).collect()),
+        active_organization_id: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store::insert(db, &session, &token_hash(&token)).await?;
+    Ok((Secret::new(token), session))
+}
+
+/// A session that passed its check.
+#[derive(Debug)]
+pub struct Valid {
+    /// The session (with its new expiry if it was just refreshed).
+    pub session: Session,
+    /// Its user.
+    pub user: User,
+    /// True if the answer came from the cookie cache, without a DB read.
+    pub from_cache: bool,
+    /// True if the expiry just slid: the session cookie must be re-issued.
+    pub refreshed: bool,
+}
+
+/// Checks a raw session token, from the cookie cache when allowed and valid, else from the DB.
+pub async fn validate(
+    db: &Db,
+    policy: &Policy,
+    revoked: &RevokedSessions,
+    token: &str,
+    cache: Option<(&[u8], &str)>,
+    now: Millis,
+) -> Result<Option<Valid>, StorageError> {
+    let hash = token_hash(token);
+    if let Some((key, value)) = cache {
+        if let Some(cached) = cookie_cache::decode(key, value, &hash, now) {
+            let usable = !revoked.contains(&cached.session.id)
+                && !policy.is_expired(&cached.session, now)
+                && policy.refresh(&cached.session, now).is_none();
+            if usable {
+                return Ok(Some(Valid { session: cached.session, user: cached.user, from_cache: true, refreshed: false }));
+            }
+        }
+    }
+    let Some((mut session, user)) = store::find_by_token_hash(db, &hash).await? else { return Ok(None) };
+    if policy.is_expired(&session, now) {
+        store::delete(db, &session.id).await?;
+        return Ok(None);
+    }
+    let mut refreshed = false;
+    if let Some(expires_at) = policy.refresh(&session, now) {
+        store::extend(db, &session.id, expires_at, now).await?;
+        session.expires_at = expires_at;
+        session.updated_at = now;
+        refreshed = true;
+    }
+    Ok(Some(Valid { session, user, from_cache: false, refreshed }))
+}
+
+/// Revokes sessions: deletes them, records the revocation, refuses their cached cookies on this node at
+/// once and tells the other nodes.
+pub async fn revoke(db: &Db, revoked: &RevokedSessions, ids: &[String], now: Millis) -> Result<(), StorageError> {
+    store::revoke(db, ids, now).await?;
+    for id in ids {
+        revoked.insert(id, now);
+        notify::publish(db, &format!("{}{id}", revoked::EVENT_PREFIX)).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Millis = 86_400_000;
+
+    fn policy() -> Policy {
+        Policy { expires_in: 30 * DAY, update_age: 7 * DAY, absolute_lifetime: 90 * DAY, cache_max_age: 300_000 }
+    }
+
+    fn session(created_at: Millis, updated_at: Millis, expires_at: Millis) -> Session {
+        Session {
+            id: "ses_x".into(),
+            user_id: "usr_x".into(),
+            expires_at,
+            ip_address: None,
+            user_agent: None,
+            active_organization_id: None,
+            created_at,
+            updated_at,
+        }
+    }
+
+    #[test]
+    fn a_fresh_session_is_not_refreshed() {
+        assert_eq!(policy().refresh(&session(0, 0, 30 * DAY), 6 * DAY), None);
+    }
+
+    #[test]
+    fn a_session_older_than_update_age_slides_to_expires_in_from_now() {
+        assert_eq!(policy().refresh(&session(0, 0, 30 * DAY), 8 * DAY), Some(38 * DAY));
+    }
+
+    #[test]
+    fn sliding_never_passes_the_absolute_lifetime() {
+        let s = session(0, 70 * DAY, 88 * DAY);
+        assert_eq!(policy().refresh(&s, 80 * DAY), Some(90 * DAY));
+        let capped = session(0, 80 * DAY, 90 * DAY);
+        assert_eq!(policy().refresh(&capped, 89 * DAY), None);
+        assert!(policy().is_expired(&capped, 90 * DAY));
+    }
+}

@@ -1,0 +1,233 @@
+//! Session endpoints (Better Auth shapes): sign-out, get-session, list/revoke, `/api/session` and
+//! `/debug/session`.
+
+use axum::{
+    extract::State,
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{SessionView, store};
+use crate::{
+    accounts::UserView,
+    app::AppState,
+    audit::{self, AuditEvent},
+    error::ApiError,
+    http::{
+        cookies::SetCookies,
+        extractors::{ApiJson, MaybeSession, SessionAuth},
+        paths,
+    },
+};
+
+/// The routes of this capability (`/debug/session` only when `debug_endpoints` is on).
+pub fn router(debug_endpoints: bool) -> Router<AppState> {
+    let router = Router::new()
+        .route(paths::SIGN_OUT, post(sign_out))
+        .route(paths::GET_SESSION, get(get_session))
+        .route(paths::LIST_SESSIONS, get(list_sessions))
+        .route(paths::REVOKE_SESSION, post(revoke_session))
+        .route(paths::REVOKE_SESSIONS, post(revoke_sessions))
+        .route(paths::REVOKE_OTHER_SESSIONS, post(revoke_other_sessions))
+        .route(paths::API_SESSION, get(api_session));
+    if debug_endpoints {
+        router.route(paths::DEBUG_SESSION, get(debug_session))
+    } else {
+        router
+    }
+}
+
+/// `{session, user}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionWithUser {
+    /// The session (its `token` is a revocation handle).
+    pub session: SessionView,
+    /// The user.
+    pub user: UserView,
+}
+
+/// `{success: true}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SuccessResponse {
+    /// Always true.
+    pub success: bool,
+}
+
+/// `{status: true}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatusResponse {
+    /// Always true.
+    pub status: bool,
+}
+
+/// Revoke-session body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RevokeSessionRequest {
+    /// A session's revocation handle (`session.token` from list-sessions) or a raw session token.
+    pub token: String,
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Signs out: deletes the session and expires the cookies. A cookie-authenticated call needs a trusted
+/// origin. Without a valid session it still clears the cookies.
+#[utoipa::path(post, path = paths::SIGN_OUT, tag = "sessions",
+    responses((status = 200, body = SuccessResponse), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn sign_out(State(state): State<AppState>, maybe: MaybeSession) -> Result<Response, ApiError> {
+    if let Some(auth) = maybe.auth {
+        super::revoke(&state.db, &state.revoked, std::slice::from_ref(&auth.session.id), state.clock.now()).await?;
+        audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: 1, reason: "sign_out" });
+    }
+    Ok(no_store((state.cookies.clear_session(), Json(SuccessResponse { success: true })).into_response()))
+}
+
+/// The current session and user, or `null` (200) when signed out. Served from the signed cookie cache
+/// within its max-age unless `?disableCookieCache=true`.
+#[utoipa::path(get, path = paths::GET_SESSION, tag = "sessions",
+    params(("disableCookieCache" = Option<bool>, Query, description = "Force a database read")),
+    responses((status = 200, body = Option<SessionWithUser>)))]
+pub async fn get_session(maybe: MaybeSession, State(state): State<AppState>) -> Response {
+    let response = match maybe.auth {
+        Some(auth) => {
+            let body = SessionWithUser { session: SessionView::from(&auth.session), user: UserView::from(&auth.user) };
+            (auth.set_cookies, Json(Some(body))).into_response()
+        }
+        None if maybe.clear_cookies => (state.cookies.clear_session(), Json(None::<SessionWithUser>)).into_response(),
+        None => Json(None::<SessionWithUser>).into_response(),
+    };
+    no_store(response)
+}
+
+/// The signed-in user's sessions.
+#[utoipa::path(get, path = paths::LIST_SESSIONS, tag = "sessions",
+    responses((status = 200, body = Vec<SessionView>), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list_sessions(State(state): State<AppState>, auth: SessionAuth) -> Result<Response, ApiError> {
+    let sessions = store::list_for_user(&state.db, &auth.user.id, state.clock.now()).await?;
+    let views: Vec<SessionView> = sessions.iter().map(SessionView::from).collect();
+    Ok(no_store((auth.set_cookies, Json(views)).into_response()))
+}
+
+/// Revokes one of the user's own sessions, by handle or raw token. Another user's session, or an unknown
+/// one, is 404.
+#[utoipa::path(post, path = paths::REVOKE_SESSION, tag = "sessions", request_body = RevokeSessionRequest,
+    responses((status = 200, body = StatusResponse), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+    ApiJson(body): ApiJson<RevokeSessionRequest>,
+) -> Result<(SetCookies, Json<StatusResponse>), ApiError> {
+    let target = if body.token.starts_with("ses_") {
+        store::find_by_id(&state.db, &body.token).await?
+    } else {
+        store::find_by_token_hash(&state.db, &super::token_hash(&body.token)).await?.map(|(session, _)| session)
+    };
+    let target = target.filter(|session| session.user_id == auth.user.id).ok_or_else(|| ApiError::not_found("Session not found"))?;
+    super::revoke(&state.db, &state.revoked, std::slice::from_ref(&target.id), state.clock.now()).await?;
+    audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: 1, reason: "revoke_session" });
+    let cookies = if target.id == auth.session.id { state.cookies.clear_session() } else { auth.set_cookies };
+    Ok((cookies, Json(StatusResponse { status: true })))
+}
+
+/// Revokes all of the user's sessions, this one included, and clears the cookies.
+#[utoipa::path(post, path = paths::REVOKE_SESSIONS, tag = "sessions",
+    responses((status = 200, body = StatusResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn revoke_sessions(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+) -> Result<(SetCookies, Json<StatusResponse>), ApiError> {
+    let ids = store::ids_for_user(&state.db, &auth.user.id).await?;
+    super::revoke(&state.db, &state.revoked, &ids, state.clock.now()).await?;
+    audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: ids.len(), reason: "revoke_sessions" });
+    Ok((state.cookies.clear_session(), Json(StatusResponse { status: true })))
+}
+
+/// Revokes all of the user's sessions except this one.
+#[utoipa::path(post, path = paths::REVOKE_OTHER_SESSIONS, tag = "sessions",
+    responses((status = 200, body = StatusResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+) -> Result<(SetCookies, Json<StatusResponse>), ApiError> {
+    let mut ids = store::ids_for_user(&state.db, &auth.user.id).await?;
+    ids.retain(|id| *id != auth.session.id);
+    super::revoke(&state.db, &state.revoked, &ids, state.clock.now()).await?;
+    audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: ids.len(), reason: "revoke_other_sessions" });
+    Ok((auth.set_cookies, Json(StatusResponse { status: true })))
+}
+
+/// `{id, expiresAt}` of the session in the `/api/session` envelope.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    /// Session id.
+    pub id: String,
+    /// ISO 8601.
+    pub expires_at: String,
+}
+
+/// `data` of the `/api/session` envelope.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionData {
+    /// The user.
+    pub user: UserView,
+    /// The session summary.
+    pub session: SessionSummary,
+}
+
+/// `{success: true, data}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiSessionResponse {
+    /// Always true.
+    pub success: bool,
+    /// The session, or null when signed out.
+    pub data: Option<SessionData>,
+}
+
+/// The session in the `{success, data}` envelope; `data: null` when signed out.
+#[utoipa::path(get, path = paths::API_SESSION, tag = "sessions", responses((status = 200, body = ApiSessionResponse)))]
+pub async fn api_session(maybe: MaybeSession, State(state): State<AppState>) -> Response {
+    let response = match maybe.auth {
+        Some(auth) => {
+            let data = SessionData {
+                user: UserView::from(&auth.user),
+                session: SessionSummary { id: auth.session.id.clone(), expires_at: crate::clock::iso8601(auth.session.expires_at) },
+            };
+            (auth.set_cookies, Json(ApiSessionResponse { success: true, data: Some(data) })).into_response()
+        }
+        None if maybe.clear_cookies => {
+            (state.cookies.clear_session(), Json(ApiSessionResponse { success: true, data: None })).into_response()
+        }
+        None => Json(ApiSessionResponse { success: true, data: None }).into_response(),
+    };
+    no_store(response)
+}
+
+/// `{user, session, org}` for debugging (only with `debug_endpoints = true`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DebugSessionResponse {
+    /// The user.
+    pub user: UserView,
+    /// The session.
+    pub session: SessionView,
+    /// The active organization id (organizations arrive with capability 2).
+    pub org: Option<String>,
+}
+
+/// The resolved identity, for debugging. Requires a session.
+#[utoipa::path(get, path = paths::DEBUG_SESSION, tag = "debug",
+    responses((status = 200, body = DebugSessionResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn debug_session(auth: SessionAuth) -> Response {
+    let body = DebugSessionResponse {
+        user: UserView::from(&auth.user),
+        session: SessionView::from(&auth.session),
+        org: auth.session.active_organization_id.clone(),
+    };
+    no_store((auth.set_cookies, Json(body)).into_response())
+}

@@ -1,0 +1,155 @@
+//! SQL of the sessions capability. Sessions are found by the SHA-256 of their token, never the token.
+
+use crate::{
+    accounts::User,
+    clock::Millis,
+    db_run,
+    storage::{Db, StorageError},
+};
+
+use super::Session;
+
+const SESSION_COLUMNS: &str =
+    "id, user_id, expires_at, ip_address, user_agent, active_organization_id, created_at, updated_at";
+
+/// A session joined with its user (one round trip on the hot DB path).
+#[derive(sqlx::FromRow)]
+struct SessionUserRow {
+    #[sqlx(flatten)]
+    session: Session,
+    u_email: String,
+    u_name: String,
+    u_image: Option<String>,
+    u_email_verified: bool,
+    u_role: String,
+    u_created_at: Millis,
+    u_updated_at: Millis,
+}
+
+/// Stores a new session under the hash of its token.
+pub async fn insert(db: &Db, session: &Session, token_hash: &str) -> Result<(), StorageError> {
+    const SQL: &str = "INSERT INTO sessions (id, token_hash, user_id, expires_at, ip_address, user_agent, \
+                       active_organization_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    db_run!(db, |pool| {
+        sqlx::query(SQL)
+            .bind(&session.id)
+            .bind(token_hash)
+            .bind(&session.user_id)
+            .bind(session.expires_at)
+            .bind(&session.ip_address)
+            .bind(&session.user_agent)
+            .bind(&session.active_organization_id)
+            .bind(session.created_at)
+            .bind(session.updated_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// The session with this token hash, with its user.
+pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Session, User)>, StorageError> {
+    const SQL: &str = "SELECT s.id, s.user_id, s.expires_at, s.ip_address, s.user_agent, s.active_organization_id, \
+        s.created_at, s.updated_at, u.email AS u_email, u.name AS u_name, u.image AS u_image, \
+        u.email_verified AS u_email_verified, u.role AS u_role, u.created_at AS u_created_at, \
+        u.updated_at AS u_updated_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
+    let row = db_run!(db, |pool| sqlx::query_as::<_, SessionUserRow>(SQL).bind(token_hash).fetch_optional(pool).await)?;
+    Ok(row.map(|row| {
+        let user = User {
+            id: row.session.user_id.clone(),
+            email: row.u_email,
+            name: row.u_name,
+            image: row.u_image,
+            email_verified: row.u_email_verified,
+            role: row.u_role,
+            created_at: row.u_created_at,
+            updated_at: row.u_updated_at,
+        };
+        (row.session, user)
+    }))
+}
+
+/// The session with this id.
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<Session>, StorageError> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, Session>(&sql).bind(id).fetch_optional(pool).await?))
+}
+
+/// A user's sessions that have not expired, newest first.
+pub async fn list_for_user(db: &Db, user_id: &str, now: Millis) -> Result<Vec<Session>, StorageError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, id"
+    );
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, Session>(&sql).bind(user_id).bind(now).fetch_all(pool).await?))
+}
+
+/// Sliding expiry: moves a session's expiry (and `updated_at`, the last refresh).
+pub async fn extend(db: &Db, id: &str, expires_at: Millis, now: Millis) -> Result<(), StorageError> {
+    const SQL: &str = "UPDATE sessions SET expires_at = $2, updated_at = $3 WHERE id = $1";
+    db_run!(db, |pool| {
+        sqlx::query(SQL).bind(id).bind(expires_at).bind(now).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// Deletes sessions and records their revocation in one transaction, so every node's cookie-cache
+/// guard can learn of it (NOTIFY, reconnect resync or poll).
+pub async fn revoke(db: &Db, ids: &[String], now: Millis) -> Result<(), StorageError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO session_revocations (session_id, revoked_at) VALUES ($1, $2) \
+                 ON CONFLICT (session_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
+/// Ids of the user's sessions (to revoke them all).
+pub async fn ids_for_user(db: &Db, user_id: &str) -> Result<Vec<String>, StorageError> {
+    const SQL: &str = "SELECT id FROM sessions WHERE user_id = $1";
+    db_run!(db, |pool| Ok(sqlx::query_scalar::<_, String>(SQL).bind(user_id).fetch_all(pool).await?))
+}
+
+/// Revocations recorded at or after `since`.
+pub async fn revocations_since(db: &Db, since: Millis) -> Result<Vec<(String, Millis)>, StorageError> {
+    const SQL: &str = "SELECT session_id, revoked_at FROM session_revocations WHERE revoked_at >= $1";
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, (String, Millis)>(SQL).bind(since).fetch_all(pool).await?))
+}
+
+/// Deletes one expired session (found expired on use).
+pub async fn delete(db: &Db, id: &str) -> Result<(), StorageError> {
+    db_run!(db, |pool| {
+        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// Deletes expired sessions and revocation records older than `revocations_before`; returns the
+/// number of sessions removed. Safe to run on several nodes at once.
+pub async fn cleanup(db: &Db, now: Millis, revocations_before: Millis) -> Result<u64, StorageError> {
+    db_run!(db, |pool| {
+        let removed = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(pool).await?;
+        sqlx::query("DELETE FROM session_revocations WHERE revoked_at < $1")
+            .bind(revocations_before)
+            .execute(pool)
+            .await?;
+        Ok(removed.rows_affected())
+    })
+}
+
+/// Number of session rows (all, expired or not), for tests and the admin CLI.
+pub async fn count(db: &Db) -> Result<i64, StorageError> {
+    db_run!(db, |pool| Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions").fetch_one(pool).await?))
+}

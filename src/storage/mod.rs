@@ -1,0 +1,147 @@
+//! Storage: one `Db` over SQLite (embedded default) or PostgreSQL, chosen by URL (DESIGN.md "Architecture").
+//!
+//! SQL is written once with `$1…` placeholders and run on whichever pool through [`db_run!`]; each
+//! capability keeps its queries in its own `store.rs`. Both backends' errors are normalised into
+//! [`StorageError`], so a unique violation becomes the right 4xx at the call site and anything else
+//! stays an opaque 500.
+
+pub mod notify;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    PgPool, SqlitePool,
+};
+
+/// The database pool, one variant per backend.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// The embedded default: one file, WAL, `synchronous=FULL`.
+    Sqlite(SqlitePool),
+    /// Production and multi-node deployments.
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool `$db` holds. The body is compiled once per backend,
+/// so the same SQL string and `FromRow` struct serve both.
+#[macro_export]
+macro_rules! db_run {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::storage::Db::Sqlite($pool) => $body,
+            $crate::storage::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// What can go wrong in storage, with the cases a caller can act on split out.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A UNIQUE constraint refused the write (e.g. an email already taken).
+    #[error("unique constraint violated: {0}")]
+    UniqueViolation(String),
+    /// Anything else: connection lost, bad SQL, pool timeout. Always a 500, never "not found".
+    #[error("database error")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db_error) = &error {
+            if db_error.is_unique_violation() {
+                return StorageError::UniqueViolation(db_error.constraint().unwrap_or_default().to_owned());
+            }
+        }
+        StorageError::Other(error)
+    }
+}
+
+/// Which backend a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://…`
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`
+    Postgres,
+}
+
+impl Backend {
+    /// Reads the scheme of a database URL.
+    pub fn from_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+impl Db {
+    /// Opens the pool named by `url` (creating a SQLite file if missing).
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        match Backend::from_url(url) {
+            Some(Backend::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // An acknowledged write must survive a crash or power loss (DESIGN.md).
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            Some(Backend::Postgres) => {
+                let options = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
+            None => anyhow::bail!("unsupported database URL scheme (expected sqlite:// or postgres://)"),
+        }
+    }
+
+    /// Applies the backend's embedded migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this pool talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A trivial round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        db_run!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(StorageError::from))
+    }
+
+    /// (size, idle) of the pool, for `/metrics`.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        db_run!(self, |pool| (pool.size(), pool.num_idle()))
+    }
+
+    /// Closes every connection (graceful shutdown).
+    pub async fn close(&self) {
+        db_run!(self, |pool| pool.close().await)
+    }
+}

@@ -1,0 +1,54 @@
+//! Logging: a `tracing` subscriber built with an injected writer (so tests can capture or silence it),
+//! JSON lines in production and readable lines in development. Filter from `LATCHKEY_LOG`
+//! (or `RUST_LOG`), default `info`. Request ids are made here and carried as a span field and the
+//! `x-request-id` response header.
+
+use axum::http::{HeaderValue, Request};
+use tower_http::request_id::{MakeRequestId, RequestId};
+use tracing_subscriber::{fmt::MakeWriter, EnvFilter};
+
+use crate::config::{LogFormat, Mode};
+
+/// Installs the global subscriber. Returns an error if one is already installed.
+pub fn init<W>(format: LogFormat, mode: Mode, writer: W) -> anyhow::Result<()>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = std::env::var("LATCHKEY_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = EnvFilter::try_new(filter)?;
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => mode == Mode::Production,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let result = if json { builder.json().try_init() } else { builder.try_init() };
+    result.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Makes request ids: 16 random alphanumeric characters.
+#[derive(Clone, Copy, Default)]
+pub struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&crate::crypto::random_alphanumeric(16)).ok().map(RequestId::new)
+    }
+}
+
+/// The span of one request: method, path (never the query, which may carry secrets) and request id.
+pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}
