@@ -96,15 +96,20 @@ alive() {
   [[ -n $state && $state != Z ]]
 }
 
-# SIGTERM, up to 10 s to exit, then SIGKILL; reaps the child and forgets it.
+# SIGTERM, up to 10 s to exit, then SIGKILL; reaps the child and forgets it. The servers are started
+# with setsid, so each leads its own process group: the group is signalled too, so that nothing a
+# server (or a wrapper script standing in for it) started outlives the run.
 stop_pid() {
-  local pid=$1 i
+  local pid=$1 target=$1 i
+  kill -0 -- "-$pid" 2>/dev/null && target="-$pid"
   if alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -TERM -- "$target" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
-    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    if alive "$pid"; then kill -KILL -- "$target" 2>/dev/null || true; fi
   fi
   wait "$pid" 2>/dev/null || true
+  # Leftover members of the server's own group, if any.
+  if [[ $target == -* ]]; then kill -KILL -- "$target" 2>/dev/null || true; fi
   forget_pid "$pid"
 }
 
@@ -244,7 +249,7 @@ start_server() {
   log "rate limits raised for the benchmark: ${RATE_LIMIT_ENV[*]}"
   # A clean environment and the temp dir as working directory: no stray LATCHKEY_* variable or
   # latchkey.toml changes what is measured.
-  (cd "$TMP" && exec env -i "${envs[@]}" "$SERVER_BIN" serve) >"$SERVER_LOG" 2>&1 &
+  (cd "$TMP" && exec setsid env -i "${envs[@]}" "$SERVER_BIN" serve) >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   wait_http_200 "$SERVER_URL/healthz" "$SERVER_PID" "$SERVER_LOG" 60
@@ -316,7 +321,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   $SUDO apt-get install -y wrk || { $SUDO apt-get update && $SUDO apt-get install -y wrk; } \
     || die "could not install wrk"
 fi
-for tool in curl timeout od; do command -v "$tool" >/dev/null 2>&1 || die "$tool is required"; done
+for tool in curl timeout od setsid; do command -v "$tool" >/dev/null 2>&1 || die "$tool is required"; done
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
@@ -340,7 +345,7 @@ log "wrk settings: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP); sign
 HELLO_PORT=$(pick_port)
 HELLO_LOG="$TMP/hello.log"
 log "starting the hello baseline on 127.0.0.1:$HELLO_PORT"
-HELLO_LISTEN="127.0.0.1:$HELLO_PORT" "$HELLO_BIN" >"$HELLO_LOG" 2>&1 &
+HELLO_LISTEN="127.0.0.1:$HELLO_PORT" setsid "$HELLO_BIN" >"$HELLO_LOG" 2>&1 &
 HELLO_PID=$!
 PIDS+=("$HELLO_PID")
 wait_http_200 "http://127.0.0.1:$HELLO_PORT/" "$HELLO_PID" "$HELLO_LOG" 30

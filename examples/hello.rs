@@ -14,9 +14,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
 async fn main() -> anyhow::Result<()> {
     let listen = std::env::var("HELLO_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.to_owned());
     let app = Router::new().route("/", get(|| async { "hello" }));
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     println!("hello baseline listening on {}", listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -128,9 +128,9 @@ pub fn run() -> ExitCode {
 
 fn init_logs(settings: &Settings, stdout: bool) {
     let result = if stdout {
-        telemetry::init(settings.log_format, settings.env, std::io::stdout)
+        telemetry::init(settings.log_format, settings.env, std::io::stdout().is_terminal(), std::io::stdout)
     } else {
-        telemetry::init(settings.log_format, settings.env, std::io::stderr)
+        telemetry::init(settings.log_format, settings.env, std::io::stderr().is_terminal(), std::io::stderr)
     };
     if let Err(error) = result {
         eprintln!("warning: logging not initialised: {error}");
@@ -211,7 +211,8 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             }
         }
         AdminCommand::RevokeSession { id } => {
-            let session = sessions::store::find_by_id(&db, &id).await?.ok_or_else(|| anyhow::anyhow!("no such session"))?;
+            let session =
+                sessions::store::find_by_id(&db, &id).await?.ok_or_else(|| anyhow::anyhow!("no such session"))?;
             // This process's set is thrown away; running servers learn of the revocation by NOTIFY
             // (PostgreSQL) or their revocation poll (SQLite).
             let revoked = RevokedSessions::new(1);

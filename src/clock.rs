@@ -47,17 +47,12 @@ pub fn system_now() -> Millis {
 
 /// ISO 8601 UTC with millisecond precision, e.g. `2026-11-23T08:35:36.123Z` (DESIGN.md contract details).
 pub fn iso8601(at: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(at)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(at).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `Expires=` value of a cookie (RFC 1123 / IMF-fixdate).
 pub fn http_date(at: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(at)
-        .unwrap_or_default()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
+    chrono::DateTime::from_timestamp_millis(at).unwrap_or_default().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 #[cfg(test)]

@@ -379,7 +379,11 @@ impl fmt::Display for Settings {
         writeln!(f, "cookie_prefix = {:?}", s.cookie_prefix)?;
         let r = &self.rate_limit;
         writeln!(f, "\n[rate_limit]")?;
-        writeln!(f, "sign_in_failures_per_email = {}\nsign_in_email_window = {}", r.sign_in_failures_per_email, r.sign_in_email_window)?;
+        writeln!(
+            f,
+            "sign_in_failures_per_email = {}\nsign_in_email_window = {}",
+            r.sign_in_failures_per_email, r.sign_in_email_window
+        )?;
         writeln!(f, "sign_in_per_ip = {}\nsign_in_ip_window = {}", r.sign_in_per_ip, r.sign_in_ip_window)?;
         writeln!(f, "sign_up_per_ip = {}\nsign_up_ip_window = {}", r.sign_up_per_ip, r.sign_up_ip_window)
     }
@@ -424,11 +428,8 @@ mod tests {
 
     #[test]
     fn production_refuses_missing_secret_and_plain_http() {
-        let settings = Settings {
-            env: Mode::Production,
-            base_url: "http://auth.example.com".into(),
-            ..Settings::default()
-        };
+        let settings =
+            Settings { env: Mode::Production, base_url: "http://auth.example.com".into(), ..Settings::default() };
         let problems = settings.validate().join("\n");
         assert!(problems.contains("LATCHKEY_SECRET is required"), "{problems}");
         assert!(problems.contains("https"), "{problems}");

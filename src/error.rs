@@ -61,7 +61,11 @@ impl ApiError {
     pub fn too_many_requests(retry_after: u64) -> ApiError {
         ApiError {
             retry_after: Some(retry_after.max(1)),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "Too many requests. Please try again later.")
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                "Too many requests. Please try again later.",
+            )
         }
     }
 

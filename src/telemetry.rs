@@ -9,8 +9,8 @@ use tracing_subscriber::{fmt::MakeWriter, EnvFilter};
 
 use crate::config::{LogFormat, Mode};
 
-/// Installs the global subscriber. Returns an error if one is already installed.
-pub fn init<W>(format: LogFormat, mode: Mode, writer: W) -> anyhow::Result<()>
+/// Installs the global subscriber (`ansi`: colour, for terminals). Errors if one is already installed.
+pub fn init<W>(format: LogFormat, mode: Mode, ansi: bool, writer: W) -> anyhow::Result<()>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -23,7 +23,7 @@ where
         LogFormat::Pretty => false,
         LogFormat::Auto => mode == Mode::Production,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi && !json).with_writer(writer);
     let result = if json { builder.json().try_init() } else { builder.try_init() };
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -40,11 +40,7 @@ impl MakeRequestId for RandomRequestId {
 
 /// The span of one request: method, path (never the query, which may carry secrets) and request id.
 pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
+    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
     tracing::info_span!(
         "request",
         method = %request.method(),

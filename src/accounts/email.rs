@@ -55,9 +55,19 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_refused() {
-        for bad in ["", "alice", "alice@", "@example.com", "alice@example", "a b@example.com", "alice@@example.com",
-            "alice@example..com", ".alice@example.com", "alice@-example.com", "alice@example.c"]
-        {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "alice@example",
+            "a b@example.com",
+            "alice@@example.com",
+            "alice@example..com",
+            ".alice@example.com",
+            "alice@-example.com",
+            "alice@example.c",
+        ] {
             assert!(Email::parse(bad).is_none(), "{bad} accepted");
         }
     }

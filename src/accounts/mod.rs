@@ -166,10 +166,9 @@ pub async fn verify_credentials(
     email: &Email,
     password: Secret,
 ) -> Result<User, AccountError> {
-    let user = store::find_user_by_email(db, email.as_str()).await?;
-    let hash = match &user {
-        Some(user) => store::find_password_hash(db, &user.id).await?,
-        None => None,
+    let (user, hash) = match store::find_credential_by_email(db, email.as_str()).await? {
+        Some((user, hash)) => (Some(user), hash),
+        None => (None, None),
     };
     let ok = hasher.verify(password, hash).await?;
     match user {

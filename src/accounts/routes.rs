@@ -27,12 +27,15 @@ impl From<AccountError> for ApiError {
         use AccountError::*;
         match error {
             InvalidEmail => ApiError::bad_request("INVALID_EMAIL", "Invalid email"),
-            PasswordTooShort => ApiError::bad_request("PASSWORD_TOO_SHORT", "Password is too short (minimum 8 characters)"),
-            PasswordTooLong => ApiError::bad_request("PASSWORD_TOO_LONG", "Password is too long (maximum 128 characters)"),
-            PasswordCompromised => ApiError::bad_request(
-                "PASSWORD_COMPROMISED",
-                "This password is too common. Please choose another one.",
-            ),
+            PasswordTooShort => {
+                ApiError::bad_request("PASSWORD_TOO_SHORT", "Password is too short (minimum 8 characters)")
+            }
+            PasswordTooLong => {
+                ApiError::bad_request("PASSWORD_TOO_LONG", "Password is too long (maximum 128 characters)")
+            }
+            PasswordCompromised => {
+                ApiError::bad_request("PASSWORD_COMPROMISED", "This password is too common. Please choose another one.")
+            }
             InvalidName => ApiError::bad_request("VALIDATION_ERROR", "Name or image is too long"),
             UserAlreadyExists => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

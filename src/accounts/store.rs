@@ -1,6 +1,9 @@
 //! SQL of the accounts capability: users and their credential accounts.
 
-use crate::{db_run, storage::{Db, StorageError}};
+use crate::{
+    db_run,
+    storage::{Db, StorageError},
+};
 
 use super::User;
 
@@ -51,18 +54,18 @@ pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>, St
     db_run!(db, |pool| Ok(sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(pool).await?))
 }
 
-/// The user with this id.
-pub async fn find_user_by_id(db: &Db, id: &str) -> Result<Option<User>, StorageError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    db_run!(db, |pool| Ok(sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await?))
-}
-
-/// The Argon2id PHC string of a user's credential account, if it has one.
-pub async fn find_password_hash(db: &Db, user_id: &str) -> Result<Option<String>, StorageError> {
-    const SQL: &str = "SELECT password_hash FROM accounts WHERE user_id = $1 AND provider_id = 'credential'";
-    db_run!(db, |pool| Ok(sqlx::query_scalar::<_, Option<String>>(SQL)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await?
-        .flatten()))
+/// A user and the Argon2id PHC string of their credential account (if any), in one query, so that sign-in
+/// costs the same round trips whether or not the email exists.
+pub async fn find_credential_by_email(db: &Db, email: &str) -> Result<Option<(User, Option<String>)>, StorageError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        password_hash: Option<String>,
+    }
+    const SQL: &str = "SELECT u.id, u.email, u.name, u.image, u.email_verified, u.role, u.created_at, u.updated_at, \
+        a.password_hash FROM users u LEFT JOIN accounts a ON a.user_id = u.id AND a.provider_id = 'credential' \
+        WHERE u.email = $1";
+    let row = db_run!(db, |pool| sqlx::query_as::<_, Row>(SQL).bind(email).fetch_optional(pool).await)?;
+    Ok(row.map(|row| (row.user, row.password_hash)))
 }

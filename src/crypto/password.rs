@@ -54,11 +54,8 @@ fn verify_now(password: &Secret, phc: &str) -> bool {
 impl PasswordHasher {
     /// Starts `threads` workers (0: one per core) and computes the dummy hash.
     pub fn start(threads: usize) -> anyhow::Result<PasswordHasher> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map(usize::from).unwrap_or(1)
-        } else {
-            threads
-        };
+        let threads =
+            if threads == 0 { std::thread::available_parallelism().map(usize::from).unwrap_or(1) } else { threads };
         let (tx, rx) = mpsc::channel::<(Job, tracing::Span)>();
         let rx = Arc::new(Mutex::new(rx));
         for index in 0..threads {

@@ -14,8 +14,16 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use crate::config::Settings;
 
 /// `encodeURIComponent` leaves these unescaped.
-const COMPONENT: &AsciiSet =
-    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'!').remove(b'~').remove(b'*').remove(b'\'').remove(b'(').remove(b')');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
 
 /// How this server writes its cookies.
 #[derive(Clone, Debug)]
@@ -35,10 +43,11 @@ impl CookieSettings {
         let production = settings.is_production();
         let prefix = &settings.session.cookie_prefix;
         let secure_prefix = if production { "__Secure-" } else { "" };
-        let domain = settings
-            .cookie_domain
-            .clone()
-            .or_else(|| if production { derive_domain(&settings.base_url) } else { None });
+        let domain =
+            settings
+                .cookie_domain
+                .clone()
+                .or_else(|| if production { derive_domain(&settings.base_url) } else { None });
         CookieSettings {
             session_token: format!("{secure_prefix}{prefix}.session_token"),
             session_data: format!("{secure_prefix}{prefix}.session_data"),

@@ -41,7 +41,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "UNSUPPORTED_MEDIA_TYPE",
             "Expected a request with Content-Type: application/json",
         ),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("INVALID_JSON", "The request body is not valid JSON"),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request("INVALID_JSON", "The request body is not valid JSON")
+        }
         // serde's message names the field and the problem, never echoes the value.
         JsonRejection::JsonDataError(error) => ApiError::bad_request("VALIDATION_ERROR", error.body_text()),
         JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -129,8 +131,8 @@ enum Resolved {
     Anonymous,
     /// A credential that does not check out (bad signature, unknown, expired, revoked).
     Invalid { had_cookie: bool },
-    /// A valid session.
-    Valid(SessionAuth),
+    /// A valid session (boxed: it is much larger than the other variants).
+    Valid(Box<SessionAuth>),
 }
 
 async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> {
@@ -150,7 +152,11 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         let Some(token) = token else { return Ok(Resolved::Invalid { had_cookie: false }) };
         let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, None, now).await?;
         return Ok(match valid {
-            Some(valid) => Resolved::Valid(SessionAuth { session: valid.session, user: valid.user, set_cookies: SetCookies::default() }),
+            Some(valid) => Resolved::Valid(Box::new(SessionAuth {
+                session: valid.session,
+                user: valid.user,
+                set_cookies: SetCookies::default(),
+            })),
             None => Resolved::Invalid { had_cookie: false },
         });
     }
@@ -164,7 +170,8 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     };
     let cache_enabled = state.policy.cache_max_age > 0;
     let disable_cache = parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "disableCookieCache=true"));
-    let cache_value = if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
+    let cache_value =
+        if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
     let cache = cache_value.as_deref().map(|value| (state.keys.cache.as_slice(), value));
     let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, cache, now).await?;
     let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };
@@ -177,7 +184,11 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     if cache_enabled && !valid.from_cache {
         set_cookies.push(session_data_cookie(state, &valid.session, &valid.user, token, now));
     }
-    Ok(Resolved::Valid(SessionAuth { session: valid.session, user: valid.user, set_cookies: SetCookies(set_cookies) }))
+    Ok(Resolved::Valid(Box::new(SessionAuth {
+        session: valid.session,
+        user: valid.user,
+        set_cookies: SetCookies(set_cookies),
+    })))
 }
 
 /// A fresh `session_data` cookie for a session just read from the DB.
@@ -198,7 +209,7 @@ impl FromRequestParts<AppState> for SessionAuth {
     /// 401 `UNAUTHORIZED` unless a valid session is presented.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match resolve(parts, state).await? {
-            Resolved::Valid(auth) => Ok(auth),
+            Resolved::Valid(auth) => Ok(*auth),
             Resolved::Anonymous | Resolved::Invalid { .. } => Err(ApiError::unauthorized()),
         }
     }
@@ -217,7 +228,7 @@ impl FromRequestParts<AppState> for MaybeSession {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         Ok(match resolve(parts, state).await? {
-            Resolved::Valid(auth) => MaybeSession { auth: Some(auth), clear_cookies: false },
+            Resolved::Valid(auth) => MaybeSession { auth: Some(*auth), clear_cookies: false },
             Resolved::Anonymous => MaybeSession { auth: None, clear_cookies: false },
             Resolved::Invalid { had_cookie } => MaybeSession { auth: None, clear_cookies: had_cookie },
         })

@@ -91,7 +91,10 @@ pub async fn openapi_json() -> impl IntoResponse {
 /// The OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Latchkey", description = "Authentication server: accounts and cookie sessions (Better Auth-compatible)."),
+    info(
+        title = "Latchkey",
+        description = "Authentication server: accounts and cookie sessions (Better Auth-compatible)."
+    ),
     paths(
         crate::accounts::routes::sign_up_email,
         crate::accounts::routes::sign_in_email,
@@ -103,7 +106,10 @@ pub async fn openapi_json() -> impl IntoResponse {
         crate::sessions::routes::revoke_other_sessions,
         crate::sessions::routes::api_session,
         crate::sessions::routes::debug_session,
-        healthz, readyz, metrics_text, openapi_json,
+        healthz,
+        readyz,
+        metrics_text,
+        openapi_json,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

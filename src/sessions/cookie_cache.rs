@@ -87,8 +87,7 @@ mod tests {
         assert!(decode(&[8u8; 32], &value, "th", 0).is_none());
         assert!(decode(&key, &value, "other", 0).is_none());
         let (payload, tag) = value.split_once('.').unwrap();
-        let mut json: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         json["user"]["role"] = "admin".into();
         let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json).unwrap()));
         assert!(decode(&key, &forged, "th", 0).is_none());

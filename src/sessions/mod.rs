@@ -197,7 +197,12 @@ pub async fn validate(
                 && !policy.is_expired(&cached.session, now)
                 && policy.refresh(&cached.session, now).is_none();
             if usable {
-                return Ok(Some(Valid { session: cached.session, user: cached.user, from_cache: true, refreshed: false }));
+                return Ok(Some(Valid {
+                    session: cached.session,
+                    user: cached.user,
+                    from_cache: true,
+                    refreshed: false,
+                }));
             }
         }
     }

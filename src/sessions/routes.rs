@@ -10,7 +10,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{SessionView, store};
+use super::{store, SessionView};
 use crate::{
     accounts::UserView,
     app::AppState,
@@ -128,7 +128,9 @@ pub async fn revoke_session(
     } else {
         store::find_by_token_hash(&state.db, &super::token_hash(&body.token)).await?.map(|(session, _)| session)
     };
-    let target = target.filter(|session| session.user_id == auth.user.id).ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let target = target
+        .filter(|session| session.user_id == auth.user.id)
+        .ok_or_else(|| ApiError::not_found("Session not found"))?;
     super::revoke(&state.db, &state.revoked, std::slice::from_ref(&target.id), state.clock.now()).await?;
     audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: 1, reason: "revoke_session" });
     let cookies = if target.id == auth.session.id { state.cookies.clear_session() } else { auth.set_cookies };
@@ -158,7 +160,11 @@ pub async fn revoke_other_sessions(
     let mut ids = store::ids_for_user(&state.db, &auth.user.id).await?;
     ids.retain(|id| *id != auth.session.id);
     super::revoke(&state.db, &state.revoked, &ids, state.clock.now()).await?;
-    audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: ids.len(), reason: "revoke_other_sessions" });
+    audit::emit(AuditEvent::SessionsRevoked {
+        user_id: &auth.user.id,
+        count: ids.len(),
+        reason: "revoke_other_sessions",
+    });
     Ok((auth.set_cookies, Json(StatusResponse { status: true })))
 }
 
@@ -197,7 +203,10 @@ pub async fn api_session(maybe: MaybeSession, State(state): State<AppState>) -> 
         Some(auth) => {
             let data = SessionData {
                 user: UserView::from(&auth.user),
-                session: SessionSummary { id: auth.session.id.clone(), expires_at: crate::clock::iso8601(auth.session.expires_at) },
+                session: SessionSummary {
+                    id: auth.session.id.clone(),
+                    expires_at: crate::clock::iso8601(auth.session.expires_at),
+                },
             };
             (auth.set_cookies, Json(ApiSessionResponse { success: true, data: Some(data) })).into_response()
         }

@@ -1,0 +1,278 @@
+//! The binary as an operator runs it: logs without secrets, `config check`, production refusals, `migrate`
+//! and the `admin` commands.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use latchkey::http::paths;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789abcdef";
+
+fn latchkey(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.join("cli.db").display()))
+        .env("LATCHKEY_SECRET", SECRET)
+        .env("LATCHKEY_LISTEN", "127.0.0.1:0")
+        .env("LATCHKEY_BASE_URL", BASE_URL)
+        .current_dir(dir);
+    command
+}
+
+/// A server process whose stdout and stderr are collected.
+struct Server {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    address: String,
+}
+
+impl Server {
+    fn start(mut command: Command) -> Server {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn latchkey");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut output = output.lock().unwrap();
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            });
+        }
+        // Owned by `Server` from here on, so a failed start still kills the process.
+        let mut server = Server { child, output, address: String::new() };
+        let started = Instant::now();
+        loop {
+            let text = server.logs();
+            if let Some(line) = text.lines().find(|l| l.contains("latchkey listening")) {
+                let address = line.split("address=").nth(1).unwrap().split_whitespace().next().unwrap();
+                server.address = format!("http://{address}");
+                return server;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "server did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn logs_contain_neither_passwords_nor_tokens_nor_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = latchkey(dir.path());
+    command.env("LATCHKEY_LOG", "trace");
+    let server = Server::start(command);
+    let client = new_client();
+    let url = |path: &str| format!("{}{}", server.address, path);
+
+    let signed_up = client
+        .post(url(paths::SIGN_UP_EMAIL))
+        .json(&json!({"name": "Alice", "email": "alice@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&signed_up);
+    let token = signed_up.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let wrong = client
+        .post(url(paths::SIGN_IN_EMAIL))
+        .json(&json!({"email": "alice@example.com", "password": "my wrong secret password"}))
+        .send()
+        .await
+        .unwrap();
+    let signed_in = client
+        .post(url(paths::SIGN_IN_EMAIL))
+        .json(&json!({"email": "alice@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let second_token = signed_in.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    client.get(url(paths::GET_SESSION)).send().await.unwrap();
+    client.post(url(paths::SIGN_OUT)).header("origin", ORIGIN).json(&json!({})).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let logs = server.logs();
+    assert!(logs.contains("sign-in failed"), "audit events are logged:\n{logs}");
+    assert!(logs.contains("/api/auth/sign-in/email"), "requests are logged:\n{logs}");
+    for secret in [PASSWORD, "my wrong secret password", &token, &second_token, SECRET] {
+        assert!(!logs.contains(secret), "a secret appeared in the logs");
+    }
+    for cookie in cookies {
+        let value = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+        assert!(value.len() > 20 && !logs.contains(&value), "a cookie value appeared in the logs");
+    }
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("latchkey.toml"),
+        "debug_endpoints = true\n[session]\nexpires_in = 86400\nupdate_age = 3600\n",
+    )
+    .unwrap();
+
+    let output = latchkey(dir.path())
+        .args(["config", "check"])
+        .env("LATCHKEY_DATABASE_URL", "postgres://app:hunter2@db.internal/latchkey")
+        .env("LATCHKEY_SESSION_UPDATE_AGE", "7200")
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("secret = \"***\""));
+    assert!(!stdout.contains(SECRET) && !stdout.contains("hunter2"));
+    assert!(stdout.contains("debug_endpoints = true"), "the file is read");
+    assert!(stdout.contains("expires_in = 86400"));
+    assert!(stdout.contains("update_age = 7200"), "env wins over the file");
+}
+
+#[test]
+fn unknown_keys_in_the_config_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("latchkey.toml"), "debug_endpoint = true\n").unwrap();
+
+    let output = latchkey(dir.path()).args(["config", "check"]).output().unwrap();
+
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("debug_endpoint"));
+}
+
+#[test]
+fn production_refuses_to_start_with_a_weak_secret_or_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let weak = latchkey(dir.path())
+        .env("LATCHKEY_ENV", "production")
+        .env("LATCHKEY_SECRET", "short")
+        .env("LATCHKEY_BASE_URL", "https://auth.example.com")
+        .output()
+        .unwrap();
+    let plain_http = latchkey(dir.path())
+        .env("NODE_ENV", "production")
+        .env("LATCHKEY_BASE_URL", "http://auth.example.com")
+        .output()
+        .unwrap();
+    let missing = latchkey(dir.path())
+        .env_remove("LATCHKEY_SECRET")
+        .env("LATCHKEY_ENV", "production")
+        .env("LATCHKEY_BASE_URL", "https://auth.example.com")
+        .output()
+        .unwrap();
+
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 32 bytes"));
+    assert!(!plain_http.status.success());
+    assert!(String::from_utf8_lossy(&plain_http.stderr).contains("https"));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("LATCHKEY_SECRET is required"));
+}
+
+#[test]
+fn development_generates_and_keeps_a_secret_next_to_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        latchkey(dir.path())
+            .env_remove("LATCHKEY_SECRET")
+            .args(["admin", "list-sessions", "--email", "x@example.com"])
+            .output()
+            .unwrap()
+    };
+    let migrate = latchkey(dir.path()).env_remove("LATCHKEY_SECRET").arg("migrate").output().unwrap();
+    assert!(migrate.status.success());
+    let mut server = latchkey(dir.path());
+    server.env_remove("LATCHKEY_SECRET");
+    let started = Server::start(server);
+    let secret_file = dir.path().join("cli.db.secret");
+    let first = std::fs::read_to_string(&secret_file).unwrap();
+    drop(started);
+    let mut again = latchkey(dir.path());
+    again.env_remove("LATCHKEY_SECRET");
+    let restarted = Server::start(again);
+
+    assert!(first.len() >= 32);
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), first);
+    assert!(!restarted.logs().contains("generated a development secret"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!run().status.success(), "no such user");
+}
+
+#[tokio::test]
+async fn admin_commands_create_users_list_and_revoke_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut create = latchkey(dir.path())
+        .args(["admin", "create-user", "--email", "Root@Example.com", "--name", "Root", "--admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    create.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    let created = create.wait_with_output().unwrap();
+    assert!(created.status.success());
+    assert!(String::from_utf8_lossy(&created.stdout).contains("role=admin"));
+
+    let server = Server::start(latchkey(dir.path()));
+    let client = new_client();
+    let signed_in = client
+        .post(format!("{}{}", server.address, paths::SIGN_IN_EMAIL))
+        .json(&json!({"email": "root@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookies = cookie_header(&signed_in);
+    let user: Value = signed_in.json().await.unwrap();
+    assert_eq!(user["user"]["role"], "admin");
+
+    let listed = latchkey(dir.path()).args(["admin", "list-sessions", "--email", "root@example.com"]).output().unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let session_id = listed.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    assert!(session_id.starts_with("ses_"), "{listed}");
+
+    let revoked = latchkey(dir.path()).args(["admin", "revoke-session", "--id", &session_id]).output().unwrap();
+    assert!(revoked.status.success());
+
+    // The cached cookie dies too, once the server's revocation poll (every 2 s on SQLite) has run.
+    let bare = bare_client();
+    let get_session = |query: &'static str| {
+        bare.get(format!("{}{}{query}", server.address, paths::GET_SESSION)).header("cookie", &cookies).send()
+    };
+    let started = Instant::now();
+    loop {
+        let cached = get_session("").await.unwrap().text().await.unwrap();
+        if cached == "null" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "cached cookie still accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get_session("?disableCookieCache=true").await.unwrap().text().await.unwrap(), "null");
+}

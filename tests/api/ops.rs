@@ -1,0 +1,109 @@
+//! Health, readiness, metrics, the OpenAPI document and the JSON 404.
+
+use latchkey::http::paths;
+use serde_json::Value;
+
+use crate::{both_backends, helpers::*};
+
+both_backends!(
+    healthz_and_readyz_answer_ok,
+    metrics_report_requests_by_route_sign_in_outcomes_and_the_pool,
+    openapi_documents_every_endpoint,
+    unknown_paths_get_a_json_404_and_every_response_has_a_request_id,
+    cors_allows_configured_origins_with_credentials_only,
+);
+
+async fn healthz_and_readyz_answer_ok(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+
+    for path in [paths::HEALTHZ, paths::READYZ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap()["status"], "ok");
+    }
+    app.state.db.close().await;
+    let down = app.get(paths::READYZ).await;
+    assert_eq!(down.status(), 503);
+    assert_eq!(down.json::<Value>().await.unwrap()["code"], "DATABASE_UNAVAILABLE");
+}
+
+async fn metrics_report_requests_by_route_sign_in_outcomes_and_the_pool(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.sign_up("alice@example.com").await;
+    app.sign_in("alice@example.com", PASSWORD).await;
+    app.sign_in("alice@example.com", "wrong password!").await;
+
+    let response = app.get(paths::METRICS).await;
+
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#"latchkey_http_requests_total{method="POST",route="/api/auth/sign-in/email",status="401"}"#),
+        "{text}"
+    );
+    assert!(text.contains("latchkey_http_request_duration_seconds_bucket"));
+    assert!(text.contains(r#"latchkey_sign_in_total{outcome="success"}"#));
+    assert!(text.contains(r#"latchkey_sign_in_total{outcome="failure"}"#));
+    assert!(text.contains(r#"latchkey_db_pool_connections{state="open"}"#));
+}
+
+async fn openapi_documents_every_endpoint(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+
+    let doc: Value = app.get(paths::OPENAPI).await.json().await.unwrap();
+
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let documented = doc["paths"].as_object().unwrap();
+    let all = [
+        (paths::SIGN_UP_EMAIL, "post"),
+        (paths::SIGN_IN_EMAIL, "post"),
+        (paths::SIGN_OUT, "post"),
+        (paths::GET_SESSION, "get"),
+        (paths::LIST_SESSIONS, "get"),
+        (paths::REVOKE_SESSION, "post"),
+        (paths::REVOKE_SESSIONS, "post"),
+        (paths::REVOKE_OTHER_SESSIONS, "post"),
+        (paths::API_SESSION, "get"),
+        (paths::DEBUG_SESSION, "get"),
+        (paths::HEALTHZ, "get"),
+        (paths::READYZ, "get"),
+        (paths::METRICS, "get"),
+        (paths::OPENAPI, "get"),
+    ];
+    for (path, method) in all {
+        assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");
+    }
+    assert_eq!(documented.len(), all.len(), "documented paths that are not listed here");
+}
+
+async fn unknown_paths_get_a_json_404_and_every_response_has_a_request_id(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+
+    let response = app.get("/api/auth/nope").await;
+
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-request-id"].len(), 16);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], "NOT_FOUND");
+}
+
+async fn cors_allows_configured_origins_with_credentials_only(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |s| s.cors_origins = vec!["https://app.example.com".into()]).await else {
+        return;
+    };
+    let client = bare_client();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, app.url(paths::SIGN_IN_EMAIL))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    let refused = preflight("https://evil.example").await.unwrap();
+
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+}
