@@ -38,9 +38,21 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// Shared application state. Cheap to clone.
+/// Shared application state: one `Arc`, so the per-request clones the extractors make cost one atomic
+/// increment (measured: cloning a struct of a dozen `Arc`s was ~3% of a cached session check).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// What `AppState` holds.
+pub struct AppStateInner {
     /// Effective configuration.
     pub settings: Arc<Settings>,
     /// Database.
@@ -67,7 +79,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-impl AppState {
+impl AppStateInner {
     /// True if `origin` (already normalised) is trusted.
     pub fn is_trusted_origin(&self, origin: &str) -> bool {
         self.trusted_origins.iter().any(|trusted| trusted == origin)
@@ -146,7 +158,7 @@ impl Application {
         let policy = Policy::from(&settings.session);
         let mut trusted_origins = vec![settings.base_origin()];
         trusted_origins.extend(settings.trusted_origins.iter().filter_map(|o| origin_of(o)));
-        let state = AppState {
+        let state = AppState(Arc::new(AppStateInner {
             db,
             clock,
             hasher: PasswordHasher::start(settings.password_hash_threads)?,
@@ -162,7 +174,7 @@ impl Application {
             trusted_proxies: Arc::new(settings.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()),
             metrics: http::ops::metrics_handle()?,
             settings: Arc::new(settings),
-        };
+        }));
         state.revoked.resync(&state.db, state.clock.now()).await?;
         spawn_background_tasks(&state);
         let listener = TcpListener::bind(&state.settings.listen).await?;

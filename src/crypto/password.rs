@@ -5,12 +5,19 @@
 //! running it at normal priority on every core lets a sign-in flood starve session checks; so hashing
 //! happens on `threads` OS threads niced to 10, fed through a bounded queue. Unknown users are verified
 //! against a dummy hash so that "no such email" and "wrong password" take the same time.
+//!
+//! Each worker keeps its 19 MiB Argon2 block memory between jobs (allocating and faulting it in per hash
+//! measured ~40% fewer sign-ins per second) and frees it after [`IDLE_RELEASE`] without work, so an
+//! idle server holds none of it.
 
-use std::sync::{mpsc, Arc, Mutex};
+use std::{
+    sync::{mpsc, Arc, Mutex},
+    time::Duration,
+};
 
 use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString},
-    Algorithm, Argon2, Params, Version,
+    password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString},
+    Algorithm, Argon2, Block, Params, Version,
 };
 use tokio::sync::{oneshot, Semaphore};
 
@@ -18,6 +25,8 @@ use crate::config::Secret;
 
 /// Jobs that may wait per worker before callers wait (asynchronously) for a queue slot.
 const QUEUE_PER_THREAD: usize = 32;
+/// A worker idle this long frees its block memory.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
 
 enum Job {
     Hash(Secret, oneshot::Sender<anyhow::Result<String>>),
@@ -32,23 +41,67 @@ pub struct PasswordHasher {
     dummy_hash: Arc<String>,
 }
 
-fn argon2() -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+fn params() -> anyhow::Result<Params> {
+    Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))
 }
 
-fn hash_now(password: &Secret) -> anyhow::Result<String> {
+/// The first `count` blocks of `memory`, growing it if needed (the crate's own primitive does the hashing;
+/// we only own the buffer).
+fn blocks(memory: &mut Vec<Block>, count: usize) -> &mut [Block] {
+    if memory.len() < count {
+        memory.resize(count, Block::default());
+    }
+    &mut memory[..count]
+}
+
+fn hash_now(password: &Secret, memory: &mut Vec<Block>) -> anyhow::Result<String> {
+    let params = params()?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let salt = SaltString::generate(&mut OsRng);
-    argon2()?
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let mut out = [0u8; 32];
+    argon2
+        .hash_password_into_with_memory(
+            password.expose().as_bytes(),
+            salt_bytes,
+            &mut out,
+            blocks(memory, params.block_count()),
+        )
+        .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("argon2 output: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
-fn verify_now(password: &Secret, phc: &str) -> bool {
-    // Parameters come from the PHC string, so hashes made with older parameters still verify.
+fn verify_now(password: &Secret, phc: &str, memory: &mut Vec<Block>) -> bool {
+    // Parameters come from the PHC string, so hashes made with other parameters still verify.
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
-    Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok()
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return false };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&parsed), parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    let count = params.block_count();
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.expose().as_bytes(),
+        salt_bytes,
+        &mut out,
+        blocks(memory, count),
+    );
+    hashed.is_ok() && crate::crypto::constant_time_eq(&out, expected.as_bytes())
 }
 
 impl PasswordHasher {
@@ -62,27 +115,35 @@ impl PasswordHasher {
             let rx = Arc::clone(&rx);
             std::thread::Builder::new().name(format!("argon2-{index}")).spawn(move || {
                 lower_thread_priority();
+                let mut memory: Vec<Block> = Vec::new();
                 loop {
                     // Holding the lock only while waiting for the next job; a poisoned lock or a
                     // closed channel means the server is shutting down.
                     let next = match rx.lock() {
-                        Ok(guard) => guard.recv(),
+                        Ok(guard) => guard.recv_timeout(IDLE_RELEASE),
                         Err(_) => return,
                     };
-                    let Ok((job, span)) = next else { return };
+                    let (job, span) = match next {
+                        Ok(next) => next,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            memory = Vec::new();
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    };
                     let _entered = span.enter();
                     match job {
                         Job::Hash(password, reply) => {
-                            let _ = reply.send(hash_now(&password));
+                            let _ = reply.send(hash_now(&password, &mut memory));
                         }
                         Job::Verify(password, phc, reply) => {
-                            let _ = reply.send(verify_now(&password, &phc));
+                            let _ = reply.send(verify_now(&password, &phc, &mut memory));
                         }
                     }
                 }
             })?;
         }
-        let dummy_hash = hash_now(&Secret::new(crate::crypto::random_alphanumeric(32)))?;
+        let dummy_hash = hash_now(&Secret::new(crate::crypto::random_alphanumeric(32)), &mut Vec::new())?;
         Ok(PasswordHasher {
             jobs: tx,
             queue: Arc::new(Semaphore::new(threads * QUEUE_PER_THREAD)),
@@ -137,5 +198,18 @@ mod tests {
         assert!(hasher.verify(Secret::new("correct horse"), Some(phc.clone())).await.unwrap());
         assert!(!hasher.verify(Secret::new("wrong horse"), Some(phc)).await.unwrap());
         assert!(!hasher.verify(Secret::new("correct horse"), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_made_by_the_argon2_crate_verify_and_ours_verify_there() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::start(1).unwrap();
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default().hash_password(b"pa55word-xyz", &salt).unwrap().to_string();
+        assert!(hasher.verify(Secret::new("pa55word-xyz"), Some(theirs)).await.unwrap());
+        let ours = hasher.hash(Secret::new("pa55word-xyz")).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"pa55word-xyz", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"other", &parsed).is_err());
     }
 }

@@ -58,7 +58,10 @@ impl Server {
         loop {
             let text = server.logs();
             if let Some(line) = text.lines().find(|l| l.contains("latchkey listening")) {
-                let address = line.split("address=").nth(1).unwrap().split_whitespace().next().unwrap();
+                let address = match serde_json::from_str::<Value>(line) {
+                    Ok(json) => json["fields"]["address"].as_str().unwrap().to_owned(),
+                    Err(_) => line.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned(),
+                };
                 server.address = format!("http://{address}");
                 return server;
             }
@@ -275,4 +278,43 @@ async fn admin_commands_create_users_list_and_revoke_sessions() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(get_session("?disableCookieCache=true").await.unwrap().text().await.unwrap(), "null");
+}
+
+#[test]
+fn sigterm_shuts_the_server_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(latchkey(dir.path()));
+
+    let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(server.logs().contains("shutting down"));
+}
+
+#[tokio::test]
+async fn production_logs_are_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = latchkey(dir.path());
+    command.env("LATCHKEY_ENV", "production").env("LATCHKEY_BASE_URL", "https://auth.example.com");
+    let server = Server::start(command);
+
+    bare_client().get(format!("{}{}", server.address, paths::HEALTHZ)).send().await.unwrap();
+
+    let logs = server.logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let parsed: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(parsed.get("level").is_some() && parsed.get("timestamp").is_some());
+    }
 }

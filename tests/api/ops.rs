@@ -107,3 +107,15 @@ async fn cors_allows_configured_origins_with_credentials_only(backend: Backend) 
     assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
     assert!(refused.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_synchronous_full() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let latchkey::storage::Db::Sqlite(pool) = &app.state.db else { panic!("not SQLite") };
+
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+
+    assert_eq!(journal, "wal");
+    assert_eq!(synchronous, 2, "2 = FULL");
+}
