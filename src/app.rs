@@ -4,7 +4,10 @@
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -12,10 +15,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::{
+    api_keys::{self, KeyCache, UsageBatch},
     clock::Clock,
     config::{origin_of, Secret, Settings},
     crypto::{self, password::PasswordHasher},
+    extensions::ExtensionKeys,
     http::{self, cookies::CookieSettings},
+    orgs::{self, MembershipCache},
     rate_limit::RateLimits,
     sessions::{self, revoked::RevokedSessions, Policy},
     storage::{
@@ -77,6 +83,16 @@ pub struct AppStateInner {
     pub trusted_proxies: Arc<Vec<IpAddr>>,
     /// Prometheus handle.
     pub metrics: PrometheusHandle,
+    /// Verified API keys by hash.
+    pub api_keys: KeyCache,
+    /// API key uses not yet written.
+    pub usage: UsageBatch,
+    /// Users' memberships (tenant resolution).
+    pub memberships: MembershipCache,
+    /// Extension token keys.
+    pub extension_keys: ExtensionKeys,
+    /// Cache invalidations read from `cache_events` up to here (unix ms).
+    events_synced_until: AtomicI64,
 }
 
 impl AppStateInner {
@@ -93,9 +109,47 @@ impl AppStateInner {
         let removed = sessions::store::cleanup(&self.db, now, now - self.policy.cache_max_age - 60_000).await?;
         self.revoked.prune(now);
         self.limits.prune(now);
+        notify::cleanup_events(&self.db, now - EVENT_RETENTION).await?;
         Ok(removed)
     }
+
+    /// Applies one cache invalidation (from NOTIFY or the `cache_events` table).
+    pub fn apply_event(&self, payload: &str) {
+        let now = self.clock.now();
+        if let Some(id) = payload.strip_prefix(sessions::revoked::EVENT_PREFIX) {
+            self.revoked.insert(id, now);
+        } else if let Some(id) = payload.strip_prefix(api_keys::KEY_EVENT) {
+            self.api_keys.evict_id(id);
+        } else if payload == api_keys::ALL_KEYS_EVENT {
+            self.api_keys.clear();
+        } else if let Some(user_id) = payload.strip_prefix(orgs::MEMBERS_EVENT) {
+            self.memberships.evict(user_id);
+            self.api_keys.evict_owner(user_id);
+        }
+    }
+
+    /// Re-reads invalidations recorded since the last read (with an overlap: they are idempotent, and a
+    /// row may commit a little after its timestamp).
+    pub async fn resync_events(&self) -> Result<(), crate::storage::StorageError> {
+        let since = self.events_synced_until.load(Ordering::Relaxed) - EVENT_OVERLAP;
+        let events = notify::events_since(&self.db, since).await?;
+        for (payload, at) in &events {
+            self.apply_event(payload);
+            self.events_synced_until.fetch_max(*at, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Writes batched API key usage.
+    pub async fn flush_usage(&self) -> Result<usize, crate::storage::StorageError> {
+        self.usage.flush(&self.db).await
+    }
 }
+
+/// How long `cache_events` rows are kept (a reconnecting node catches up from them).
+const EVENT_RETENTION: i64 = 10 * 60_000;
+/// How far back each read of `cache_events` reaches before the last one seen.
+const EVENT_OVERLAP: i64 = 5_000;
 
 /// The server secret: configured, or in development generated once and kept next to the database.
 fn server_secret(settings: &Settings) -> anyhow::Result<Secret> {
@@ -158,6 +212,9 @@ impl Application {
         let policy = Policy::from(&settings.session);
         let mut trusted_origins = vec![settings.base_origin()];
         trusted_origins.extend(settings.trusted_origins.iter().filter_map(|o| origin_of(o)));
+        let cache_ttl = i64::try_from(settings.api_keys.cache_ttl).unwrap_or(60).saturating_mul(1000);
+        let extension_keys = ExtensionKeys::new(&settings.extensions, &secret);
+        let events_from = clock.now();
         let state = AppState(Arc::new(AppStateInner {
             db,
             clock,
@@ -173,6 +230,11 @@ impl Application {
             trusted_origins: Arc::new(trusted_origins),
             trusted_proxies: Arc::new(settings.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()),
             metrics: http::ops::metrics_handle()?,
+            api_keys: KeyCache::new(cache_ttl),
+            usage: UsageBatch::default(),
+            memberships: MembershipCache::new(cache_ttl),
+            extension_keys,
+            events_synced_until: AtomicI64::new(events_from),
             settings: Arc::new(settings),
         }));
         state.revoked.resync(&state.db, state.clock.now()).await?;
@@ -195,10 +257,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application { listener, state } = self;
         let db = state.db.clone();
+        let flush_state = state.clone();
         let router = http::router(state);
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        if let Err(error) = flush_state.flush_usage().await {
+            tracing::warn!(error = %error, "final api key usage flush failed");
+        }
         db.close().await;
         Ok(())
     }
@@ -247,15 +313,14 @@ fn spawn_background_tasks(state: &AppState) {
         tokio::spawn(async move {
             while let Some(message) = events.recv().await {
                 match message {
-                    BusMessage::Event(payload) => {
-                        if let Some(id) = payload.strip_prefix(sessions::revoked::EVENT_PREFIX) {
-                            listener_state.revoked.insert(id, listener_state.clock.now());
-                        }
-                    }
+                    BusMessage::Event(payload) => listener_state.apply_event(&payload),
                     BusMessage::Reconnected => {
                         let now = listener_state.clock.now();
                         if let Err(error) = listener_state.revoked.resync(&listener_state.db, now).await {
                             tracing::warn!(error = %error, "revocation resync failed");
+                        }
+                        if let Err(error) = listener_state.resync_events().await {
+                            tracing::warn!(error = %error, "cache invalidation resync failed");
                         }
                     }
                 }
@@ -277,6 +342,21 @@ fn spawn_background_tasks(state: &AppState) {
             let now = poll_state.clock.now();
             if let Err(error) = poll_state.revoked.resync(&poll_state.db, now).await {
                 tracing::warn!(error = %error, "revocation poll failed");
+            }
+            if let Err(error) = poll_state.resync_events().await {
+                tracing::warn!(error = %error, "cache invalidation poll failed");
+            }
+        }
+    });
+
+    let usage_state = state.clone();
+    let flush_every = Duration::from_secs(state.settings.api_keys.usage_flush_interval.max(1));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(flush_every);
+        loop {
+            interval.tick().await;
+            if let Err(error) = usage_state.flush_usage().await {
+                tracing::warn!(error = %error, "api key usage flush failed");
             }
         }
     });

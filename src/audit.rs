@@ -16,6 +16,14 @@ pub enum AuditEvent<'a> {
     SessionCreated { user_id: &'a str, session_id: &'a str },
     /// Sessions were revoked.
     SessionsRevoked { user_id: &'a str, count: usize, reason: &'a str },
+    /// An API key was created, updated or deleted (`action`).
+    ApiKeyChanged { actor_id: &'a str, key_id: &'a str, action: &'a str },
+    /// An API key was refused as a credential.
+    ApiKeyRefused { key_id: Option<&'a str>, reason: &'a str },
+    /// An organization, membership or invitation changed (`action`, e.g. `member.removed`).
+    OrganizationChanged { actor_id: &'a str, organization_id: &'a str, action: &'a str, target: Option<&'a str> },
+    /// An extension token was issued.
+    ExtensionTokenIssued { user_id: &'a str, organization_id: &'a str, extension_id: &'a str, jti: &'a str },
 }
 
 /// Emits an audit event.
@@ -29,6 +37,18 @@ pub fn emit(event: AuditEvent<'_>) {
         }
         AuditEvent::SessionsRevoked { user_id, count, reason } => {
             tracing::info!(target: "audit", user_id, count, reason, "sessions revoked")
+        }
+        AuditEvent::ApiKeyChanged { actor_id, key_id, action } => {
+            tracing::info!(target: "audit", actor_id, key_id, action, "api key changed")
+        }
+        AuditEvent::ApiKeyRefused { key_id, reason } => {
+            tracing::warn!(target: "audit", key_id, reason, "api key refused")
+        }
+        AuditEvent::OrganizationChanged { actor_id, organization_id, action, target } => {
+            tracing::info!(target: "audit", actor_id, organization_id, action, target, "organization changed")
+        }
+        AuditEvent::ExtensionTokenIssued { user_id, organization_id, extension_id, jti } => {
+            tracing::info!(target: "audit", user_id, organization_id, extension_id, jti, "extension token issued")
         }
     }
 }

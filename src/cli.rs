@@ -7,11 +7,14 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     accounts::{self, NewUser},
+    api_keys,
     app::{open_database, Application},
     clock::{iso8601, Clock},
     config::{self, Secret, Settings},
     crypto::{self, password::PasswordHasher},
+    orgs,
     sessions::{self, revoked::RevokedSessions},
+    storage::notify,
     telemetry,
 };
 
@@ -81,6 +84,60 @@ pub enum AdminCommand {
         /// Session id (`ses_…`).
         #[arg(long)]
         id: String,
+    },
+    /// Create an API key for a user; the key is printed once.
+    CreateApiKey {
+        /// The owner's email.
+        #[arg(long)]
+        email: String,
+        /// Scope the key to this organization (id or slug; the owner must be a member).
+        #[arg(long)]
+        org: Option<String>,
+        /// Permissions as JSON, e.g. '{"extensions":["read"]}'.
+        #[arg(long)]
+        permissions: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime in seconds (default: never expires).
+        #[arg(long)]
+        expires_in: Option<i64>,
+    },
+    /// List a user's API keys.
+    ListApiKeys {
+        /// The owner's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Delete an API key by id; running servers refuse it at once (PostgreSQL) or within seconds (SQLite).
+    RevokeApiKey {
+        /// Key id (`key_…`).
+        #[arg(long)]
+        id: String,
+    },
+    /// Create an organization owned by a user.
+    CreateOrg {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Slug (a-z 0-9 -).
+        #[arg(long)]
+        slug: String,
+        /// The owner's email.
+        #[arg(long)]
+        owner_email: String,
+    },
+    /// Add a user to an organization.
+    AddMember {
+        /// Organization id or slug.
+        #[arg(long)]
+        org: String,
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// owner, admin or member.
+        #[arg(long, default_value = "member")]
+        role: String,
     },
 }
 
@@ -183,6 +240,11 @@ fn config_check(settings: &Settings) -> anyhow::Result<()> {
     }
 }
 
+async fn user_by_email(db: &crate::storage::Db, email: &str) -> anyhow::Result<accounts::User> {
+    let email = accounts::email::Email::parse(email).ok_or_else(|| anyhow::anyhow!("invalid email"))?;
+    accounts::store::find_user_by_email(db, email.as_str()).await?.ok_or_else(|| anyhow::anyhow!("no user with that email"))
+}
+
 async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
     let db = open_database(&settings).await?;
     let clock = Clock::System;
@@ -206,10 +268,7 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             }
         }
         AdminCommand::ListSessions { email } => {
-            let email = accounts::email::Email::parse(&email).ok_or_else(|| anyhow::anyhow!("invalid email"))?;
-            let user = accounts::store::find_user_by_email(&db, email.as_str())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no user with that email"))?;
+            let user = user_by_email(&db, &email).await?;
             let sessions = sessions::store::list_for_user(&db, &user.id, clock.now()).await?;
             println!("{:<28} {:<26} {:<26} {:<16} user agent", "id", "created", "expires", "ip");
             for s in sessions {
@@ -231,6 +290,108 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             let revoked = RevokedSessions::new(1);
             sessions::revoke(&db, &revoked, std::slice::from_ref(&session.id), clock.now()).await?;
             println!("revoked session {}", session.id);
+        }
+        AdminCommand::CreateApiKey { email, org, permissions, name, expires_in } => {
+            let user = user_by_email(&db, &email).await?;
+            let now = clock.now();
+            let organization_id = match org {
+                Some(org) => {
+                    let org = orgs::store::find_by_id_or_slug(&db, &org)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no such organization"))?;
+                    let memberships = orgs::store::memberships_of(&db, &user.id).await?;
+                    anyhow::ensure!(
+                        memberships.iter().any(|m| m.organization_id == org.id),
+                        "the user is not a member of that organization"
+                    );
+                    Some(org.id)
+                }
+                None => None,
+            };
+            let permissions = match permissions {
+                Some(json) => {
+                    let parsed: api_keys::Permissions = serde_json::from_str(&json)
+                        .map_err(|e| anyhow::anyhow!("--permissions must be {{\"resource\": [\"action\"]}}: {e}"))?;
+                    Some(serde_json::to_string(&parsed)?)
+                }
+                None => None,
+            };
+            if let Some(seconds) = expires_in {
+                anyhow::ensure!(seconds > 0, "--expires-in must be positive");
+            }
+            let prefix = settings.api_keys.default_prefix.clone();
+            let (secret, hash, start) = api_keys::generate(&prefix);
+            let key = api_keys::ApiKey {
+                id: crypto::new_id("key"),
+                name,
+                start,
+                prefix,
+                reference_id: user.id.clone(),
+                organization_id,
+                permissions,
+                metadata: None,
+                enabled: true,
+                expires_at: expires_in.map(|s| now + s.saturating_mul(1000)),
+                last_request: None,
+                request_count: 0,
+                created_at: now,
+                updated_at: now,
+            };
+            api_keys::store::insert(&db, &key, &hash).await?;
+            println!("created api key {} for {}", key.id, user.email);
+            println!("key (shown once): {secret}");
+        }
+        AdminCommand::ListApiKeys { email } => {
+            let user = user_by_email(&db, &email).await?;
+            let (keys, _) = api_keys::store::list_for_user(&db, &user.id, 1000, 0).await?;
+            println!("{:<28} {:<10} {:<8} {:<28} {:<26} name", "id", "start", "enabled", "organization", "expires");
+            for k in keys {
+                println!(
+                    "{:<28} {:<10} {:<8} {:<28} {:<26} {}",
+                    k.id,
+                    k.start,
+                    k.enabled,
+                    k.organization_id.as_deref().unwrap_or("-"),
+                    k.expires_at.map_or_else(|| "never".to_owned(), iso8601),
+                    k.name.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        AdminCommand::RevokeApiKey { id } => {
+            anyhow::ensure!(api_keys::store::delete(&db, &id).await?, "no such api key");
+            // Running servers evict it through NOTIFY (PostgreSQL) or their `cache_events` poll.
+            notify::publish_event(&db, &format!("{}{id}", api_keys::KEY_EVENT), clock.now()).await?;
+            println!("revoked api key {id}");
+        }
+        AdminCommand::CreateOrg { name, slug, owner_email } => {
+            let user = user_by_email(&db, &owner_email).await?;
+            anyhow::ensure!(orgs::valid_slug(&slug), "--slug must be 1-64 of a-z 0-9 -");
+            let now = clock.now();
+            let org = orgs::Organization {
+                id: crypto::new_id("org"),
+                name,
+                slug,
+                logo: None,
+                metadata: None,
+                created_at: now,
+            };
+            orgs::store::insert_with_owner(&db, &org, &crypto::new_id("mem"), &user.id)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot create organization: {error}"))?;
+            notify::publish_event(&db, &format!("{}{}", orgs::MEMBERS_EVENT, user.id), now).await?;
+            println!("created organization {} ({}) owned by {}", org.id, org.slug, user.email);
+        }
+        AdminCommand::AddMember { org, email, role } => {
+            let user = user_by_email(&db, &email).await?;
+            let role = orgs::Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be owner, admin or member"))?;
+            let org =
+                orgs::store::find_by_id_or_slug(&db, &org).await?.ok_or_else(|| anyhow::anyhow!("no such organization"))?;
+            let now = clock.now();
+            orgs::store::insert_member(&db, &crypto::new_id("mem"), &org.id, &user.id, role.as_str(), now)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot add member: {error}"))?;
+            notify::publish_event(&db, &format!("{}{}", orgs::MEMBERS_EVENT, user.id), now).await?;
+            println!("added {} to {} as {}", user.email, org.slug, role.as_str());
         }
     }
     db.close().await;

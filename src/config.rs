@@ -115,6 +115,10 @@ pub struct RateLimitSettings {
     pub sign_up_per_ip: u32,
     /// Window of the per-IP sign-up count (1 minute).
     pub sign_up_ip_window: u64,
+    /// Calls of the verify and token endpoints allowed per IP per window.
+    pub verify_per_ip: u32,
+    /// Window of the per-IP verify/token count (1 minute).
+    pub verify_ip_window: u64,
 }
 
 impl Default for RateLimitSettings {
@@ -126,7 +130,59 @@ impl Default for RateLimitSettings {
             sign_in_ip_window: 60,
             sign_up_per_ip: 30,
             sign_up_ip_window: 60,
+            verify_per_ip: 600,
+            verify_ip_window: 60,
         }
+    }
+}
+
+/// Extension tokens (DESIGN.md "Capability 3"); TTLs in seconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtensionSettings {
+    /// Signs (and verifies) extension tokens; development derives one from the server secret.
+    pub secret: Option<Secret>,
+    /// Earlier secrets, accepted for verification only (rotation).
+    #[serde(deserialize_with = "secret_list")]
+    pub previous_secrets: Vec<Secret>,
+    /// Scopes an extension token may carry.
+    #[serde(deserialize_with = "list")]
+    pub allowed_scopes: Vec<String>,
+    /// Lifetime when the request names none (5 minutes).
+    pub default_ttl: u64,
+    /// Longest lifetime a request may ask for (15 minutes).
+    pub max_ttl: u64,
+}
+
+impl Default for ExtensionSettings {
+    fn default() -> Self {
+        ExtensionSettings {
+            secret: None,
+            previous_secrets: Vec::new(),
+            allowed_scopes: vec!["read".into(), "write".into()],
+            default_ttl: 300,
+            max_ttl: 900,
+        }
+    }
+}
+
+/// API keys (DESIGN.md "Capability 2").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeySettings {
+    /// Prefix of keys created without one.
+    #[serde(deserialize_with = "lenient_string")]
+    pub default_prefix: String,
+    /// Seconds a verified key stays in the in-process cache (changes made through Latchkey evict it at
+    /// once; this bounds what a change made behind its back can take).
+    pub cache_ttl: u64,
+    /// Seconds between flushes of batched `lastRequest` updates.
+    pub usage_flush_interval: u64,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        ApiKeySettings { default_prefix: "lk_".into(), cache_ttl: 60, usage_flush_interval: 5 }
     }
 }
 
@@ -172,6 +228,10 @@ pub struct Settings {
     pub session: SessionSettings,
     /// Rate limits.
     pub rate_limit: RateLimitSettings,
+    /// Extension tokens.
+    pub extensions: ExtensionSettings,
+    /// API keys.
+    pub api_keys: ApiKeySettings,
 }
 
 impl Default for Settings {
@@ -193,6 +253,8 @@ impl Default for Settings {
             maintenance_interval: 600,
             session: SessionSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            extensions: ExtensionSettings::default(),
+            api_keys: ApiKeySettings::default(),
         }
     }
 }
@@ -213,6 +275,8 @@ const PRIMARY_ENV: &[(&str, &str)] = &[
     ("LATCHKEY_LOG_FORMAT", "log_format"),
     ("LATCHKEY_PASSWORD_HASH_THREADS", "password_hash_threads"),
     ("LATCHKEY_MAINTENANCE_INTERVAL", "maintenance_interval"),
+    ("EXTENSION_TOKEN_SECRET", "extensions.secret"),
+    ("EXTENSION_TOKEN_PREVIOUS_SECRETS", "extensions.previous_secrets"),
 ];
 const ALIAS_ENV: &[(&str, &str)] = &[
     ("BETTER_AUTH_URL", "base_url"),
@@ -221,7 +285,12 @@ const ALIAS_ENV: &[(&str, &str)] = &[
     ("FRONTEND_URL", "trusted_origins"),
 ];
 /// Sections whose keys come from `LATCHKEY_<SECTION>_<KEY>`.
-const SECTIONS: &[(&str, &str)] = &[("LATCHKEY_SESSION_", "session."), ("LATCHKEY_RATE_LIMIT_", "rate_limit.")];
+const SECTIONS: &[(&str, &str)] = &[
+    ("LATCHKEY_SESSION_", "session."),
+    ("LATCHKEY_RATE_LIMIT_", "rate_limit."),
+    ("LATCHKEY_EXTENSIONS_", "extensions."),
+    ("LATCHKEY_API_KEYS_", "api_keys."),
+];
 /// Not settings, but known: the config path and the test harness's database.
 const OTHER_KNOWN_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_TEST_POSTGRES_URL", "LATCHKEY_LOG"];
 
@@ -314,6 +383,25 @@ impl Settings {
         {
             problems.push("session.cookie_prefix: letters, digits, - and _ only".into());
         }
+        let ext = &self.extensions;
+        if self.env == Mode::Production {
+            match &ext.secret {
+                None => problems.push("extensions.secret: EXTENSION_TOKEN_SECRET is required in production".into()),
+                Some(secret) if secret.expose().len() < 32 => {
+                    problems.push("extensions.secret: EXTENSION_TOKEN_SECRET must be at least 32 bytes".into())
+                }
+                Some(_) => {}
+            }
+        }
+        if ext.max_ttl == 0 || ext.max_ttl > 900 || ext.default_ttl == 0 || ext.default_ttl > ext.max_ttl {
+            problems.push("extensions: need 0 < default_ttl <= max_ttl <= 900".into());
+        }
+        if ext.allowed_scopes.iter().any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace())) {
+            problems.push("extensions.allowed_scopes: scopes are non-empty words".into());
+        }
+        if !crate::api_keys::valid_prefix(&self.api_keys.default_prefix) {
+            problems.push("api_keys.default_prefix: 1-16 of A-Z a-z 0-9 _ -, not starting with lkc_".into());
+        }
         if self.database_max_connections == 0 {
             problems.push("database_max_connections must be at least 1".into());
         }
@@ -385,7 +473,18 @@ impl fmt::Display for Settings {
             r.sign_in_failures_per_email, r.sign_in_email_window
         )?;
         writeln!(f, "sign_in_per_ip = {}\nsign_in_ip_window = {}", r.sign_in_per_ip, r.sign_in_ip_window)?;
-        writeln!(f, "sign_up_per_ip = {}\nsign_up_ip_window = {}", r.sign_up_per_ip, r.sign_up_ip_window)
+        writeln!(f, "sign_up_per_ip = {}\nsign_up_ip_window = {}", r.sign_up_per_ip, r.sign_up_ip_window)?;
+        writeln!(f, "verify_per_ip = {}\nverify_ip_window = {}", r.verify_per_ip, r.verify_ip_window)?;
+        let e = &self.extensions;
+        writeln!(f, "\n[extensions]")?;
+        writeln!(f, "secret = {:?}", e.secret.as_ref().map_or("(derived)", |_| "***"))?;
+        writeln!(f, "previous_secrets = {:?}", e.previous_secrets.iter().map(|_| "***").collect::<Vec<_>>())?;
+        writeln!(f, "allowed_scopes = {:?}", e.allowed_scopes)?;
+        writeln!(f, "default_ttl = {}\nmax_ttl = {}", e.default_ttl, e.max_ttl)?;
+        let k = &self.api_keys;
+        writeln!(f, "\n[api_keys]")?;
+        writeln!(f, "default_prefix = {:?}\ncache_ttl = {}", k.default_prefix, k.cache_ttl)?;
+        writeln!(f, "usage_flush_interval = {}", k.usage_flush_interval)
     }
 }
 
@@ -422,6 +521,11 @@ fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Er
     })
 }
 
+/// Secrets as a comma-separated string (environment) or a list (TOML).
+fn secret_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    list(deserializer).map(|values| values.into_iter().map(Secret).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +549,10 @@ mod tests {
         };
         assert!(settings.validate().join("").contains("at least 32 bytes"));
         settings.secret = Some(Secret::new("x".repeat(32)));
+        assert!(settings.validate().join("").contains("EXTENSION_TOKEN_SECRET is required"));
+        settings.extensions.secret = Some(Secret::new("y".repeat(31)));
+        assert!(settings.validate().join("").contains("EXTENSION_TOKEN_SECRET must be at least 32 bytes"));
+        settings.extensions.secret = Some(Secret::new("y".repeat(32)));
         assert!(settings.validate().is_empty(), "{:?}", settings.validate());
     }
 

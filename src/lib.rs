@@ -1,11 +1,13 @@
 //! Latchkey: one small, fast, secure authentication server (see `../shared/DESIGN.md`).
 //!
 //! Reading order: `app` (state and start-up), `http` (router, layers, extractors), then the
-//! capabilities (`accounts`, `sessions`), then the core they stand on (`crypto`, `storage`, `config`).
+//! capabilities (`accounts`, `sessions`, `principal` with tenant
+//! resolution, `api_keys`, `orgs`, `extensions`), then the core they stand on (`crypto`, `storage`, `config`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
 
 pub mod accounts;
+pub mod api_keys;
 pub mod app;
 pub mod audit;
 pub mod cli;
@@ -13,7 +15,10 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod extensions;
 pub mod http;
+pub mod orgs;
+pub mod principal;
 pub mod rate_limit;
 pub mod sessions;
 pub mod storage;

@@ -65,7 +65,7 @@ impl Limiter {
     }
 }
 
-/// The limits of the sign-in and sign-up endpoints.
+/// The limits of the sign-in, sign-up, verify and token endpoints.
 #[derive(Debug)]
 pub struct RateLimits {
     /// Sign-in attempts per IP.
@@ -74,6 +74,8 @@ pub struct RateLimits {
     pub sign_in_email: Limiter,
     /// Sign-ups per IP.
     pub sign_up_ip: Limiter,
+    /// Verify and token endpoints per IP.
+    pub verify_ip: Limiter,
 }
 
 impl RateLimits {
@@ -83,6 +85,7 @@ impl RateLimits {
             sign_in_ip: Limiter::new(settings.sign_in_per_ip, settings.sign_in_ip_window),
             sign_in_email: Limiter::new(settings.sign_in_failures_per_email, settings.sign_in_email_window),
             sign_up_ip: Limiter::new(settings.sign_up_per_ip, settings.sign_up_ip_window),
+            verify_ip: Limiter::new(settings.verify_per_ip, settings.verify_ip_window),
         }
     }
 
@@ -91,6 +94,7 @@ impl RateLimits {
         self.sign_in_ip.prune(now);
         self.sign_in_email.prune(now);
         self.sign_up_ip.prune(now);
+        self.verify_ip.prune(now);
     }
 }
 

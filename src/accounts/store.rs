@@ -9,6 +9,13 @@ use super::User;
 
 const USER_COLUMNS: &str = "id, email, name, image, email_verified, role, created_at, updated_at";
 
+/// The user with this id.
+pub async fn find_user_by_id(db: &Db, id: &str) -> Result<Option<User>, StorageError> {
+    const SQL: &str =
+        "SELECT id, email, name, image, email_verified, role, created_at, updated_at FROM users WHERE id = $1";
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, User>(SQL).bind(id).fetch_optional(pool).await)?)
+}
+
 /// Inserts a user and its email/password account in one transaction.
 pub async fn insert_user_with_password(
     db: &Db,

@@ -10,10 +10,9 @@
 //! measured ~40% fewer sign-ins per second) and frees it after [`IDLE_RELEASE`] without work, so an
 //! idle server holds none of it.
 
-use std::{
-    sync::{mpsc, Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
+
+use crossbeam_channel::{self as channel, RecvTimeoutError};
 
 use argon2::{
     password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString},
@@ -36,7 +35,7 @@ enum Job {
 /// Handle to the Argon2id worker pool. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<(Job, tracing::Span)>,
+    jobs: channel::Sender<(Job, tracing::Span)>,
     queue: Arc<Semaphore>,
     dummy_hash: Arc<String>,
 }
@@ -109,27 +108,23 @@ impl PasswordHasher {
     pub fn start(threads: usize) -> anyhow::Result<PasswordHasher> {
         let threads =
             if threads == 0 { std::thread::available_parallelism().map(usize::from).unwrap_or(1) } else { threads };
-        let (tx, rx) = mpsc::channel::<(Job, tracing::Span)>();
-        let rx = Arc::new(Mutex::new(rx));
+        // A multi-consumer channel: each idle worker waits on its own timeout (with a shared
+        // `Mutex<Receiver>` only the lock holder would ever time out, and the others kept their memory).
+        let (tx, rx) = channel::unbounded::<(Job, tracing::Span)>();
         for index in 0..threads {
-            let rx = Arc::clone(&rx);
+            let rx = rx.clone();
             std::thread::Builder::new().name(format!("argon2-{index}")).spawn(move || {
                 lower_thread_priority();
                 let mut memory: Vec<Block> = Vec::new();
                 loop {
-                    // Holding the lock only while waiting for the next job; a poisoned lock or a
-                    // closed channel means the server is shutting down.
-                    let next = match rx.lock() {
-                        Ok(guard) => guard.recv_timeout(IDLE_RELEASE),
-                        Err(_) => return,
-                    };
-                    let (job, span) = match next {
+                    // A closed channel means the server is shutting down.
+                    let (job, span) = match rx.recv_timeout(IDLE_RELEASE) {
                         Ok(next) => next,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                        Err(RecvTimeoutError::Timeout) => {
                             memory = Vec::new();
                             continue;
                         }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Disconnected) => return,
                     };
                     let _entered = span.enter();
                     match job {

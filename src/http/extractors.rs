@@ -12,7 +12,11 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     accounts::User,
+    api_keys::{self, KeyProblem},
     app::AppState,
+    audit::{self, AuditEvent},
+    extensions,
+    principal::{self, Credential, Principal, Via},
     config::origin_of,
     crypto,
     error::ApiError,
@@ -123,6 +127,9 @@ pub struct SessionAuth {
     pub user: User,
     /// Cookies to send back (sliding refresh, refreshed cookie cache).
     pub set_cookies: SetCookies,
+    /// The SHA-256 of the session token when it came in a cookie (binds a re-issued cookie cache to it);
+    /// `None` for bearer tokens, which get no cookies.
+    pub cookie_token_hash: Option<String>,
 }
 
 /// What the credentials on a request amount to.
@@ -156,6 +163,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
                 session: valid.session,
                 user: valid.user,
                 set_cookies: SetCookies::default(),
+                cookie_token_hash: None,
             })),
             None => Resolved::Invalid { had_cookie: false },
         });
@@ -188,19 +196,32 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         session: valid.session,
         user: valid.user,
         set_cookies: SetCookies(set_cookies),
+        cookie_token_hash: Some(sessions::token_hash(token)),
     })))
 }
 
 /// A fresh `session_data` cookie for a session just read from the DB.
 pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, token: &str, now: i64) -> String {
+    cache_cookie(state, session, user, sessions::token_hash(token), now)
+}
+
+fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: String, now: i64) -> String {
     let cached = cookie_cache::Cached {
         session: session.clone(),
         user: user.clone(),
-        token_hash: sessions::token_hash(token),
+        token_hash,
         expires_at: now + state.policy.cache_max_age,
     };
     let value = cookie_cache::encode(&state.keys.cache, &cached);
     state.cookies.set(&state.cookies.session_data, &value, Some(state.policy.cache_max_age / 1000))
+}
+
+/// A re-issued `session_data` cookie after the principal's session changed (e.g. its active
+/// organization); `None` when the cache is off or the session did not come in a cookie.
+pub fn session_data_cookie_for(state: &AppState, principal: &Principal) -> Option<String> {
+    let session = principal.session()?;
+    let token_hash = principal.cookie_token_hash.clone()?;
+    (state.policy.cache_max_age > 0).then(|| cache_cookie(state, session, &principal.user, token_hash, state.clock.now()))
 }
 
 impl FromRequestParts<AppState> for SessionAuth {
@@ -232,6 +253,103 @@ impl FromRequestParts<AppState> for MaybeSession {
             Resolved::Anonymous => MaybeSession { auth: None, clear_cookies: false },
             Resolved::Invalid { had_cookie } => MaybeSession { auth: None, clear_cookies: had_cookie },
         })
+    }
+}
+
+/// The `x-api-key` header, if any.
+fn api_key_header(parts: &Parts) -> Option<&str> {
+    parts.headers.get("x-api-key").map(|v| v.to_str().unwrap_or_default().trim())
+}
+
+/// A bearer token that is a JWT (an extension token here), if any.
+fn bearer_jwt(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| extensions::looks_like_jwt(token))
+}
+
+fn invalid_api_key(problem: KeyProblem) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", problem.message())
+}
+
+/// Authenticates an `x-api-key`: from the key cache (no DB read while cached), refused at once when
+/// disabled, expired or deleted; the use is counted in memory.
+async fn api_key_principal(parts: &Parts, state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let now = state.clock.now();
+    let cached = state.api_keys.lookup(&state.db, &api_keys::hash_key(key), now).await?;
+    let Some(cached) = cached else {
+        audit::emit(AuditEvent::ApiKeyRefused { key_id: None, reason: "unknown key" });
+        return Err(invalid_api_key(KeyProblem::NotFound));
+    };
+    if let Some(problem) = cached.key.unusable(now) {
+        audit::emit(AuditEvent::ApiKeyRefused { key_id: Some(&cached.key.id), reason: problem.code() });
+        return Err(invalid_api_key(problem));
+    }
+    state.usage.record(&cached.key.id, now);
+    let tenant_header = parts.headers.get("x-tenant-id").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
+    Ok(Principal {
+        user: cached.user.clone(),
+        via: Via::ApiKey(cached),
+        tenant_header,
+        set_cookies: SetCookies::default(),
+        cookie_token_hash: None,
+    })
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    /// A session (cookie or bearer session token) or an `x-api-key`; 401 otherwise. An extension token
+    /// is not accepted here.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(key) = api_key_header(parts) {
+            return api_key_principal(parts, state, key).await;
+        }
+        if bearer_jwt(parts).is_some() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "This endpoint needs a session or an API key",
+            ));
+        }
+        match resolve(parts, state).await? {
+            Resolved::Valid(auth) => {
+                let SessionAuth { session, user, set_cookies, cookie_token_hash } = *auth;
+                Ok(Principal {
+                    user,
+                    via: Via::Session(Box::new(session)),
+                    tenant_header: None,
+                    set_cookies,
+                    cookie_token_hash,
+                })
+            }
+            Resolved::Anonymous | Resolved::Invalid { .. } => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Credential {
+    type Rejection = ApiError;
+
+    /// Any credential, extension tokens included (verified, and their subject still a member of `org`).
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if api_key_header(parts).is_none() {
+            if let Some(token) = bearer_jwt(parts) {
+                let claims = state
+                    .extension_keys
+                    .verify(token, state.clock.now())
+                    .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token"))?;
+                if principal::extension_tenant(state, &claims).await?.is_none() {
+                    return Err(ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token"));
+                }
+                return Ok(Credential::Extension(claims));
+            }
+        }
+        Principal::from_request_parts(parts, state).await.map(|p| Credential::Principal(Box::new(p)))
     }
 }
 

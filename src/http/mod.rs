@@ -48,6 +48,54 @@ pub mod paths {
     pub const API_SESSION: &str = "/api/session";
     /// `GET` debug view (only with `debug_endpoints`).
     pub const DEBUG_SESSION: &str = "/debug/session";
+    /// `POST` create an API key.
+    pub const API_KEY_CREATE: &str = "/api/auth/api-key/create";
+    /// `GET` one API key.
+    pub const API_KEY_GET: &str = "/api/auth/api-key/get";
+    /// `GET` the caller's API keys.
+    pub const API_KEY_LIST: &str = "/api/auth/api-key/list";
+    /// `POST` update an API key.
+    pub const API_KEY_UPDATE: &str = "/api/auth/api-key/update";
+    /// `POST` delete an API key.
+    pub const API_KEY_DELETE: &str = "/api/auth/api-key/delete";
+    /// `POST` verify an API key.
+    pub const API_KEY_VERIFY: &str = "/api/auth/api-key/verify";
+    /// `POST` create an organization.
+    pub const ORG_CREATE: &str = "/api/auth/organization/create";
+    /// `POST` update an organization.
+    pub const ORG_UPDATE: &str = "/api/auth/organization/update";
+    /// `POST` delete an organization.
+    pub const ORG_DELETE: &str = "/api/auth/organization/delete";
+    /// `GET` the caller's organizations.
+    pub const ORG_LIST: &str = "/api/auth/organization/list";
+    /// `POST` is a slug free.
+    pub const ORG_CHECK_SLUG: &str = "/api/auth/organization/check-slug";
+    /// `POST` set the session's active organization.
+    pub const ORG_SET_ACTIVE: &str = "/api/auth/organization/set-active";
+    /// `GET` an organization with members and invitations.
+    pub const ORG_GET_FULL: &str = "/api/auth/organization/get-full-organization";
+    /// `GET` an organization's members.
+    pub const ORG_LIST_MEMBERS: &str = "/api/auth/organization/list-members";
+    /// `POST` invite a member.
+    pub const ORG_INVITE_MEMBER: &str = "/api/auth/organization/invite-member";
+    /// `POST` accept an invitation.
+    pub const ORG_ACCEPT_INVITATION: &str = "/api/auth/organization/accept-invitation";
+    /// `POST` reject an invitation.
+    pub const ORG_REJECT_INVITATION: &str = "/api/auth/organization/reject-invitation";
+    /// `POST` cancel an invitation.
+    pub const ORG_CANCEL_INVITATION: &str = "/api/auth/organization/cancel-invitation";
+    /// `POST` remove a member.
+    pub const ORG_REMOVE_MEMBER: &str = "/api/auth/organization/remove-member";
+    /// `POST` change a member's role.
+    pub const ORG_UPDATE_MEMBER_ROLE: &str = "/api/auth/organization/update-member-role";
+    /// `POST` leave an organization.
+    pub const ORG_LEAVE: &str = "/api/auth/organization/leave";
+    /// `GET` forward-auth check.
+    pub const AUTH_CHECK: &str = "/api/auth/check";
+    /// `POST` issue an extension token.
+    pub const EXTENSION_TOKEN: &str = "/api/extensions/token";
+    /// `POST` verify an extension token.
+    pub const EXTENSION_VERIFY: &str = "/api/extensions/verify";
     /// `GET` liveness.
     pub const HEALTHZ: &str = "/healthz";
     /// `GET` readiness (DB reachable).
@@ -71,6 +119,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::accounts::routes::router())
         .merge(crate::sessions::routes::router(debug))
+        .merge(crate::api_keys::routes::router())
+        .merge(crate::orgs::routes::router())
+        .merge(crate::principal::routes::router())
+        .merge(crate::extensions::routes::router())
         .merge(ops::router())
         .route_layer(middleware::from_fn(record_metrics))
         .fallback(|| async { ApiError::not_found("No such endpoint") })

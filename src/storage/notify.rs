@@ -35,6 +35,34 @@ pub async fn publish(db: &Db, payload: &str) -> Result<(), StorageError> {
     }
 }
 
+/// Records a cache invalidation (`kind:id`) in `cache_events` and publishes it: NOTIFY reaches the other
+/// nodes at once, the row lets a reconnecting listener and the periodic poll (and, on SQLite, a running
+/// server after a `latchkey admin` change) catch up. Call after the change is committed.
+pub async fn publish_event(db: &Db, payload: &str, now: i64) -> Result<(), StorageError> {
+    let id = crate::crypto::new_id("evt");
+    crate::db_run!(db, |pool| {
+        sqlx::query("INSERT INTO cache_events (id, payload, at) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(payload)
+            .bind(now)
+            .execute(pool)
+            .await?;
+    });
+    publish(db, payload).await
+}
+
+/// Invalidations recorded at or after `since`, oldest first.
+pub async fn events_since(db: &Db, since: i64) -> Result<Vec<(String, i64)>, StorageError> {
+    const SQL: &str = "SELECT payload, at FROM cache_events WHERE at >= $1 ORDER BY at";
+    Ok(crate::db_run!(db, |pool| sqlx::query_as::<_, (String, i64)>(SQL).bind(since).fetch_all(pool).await)?)
+}
+
+/// Deletes invalidation records older than `before`.
+pub async fn cleanup_events(db: &Db, before: i64) -> Result<u64, StorageError> {
+    const SQL: &str = "DELETE FROM cache_events WHERE at < $1";
+    Ok(crate::db_run!(db, |pool| sqlx::query(SQL).bind(before).execute(pool).await.map(|r| r.rows_affected()))?)
+}
+
 /// Starts the listener task on PostgreSQL; returns `None` on SQLite, where there is nothing to hear.
 pub fn spawn_listener(db: &Db) -> Option<mpsc::UnboundedReceiver<BusMessage>> {
     let Db::Postgres(pool) = db else { return None };

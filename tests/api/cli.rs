@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789abcdef";
+const EXTENSION_SECRET: &str = "cli-extension-secret-0123456789abcdef01234567";
 
 fn latchkey(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
@@ -22,6 +23,7 @@ fn latchkey(dir: &std::path::Path) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LATCHKEY_DATABASE_URL", format!("sqlite://{}", dir.join("cli.db").display()))
         .env("LATCHKEY_SECRET", SECRET)
+        .env("EXTENSION_TOKEN_SECRET", EXTENSION_SECRET)
         .env("LATCHKEY_LISTEN", "127.0.0.1:0")
         .env("LATCHKEY_BASE_URL", BASE_URL)
         .current_dir(dir);
@@ -278,6 +280,70 @@ async fn admin_commands_create_users_list_and_revoke_sessions() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(get_session("?disableCookieCache=true").await.unwrap().text().await.unwrap(), "null");
+}
+
+#[tokio::test]
+async fn admin_commands_create_orgs_members_and_api_keys_and_revoke_keys_on_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    for email in ["owner@example.com", "dev@example.com"] {
+        let mut create = latchkey(dir.path())
+            .args(["admin", "create-user", "--email", email, "--name", "User"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        create.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+        assert!(create.wait_with_output().unwrap().status.success());
+    }
+    let run = |args: &[&str]| {
+        let output = latchkey(dir.path()).arg("admin").args(args).output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (ok, out) = run(&["create-org", "--name", "Acme", "--slug", "acme", "--owner-email", "owner@example.com"]);
+    assert!(ok, "{out}");
+    let org_id = out.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(org_id.starts_with("org_"), "{out}");
+    assert!(run(&["add-member", "--org", "acme", "--email", "dev@example.com", "--role", "admin"]).0);
+    assert!(!run(&["add-member", "--org", "acme", "--email", "dev@example.com"]).0, "already a member");
+    assert!(!run(&["add-member", "--org", "nope", "--email", "dev@example.com"]).0, "no such org");
+
+    let (ok, out) = run(&[
+        "create-api-key",
+        "--email",
+        "dev@example.com",
+        "--org",
+        "acme",
+        "--permissions",
+        r#"{"extensions":["read"]}"#,
+        "--name",
+        "ci",
+    ]);
+    assert!(ok, "{out}");
+    let key = out.lines().find_map(|l| l.strip_prefix("key (shown once): ")).unwrap().to_owned();
+    let key_id = out.split_whitespace().nth(3).unwrap().to_owned();
+    assert!(key.starts_with("lk_") && key_id.starts_with("key_"), "{out}");
+    let (ok, listed) = run(&["list-api-keys", "--email", "dev@example.com"]);
+    assert!(ok && listed.contains(&key_id) && listed.contains(&org_id) && !listed.contains(&key), "{listed}");
+    assert!(!run(&["create-api-key", "--email", "owner@example.com", "--permissions", "not json"]).0);
+
+    let server = Server::start(latchkey(dir.path()));
+    let check = || {
+        bare_client().get(format!("{}{}", server.address, paths::AUTH_CHECK)).header("x-api-key", &key).send()
+    };
+    let allowed = check().await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["x-auth-org-id"], org_id.as_str());
+    assert_eq!(allowed.headers()["x-auth-scopes"], "extensions:read");
+
+    assert!(run(&["revoke-api-key", "--id", &key_id]).0);
+    assert!(!run(&["revoke-api-key", "--id", &key_id]).0, "already gone");
+    // The running server evicts its cached copy at its next `cache_events` poll (every 2 s on SQLite).
+    let started = Instant::now();
+    while check().await.unwrap().status() != 401 {
+        assert!(started.elapsed() < Duration::from_secs(5), "revoked key still accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!server.logs().contains(&key), "the key was logged");
 }
 
 #[test]

@@ -8,3 +8,6 @@ mod multi_node;
 mod ops;
 mod security;
 mod sessions;
+mod api_keys;
+mod extensions;
+mod orgs;

@@ -228,6 +228,7 @@ async fn production_cookies_are_secure_samesite_none_prefixed_and_scoped(backend
     let Some(app) = spawn_app_with(backend, |s| {
         s.env = Mode::Production;
         s.base_url = "https://api.crm.example.com".into();
+        s.extensions.secret = Some(latchkey::config::Secret::new("extension-secret-0123456789abcdef0123456789"));
     })
     .await
     else {

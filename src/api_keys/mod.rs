@@ -1,0 +1,425 @@
+//! Capability 2, API keys (Better Auth api-key plugin shapes, DESIGN.md "Capability 2").
+//!
+//! A key is `prefix + 48 random alphanumerics` (~285 bits), shown once; the DB keeps its SHA-256 and its
+//! first characters. The check on every request reads neither: verified keys live in an in-process
+//! [`KeyCache`] keyed by hash, evicted on update/delete here and on every other node (NOTIFY and the
+//! `cache_events` poll), and `lastRequest` is counted in memory by [`UsageBatch`] and flushed in batches.
+
+pub mod routes;
+pub mod store;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, RwLock},
+};
+
+use serde::Serialize;
+
+use crate::{
+    accounts::User,
+    clock::{iso8601, Millis},
+    crypto,
+    storage::{notify, Db, StorageError},
+};
+
+/// NOTIFY payload prefix: this API key changed or was deleted.
+pub const KEY_EVENT: &str = "api_key:";
+/// NOTIFY payload: forget every cached key (e.g. an organization and its keys were deleted).
+pub const ALL_KEYS_EVENT: &str = "api_keys:all";
+/// Prefix reserved for service-client keys (capability 4); user keys may not use it.
+pub const CLIENT_KEY_PREFIX: &str = "lkc_";
+/// Random characters after the prefix.
+const KEY_RANDOM_LEN: usize = 48;
+/// Characters of the key kept for display.
+pub const START_LEN: usize = 6;
+
+/// `{resource: [actions]}`.
+pub type Permissions = BTreeMap<String, Vec<String>>;
+
+/// An API key as stored (without its hash).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ApiKey {
+    /// `key_…`
+    pub id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// First characters of the key.
+    pub start: String,
+    /// The key's prefix.
+    pub prefix: String,
+    /// Owning user.
+    pub reference_id: String,
+    /// Organization the key is scoped to.
+    pub organization_id: Option<String>,
+    /// JSON `{resource: [actions]}`; null: the owner's rights.
+    pub permissions: Option<String>,
+    /// JSON.
+    pub metadata: Option<String>,
+    /// Disabled keys are refused.
+    pub enabled: bool,
+    /// Unix ms; refused from then on.
+    pub expires_at: Option<Millis>,
+    /// Unix ms of the last use that was flushed.
+    pub last_request: Option<Millis>,
+    /// Uses flushed so far.
+    pub request_count: i64,
+    /// Unix ms.
+    pub created_at: Millis,
+    /// Unix ms.
+    pub updated_at: Millis,
+}
+
+impl ApiKey {
+    /// The parsed permissions (`None`: unrestricted within the owner's rights).
+    pub fn permissions(&self) -> Option<Permissions> {
+        self.permissions.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default())
+    }
+
+    /// True if the key holds every requested action.
+    pub fn holds(&self, requested: &Permissions) -> bool {
+        let Some(held) = self.permissions() else { return false };
+        requested.iter().all(|(resource, actions)| {
+            held.get(resource).is_some_and(|have| actions.iter().all(|action| have.contains(action)))
+        })
+    }
+
+    /// True if the key may do `action` on `resource` inside Latchkey (keys without permissions may do
+    /// whatever their owner may).
+    pub fn allows(&self, resource: &str, action: &str) -> bool {
+        self.permissions().is_none_or(|held| held.get(resource).is_some_and(|a| a.iter().any(|x| x == action)))
+    }
+
+    /// `resource:action` pairs, sorted (the `x-auth-scopes` of a key).
+    pub fn scopes(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = self
+            .permissions()
+            .map(|held| {
+                held.iter().flat_map(|(resource, actions)| actions.iter().map(move |a| format!("{resource}:{a}"))).collect()
+            })
+            .unwrap_or_default();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
+
+    /// Why the key cannot be used at `now`, if it cannot.
+    pub fn unusable(&self, now: Millis) -> Option<KeyProblem> {
+        if !self.enabled {
+            Some(KeyProblem::Disabled)
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            Some(KeyProblem::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a key was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// Unknown (or deleted) key.
+    NotFound,
+    /// `enabled: false`.
+    Disabled,
+    /// Past `expiresAt`.
+    Expired,
+}
+
+impl KeyProblem {
+    /// The error code `verify` answers.
+    pub fn code(self) -> &'static str {
+        match self {
+            KeyProblem::NotFound => "KEY_NOT_FOUND",
+            KeyProblem::Disabled => "KEY_DISABLED",
+            KeyProblem::Expired => "KEY_EXPIRED",
+        }
+    }
+
+    /// The message `verify` answers.
+    pub fn message(self) -> &'static str {
+        match self {
+            KeyProblem::NotFound => "API key not found",
+            KeyProblem::Disabled => "API key is disabled",
+            KeyProblem::Expired => "API key has expired",
+        }
+    }
+}
+
+/// The JSON shape of a key (never the key itself, except `key` right after creation).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// First characters, for display.
+    pub start: String,
+    /// Prefix.
+    pub prefix: String,
+    /// Owning user.
+    pub reference_id: String,
+    /// Organization scope.
+    pub organization_id: Option<String>,
+    /// Enabled.
+    pub enabled: bool,
+    /// `{resource: [actions]}` or null.
+    #[schema(value_type = Option<Object>)]
+    pub permissions: Option<Permissions>,
+    /// Arbitrary JSON.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// ISO 8601 or null.
+    pub expires_at: Option<String>,
+    /// ISO 8601 or null.
+    pub last_request: Option<String>,
+    /// Uses counted so far.
+    pub request_count: i64,
+    /// ISO 8601.
+    pub created_at: String,
+    /// ISO 8601.
+    pub updated_at: String,
+}
+
+impl ApiKeyView {
+    /// The view of `key`, with this node's not yet flushed usage folded in.
+    pub fn new(key: &ApiKey, usage: &UsageBatch) -> ApiKeyView {
+        let (last, count) = usage.pending(&key.id);
+        let last_request = match (key.last_request, last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        ApiKeyView {
+            id: key.id.clone(),
+            name: key.name.clone(),
+            start: key.start.clone(),
+            prefix: key.prefix.clone(),
+            reference_id: key.reference_id.clone(),
+            organization_id: key.organization_id.clone(),
+            enabled: key.enabled,
+            permissions: key.permissions(),
+            metadata: key.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+            expires_at: key.expires_at.map(iso8601),
+            last_request: last_request.map(iso8601),
+            request_count: key.request_count + count,
+            created_at: iso8601(key.created_at),
+            updated_at: iso8601(key.updated_at),
+        }
+    }
+}
+
+/// True for an acceptable key prefix: 1–16 of `A-Z a-z 0-9 _ -`, and not the service-client prefix.
+pub fn valid_prefix(prefix: &str) -> bool {
+    (1..=16).contains(&prefix.len())
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !prefix.starts_with(CLIENT_KEY_PREFIX)
+}
+
+/// A new key with `prefix`: (the key, its SHA-256 hex, its display start).
+pub fn generate(prefix: &str) -> (String, String, String) {
+    let key = format!("{prefix}{}", crypto::random_alphanumeric(KEY_RANDOM_LEN));
+    let hash = hash_key(&key);
+    let start = key.chars().take(START_LEN).collect();
+    (key, hash, start)
+}
+
+/// The stored hash of a key.
+pub fn hash_key(key: &str) -> String {
+    crypto::sha256_hex(key.as_bytes())
+}
+
+/// A verified key and its owner, as cached.
+#[derive(Debug)]
+pub struct CachedKey {
+    /// The key.
+    pub key: ApiKey,
+    /// Its owner.
+    pub user: User,
+}
+
+/// Beyond this many cached keys the cache starts over (bounded memory).
+const MAX_CACHED_KEYS: usize = 100_000;
+
+/// Verified keys by hash.
+#[derive(Debug)]
+pub struct KeyCache {
+    entries: RwLock<HashMap<String, (Millis, Arc<CachedKey>)>>,
+    ttl: Millis,
+}
+
+impl KeyCache {
+    /// An empty cache whose entries live `ttl` ms.
+    pub fn new(ttl: Millis) -> KeyCache {
+        KeyCache { entries: RwLock::new(HashMap::new()), ttl }
+    }
+
+    /// The key with this hash: from the cache while fresh, else from the DB.
+    pub async fn lookup(&self, db: &Db, hash: &str, now: Millis) -> Result<Option<Arc<CachedKey>>, StorageError> {
+        if let Ok(entries) = self.entries.read() {
+            if let Some((loaded, cached)) = entries.get(hash) {
+                if now - *loaded < self.ttl && now >= *loaded {
+                    return Ok(Some(Arc::clone(cached)));
+                }
+            }
+        }
+        let Some((key, user)) = store::find_by_hash(db, hash).await? else { return Ok(None) };
+        let cached = Arc::new(CachedKey { key, user });
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= MAX_CACHED_KEYS {
+                entries.clear();
+            }
+            entries.insert(hash.to_owned(), (now, Arc::clone(&cached)));
+        }
+        Ok(Some(cached))
+    }
+
+    /// Forgets the key with this id.
+    pub fn evict_id(&self, id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, (_, cached)| cached.key.id != id);
+        }
+    }
+
+    /// Forgets every key of this owner (their role or email may have changed).
+    pub fn evict_owner(&self, user_id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, (_, cached)| cached.key.reference_id != user_id);
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+}
+
+/// Key uses counted in memory since the last flush: id → (last use, count).
+#[derive(Debug, Default)]
+pub struct UsageBatch {
+    pending: Mutex<HashMap<String, (Millis, i64)>>,
+}
+
+impl UsageBatch {
+    /// Counts one use.
+    pub fn record(&self, id: &str, now: Millis) {
+        if let Ok(mut pending) = self.pending.lock() {
+            match pending.get_mut(id) {
+                Some((last, count)) => {
+                    *last = (*last).max(now);
+                    *count += 1;
+                }
+                None => {
+                    pending.insert(id.to_owned(), (now, 1));
+                }
+            }
+        }
+    }
+
+    /// Not yet flushed (last use, count) of a key.
+    pub fn pending(&self, id: &str) -> (Option<Millis>, i64) {
+        self.pending.lock().ok().and_then(|p| p.get(id).copied()).map_or((None, 0), |(last, count)| (Some(last), count))
+    }
+
+    /// Writes the pending uses (one UPDATE per used key, in one transaction) and forgets them.
+    pub async fn flush(&self, db: &Db) -> Result<usize, StorageError> {
+        let batch: Vec<(String, Millis, i64)> = match self.pending.lock() {
+            Ok(mut pending) => pending.drain().map(|(id, (last, count))| (id, last, count)).collect(),
+            Err(_) => return Ok(0),
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Err(error) = store::record_usage(db, &batch).await {
+            // Put them back so the next flush retries.
+            if let Ok(mut pending) = self.pending.lock() {
+                for (id, last, count) in batch {
+                    let entry = pending.entry(id).or_insert((last, 0));
+                    entry.0 = entry.0.max(last);
+                    entry.1 += count;
+                }
+            }
+            return Err(error);
+        }
+        Ok(batch.len())
+    }
+}
+
+/// Evicts a changed key here and on every other node.
+pub async fn key_changed(db: &Db, cache: &KeyCache, id: &str, now: Millis) -> Result<(), StorageError> {
+    cache.evict_id(id);
+    notify::publish_event(db, &format!("{KEY_EVENT}{id}"), now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(permissions: Option<&str>) -> ApiKey {
+        ApiKey {
+            id: "key_1".into(),
+            name: None,
+            start: "lk_abc".into(),
+            prefix: "lk_".into(),
+            reference_id: "usr_1".into(),
+            organization_id: None,
+            permissions: permissions.map(str::to_owned),
+            metadata: None,
+            enabled: true,
+            expires_at: Some(1_000),
+            last_request: None,
+            request_count: 0,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn generated_keys_carry_the_prefix_and_are_stored_only_as_hashes() {
+        let (key, hash, start) = generate("lk_");
+        assert!(key.starts_with("lk_") && key.len() == 3 + KEY_RANDOM_LEN);
+        assert_eq!(start, &key[..START_LEN]);
+        assert_eq!(hash, hash_key(&key));
+        assert!(!hash.contains(&key[3..]));
+        assert_ne!(generate("lk_").0, key);
+    }
+
+    #[test]
+    fn prefixes_are_short_words_and_never_the_client_prefix() {
+        assert!(valid_prefix("lk_") && valid_prefix("acme-prod_"));
+        assert!(!valid_prefix("") && !valid_prefix("lkc_x") && !valid_prefix("a b") && !valid_prefix(&"a".repeat(17)));
+    }
+
+    #[test]
+    fn permissions_narrow_and_null_means_the_owners_rights() {
+        let scoped = key(Some(r#"{"files":["read","write"],"extensions":["read"]}"#));
+        let want = |json: &str| serde_json::from_str::<Permissions>(json).unwrap();
+        assert!(scoped.holds(&want(r#"{"files":["read"]}"#)));
+        assert!(!scoped.holds(&want(r#"{"files":["delete"]}"#)));
+        assert!(!scoped.holds(&want(r#"{"users":["read"]}"#)));
+        assert!(!key(None).holds(&want(r#"{"files":["read"]}"#)), "verify with permissions needs listed ones");
+        assert!(key(None).allows("member", "delete"));
+        assert!(!scoped.allows("member", "delete") && scoped.allows("extensions", "read"));
+        assert_eq!(scoped.scopes(), ["extensions:read", "files:read", "files:write"]);
+    }
+
+    #[test]
+    fn disabled_and_expired_keys_are_unusable() {
+        let mut k = key(None);
+        assert_eq!(k.unusable(999), None);
+        assert_eq!(k.unusable(1_000), Some(KeyProblem::Expired));
+        k.enabled = false;
+        assert_eq!(k.unusable(0), Some(KeyProblem::Disabled));
+    }
+
+    #[test]
+    fn usage_accumulates_until_flushed() {
+        let usage = UsageBatch::default();
+        usage.record("key_1", 10);
+        usage.record("key_1", 30);
+        usage.record("key_1", 20);
+        assert_eq!(usage.pending("key_1"), (Some(30), 3));
+        assert_eq!(usage.pending("key_2"), (None, 0));
+    }
+}

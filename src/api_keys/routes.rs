@@ -1,0 +1,383 @@
+//! `/api/auth/api-key/*` (Better Auth api-key plugin shapes, plus `verify` for resource servers).
+
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiKey, ApiKeyView, KeyProblem, Permissions};
+use crate::{
+    app::AppState,
+    audit::{self, AuditEvent},
+    crypto,
+    error::ApiError,
+    http::{extractors::ApiJson, paths},
+    principal::{self, Principal},
+    sessions::ClientInfo,
+};
+
+/// The routes of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::API_KEY_CREATE, post(create))
+        .route(paths::API_KEY_GET, get(get_key))
+        .route(paths::API_KEY_LIST, get(list))
+        .route(paths::API_KEY_UPDATE, post(update))
+        .route(paths::API_KEY_DELETE, post(delete))
+        .route(paths::API_KEY_VERIFY, post(verify))
+}
+
+/// Longest `expiresIn`: ten years.
+const MAX_EXPIRES_IN: i64 = 10 * 365 * 86_400;
+
+fn key_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, KeyProblem::NotFound.code(), KeyProblem::NotFound.message())
+}
+
+fn check_expires_in(expires_in: Option<i64>, now: i64) -> Result<Option<i64>, ApiError> {
+    match expires_in {
+        None => Ok(None),
+        Some(seconds) if (1..=MAX_EXPIRES_IN).contains(&seconds) => Ok(Some(now + seconds * 1000)),
+        Some(_) => Err(ApiError::bad_request("INVALID_EXPIRES_IN", "expiresIn must be between 1 second and 10 years")),
+    }
+}
+
+fn check_permissions(permissions: &Option<Permissions>) -> Result<Option<String>, ApiError> {
+    let Some(permissions) = permissions else { return Ok(None) };
+    let word = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
+    if permissions.len() > 64 || !permissions.iter().all(|(r, actions)| word(r) && actions.len() <= 64 && actions.iter().all(|a| word(a)))
+    {
+        return Err(ApiError::bad_request("VALIDATION_ERROR", "permissions must be {resource: [actions]} of short words"));
+    }
+    serde_json::to_string(permissions).map(Some).map_err(ApiError::internal)
+}
+
+fn check_name(name: &Option<String>) -> Result<(), ApiError> {
+    match name {
+        Some(name) if name.chars().count() > 256 => Err(ApiError::bad_request("VALIDATION_ERROR", "name is too long")),
+        _ => Ok(()),
+    }
+}
+
+fn metadata_text(metadata: &Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
+    match metadata {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => serde_json::to_string(value).map(Some).map_err(ApiError::internal),
+    }
+}
+
+/// A key the caller may manage: their own, or any for admins; anything else is not found.
+async fn owned_key(state: &AppState, principal: &Principal, id: &str) -> Result<ApiKey, ApiError> {
+    match super::store::find(&state.db, id).await? {
+        Some(key) if key.reference_id == principal.user.id || principal.is_admin() => Ok(key),
+        _ => Err(key_not_found()),
+    }
+}
+
+/// Create body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRequest {
+    /// Display name.
+    pub name: Option<String>,
+    /// Key prefix (default `lk_`).
+    pub prefix: Option<String>,
+    /// Lifetime in seconds; null: never expires.
+    pub expires_in: Option<i64>,
+    /// `{resource: [actions]}`: narrows what the key may do.
+    #[schema(value_type = Option<Object>)]
+    pub permissions: Option<Permissions>,
+    /// Arbitrary JSON.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Scope the key to this organization (the owner must be a member).
+    pub organization_id: Option<String>,
+    /// Create for another user (admins only).
+    pub user_id: Option<String>,
+}
+
+/// A key with the secret, returned once by `create`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// The key: shown only now.
+    pub key: String,
+    /// The key's fields.
+    #[serde(flatten)]
+    pub view: ApiKeyView,
+}
+
+/// Creates an API key for the signed-in user.
+#[utoipa::path(post, path = paths::API_KEY_CREATE, tag = "api-keys", request_body = CreateRequest,
+    responses((status = 200, body = CreatedKey), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateRequest>,
+) -> Result<Json<CreatedKey>, ApiError> {
+    principal.require_session()?;
+    let now = state.clock.now();
+    let owner_id = match &body.user_id {
+        Some(user_id) if *user_id != principal.user.id => {
+            if !principal.is_admin() {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Only admins create keys for other users"));
+            }
+            crate::accounts::store::find_user_by_id(&state.db, user_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("No such user"))?
+                .id
+        }
+        _ => principal.user.id.clone(),
+    };
+    let prefix = body.prefix.clone().unwrap_or_else(|| state.settings.api_keys.default_prefix.clone());
+    if !super::valid_prefix(&prefix) {
+        return Err(ApiError::bad_request(
+            "INVALID_PREFIX",
+            "prefix must be 1-16 of A-Z a-z 0-9 _ - and must not start with lkc_",
+        ));
+    }
+    check_name(&body.name)?;
+    let expires_at = check_expires_in(body.expires_in, now)?;
+    let permissions = check_permissions(&body.permissions)?;
+    let metadata = metadata_text(&body.metadata)?;
+    if let Some(org) = &body.organization_id {
+        let memberships = state.memberships.get(&state.db, &owner_id, now).await?;
+        if !memberships.iter().any(|m| m.organization_id == *org) {
+            return Err(principal::access_denied());
+        }
+    }
+    let (secret, hash, start) = super::generate(&prefix);
+    let key = ApiKey {
+        id: crypto::new_id("key"),
+        name: body.name,
+        start,
+        prefix,
+        reference_id: owner_id,
+        organization_id: body.organization_id,
+        permissions,
+        metadata,
+        enabled: true,
+        expires_at,
+        last_request: None,
+        request_count: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    super::store::insert(&state.db, &key, &hash).await?;
+    audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "created" });
+    Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &state.usage) }))
+}
+
+/// `get` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct GetQuery {
+    /// Key id.
+    pub id: String,
+}
+
+/// One of the caller's keys (never the key itself).
+#[utoipa::path(get, path = paths::API_KEY_GET, tag = "api-keys", params(GetQuery),
+    responses((status = 200, body = ApiKeyView), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<GetQuery>,
+) -> Result<Json<ApiKeyView>, ApiError> {
+    let key = owned_key(&state, &principal, &query.id).await?;
+    Ok(Json(ApiKeyView::new(&key, &state.usage)))
+}
+
+/// `list` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<i64>,
+    /// Keys to skip.
+    pub offset: Option<i64>,
+}
+
+/// `list` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse {
+    /// This page of keys, newest first.
+    pub api_keys: Vec<ApiKeyView>,
+    /// All of the caller's keys.
+    pub total: i64,
+    /// Page size used.
+    pub limit: i64,
+    /// Offset used.
+    pub offset: i64,
+}
+
+/// The caller's keys, newest first.
+#[utoipa::path(get, path = paths::API_KEY_LIST, tag = "api-keys", params(ListQuery),
+    responses((status = 200, body = ListResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = query.offset.unwrap_or(0).max(0);
+    let (keys, total) = super::store::list_for_user(&state.db, &principal.user.id, limit, offset).await?;
+    let api_keys = keys.iter().map(|key| ApiKeyView::new(key, &state.usage)).collect();
+    Ok(Json(ListResponse { api_keys, total, limit, offset }))
+}
+
+/// Update body: fields left out are unchanged.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRequest {
+    /// Key id.
+    pub key_id: String,
+    /// New name.
+    pub name: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// New lifetime in seconds from now.
+    pub expires_in: Option<i64>,
+    /// New permissions.
+    #[schema(value_type = Option<Object>)]
+    pub permissions: Option<Permissions>,
+    /// New metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Updates one of the caller's keys; the change applies to the very next request on every node.
+#[utoipa::path(post, path = paths::API_KEY_UPDATE, tag = "api-keys", request_body = UpdateRequest,
+    responses((status = 200, body = ApiKeyView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<UpdateRequest>,
+) -> Result<Json<ApiKeyView>, ApiError> {
+    principal.require_session()?;
+    let now = state.clock.now();
+    let mut key = owned_key(&state, &principal, &body.key_id).await?;
+    check_name(&body.name)?;
+    if let Some(name) = body.name {
+        key.name = Some(name);
+    }
+    if let Some(enabled) = body.enabled {
+        key.enabled = enabled;
+    }
+    if body.expires_in.is_some() {
+        key.expires_at = check_expires_in(body.expires_in, now)?;
+    }
+    if body.permissions.is_some() {
+        key.permissions = check_permissions(&body.permissions)?;
+    }
+    if body.metadata.is_some() {
+        key.metadata = metadata_text(&body.metadata)?;
+    }
+    key.updated_at = now;
+    super::store::update(&state.db, &key).await?;
+    super::key_changed(&state.db, &state.api_keys, &key.id, now).await?;
+    audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "updated" });
+    Ok(Json(ApiKeyView::new(&key, &state.usage)))
+}
+
+/// Delete body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteRequest {
+    /// Key id.
+    pub key_id: String,
+}
+
+/// `{success: true}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Success {
+    /// Always true.
+    pub success: bool,
+}
+
+/// Deletes one of the caller's keys; it is refused from the very next request on every node.
+#[utoipa::path(post, path = paths::API_KEY_DELETE, tag = "api-keys", request_body = DeleteRequest,
+    responses((status = 200, body = Success), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<DeleteRequest>,
+) -> Result<Json<Success>, ApiError> {
+    principal.require_session()?;
+    let key = owned_key(&state, &principal, &body.key_id).await?;
+    if !super::store::delete(&state.db, &key.id).await? {
+        return Err(key_not_found());
+    }
+    super::key_changed(&state.db, &state.api_keys, &key.id, state.clock.now()).await?;
+    audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "deleted" });
+    Ok(Json(Success { success: true }))
+}
+
+/// Verify body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct VerifyRequest {
+    /// The key to check.
+    #[schema(value_type = String, format = Password)]
+    pub key: crate::config::Secret,
+    /// Permissions the key must hold.
+    #[schema(value_type = Option<Object>)]
+    pub permissions: Option<Permissions>,
+}
+
+/// `{code, message}` of a refused key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifyError {
+    /// `KEY_NOT_FOUND`, `KEY_DISABLED`, `KEY_EXPIRED`, `INSUFFICIENT_PERMISSIONS` or `RATE_LIMITED`.
+    pub code: &'static str,
+    /// Human-readable.
+    pub message: &'static str,
+}
+
+/// Verify answer (always 200).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifyResponse {
+    /// True if the key may be used (with the requested permissions).
+    pub valid: bool,
+    /// Why not.
+    pub error: Option<VerifyError>,
+    /// The key's fields when it exists.
+    pub key: Option<ApiKeyView>,
+}
+
+fn refused(code: &'static str, message: &'static str, key: Option<ApiKeyView>) -> Json<VerifyResponse> {
+    Json(VerifyResponse { valid: false, error: Some(VerifyError { code, message }), key })
+}
+
+/// Checks a key for a resource server; needs no other credential, rate-limited per IP.
+#[utoipa::path(post, path = paths::API_KEY_VERIFY, tag = "api-keys", request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResponse)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let now = state.clock.now();
+    if state.limits.verify_ip.hit(client.ip.as_deref().unwrap_or("unknown"), now).is_err() {
+        return Ok(refused("RATE_LIMITED", "Too many requests. Please try again later.", None));
+    }
+    let cached = state.api_keys.lookup(&state.db, &super::hash_key(body.key.expose()), now).await?;
+    let Some(cached) = cached else {
+        return Ok(refused(KeyProblem::NotFound.code(), KeyProblem::NotFound.message(), None));
+    };
+    let view = ApiKeyView::new(&cached.key, &state.usage);
+    if let Some(problem) = cached.key.unusable(now) {
+        return Ok(refused(problem.code(), problem.message(), Some(view)));
+    }
+    if let Some(wanted) = body.permissions.as_ref().filter(|wanted| !wanted.is_empty()) {
+        if !cached.key.holds(wanted) {
+            return Ok(refused("INSUFFICIENT_PERMISSIONS", "The API key lacks a requested permission", Some(view)));
+        }
+    }
+    state.usage.record(&cached.key.id, now);
+    Ok(Json(VerifyResponse { valid: true, error: None, key: Some(view) }))
+}

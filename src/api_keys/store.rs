@@ -1,0 +1,141 @@
+//! SQL of the API keys capability. Keys are found by the SHA-256 of the key, never the key.
+
+use crate::{
+    accounts::User,
+    clock::Millis,
+    db_run,
+    storage::{Db, StorageError},
+};
+
+use super::ApiKey;
+
+const KEY_COLUMNS: &str = "id, name, start, prefix, reference_id, organization_id, permissions, metadata, enabled, \
+    expires_at, last_request, request_count, created_at, updated_at";
+
+/// A key joined with its owner (one round trip when the cache misses).
+#[derive(sqlx::FromRow)]
+struct KeyUserRow {
+    #[sqlx(flatten)]
+    key: ApiKey,
+    u_email: String,
+    u_name: String,
+    u_image: Option<String>,
+    u_email_verified: bool,
+    u_role: String,
+    u_created_at: Millis,
+    u_updated_at: Millis,
+}
+
+/// Stores a new key under its hash.
+pub async fn insert(db: &Db, key: &ApiKey, key_hash: &str) -> Result<(), StorageError> {
+    let sql = format!(
+        "INSERT INTO api_keys ({KEY_COLUMNS}, key_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    );
+    db_run!(db, |pool| {
+        sqlx::query(&sql)
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.start)
+            .bind(&key.prefix)
+            .bind(&key.reference_id)
+            .bind(&key.organization_id)
+            .bind(&key.permissions)
+            .bind(&key.metadata)
+            .bind(key.enabled)
+            .bind(key.expires_at)
+            .bind(key.last_request)
+            .bind(key.request_count)
+            .bind(key.created_at)
+            .bind(key.updated_at)
+            .bind(key_hash)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// The key with this hash, with its owner.
+pub async fn find_by_hash(db: &Db, key_hash: &str) -> Result<Option<(ApiKey, User)>, StorageError> {
+    const SQL: &str = "SELECT k.id, k.name, k.start, k.prefix, k.reference_id, k.organization_id, k.permissions, \
+        k.metadata, k.enabled, k.expires_at, k.last_request, k.request_count, k.created_at, k.updated_at, \
+        u.email AS u_email, u.name AS u_name, u.image AS u_image, u.email_verified AS u_email_verified, \
+        u.role AS u_role, u.created_at AS u_created_at, u.updated_at AS u_updated_at \
+        FROM api_keys k JOIN users u ON u.id = k.reference_id WHERE k.key_hash = $1";
+    let row = db_run!(db, |pool| sqlx::query_as::<_, KeyUserRow>(SQL).bind(key_hash).fetch_optional(pool).await)?;
+    Ok(row.map(|row| {
+        let user = User {
+            id: row.key.reference_id.clone(),
+            email: row.u_email,
+            name: row.u_name,
+            image: row.u_image,
+            email_verified: row.u_email_verified,
+            role: row.u_role,
+            created_at: row.u_created_at,
+            updated_at: row.u_updated_at,
+        };
+        (row.key, user)
+    }))
+}
+
+/// The key with this id.
+pub async fn find(db: &Db, id: &str) -> Result<Option<ApiKey>, StorageError> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_optional(pool).await)?)
+}
+
+/// A user's keys, newest first, with a page window; and their total.
+pub async fn list_for_user(
+    db: &Db,
+    user_id: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ApiKey>, i64), StorageError> {
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE reference_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+    );
+    const COUNT: &str = "SELECT COUNT(*) FROM api_keys WHERE reference_id = $1";
+    db_run!(db, |pool| {
+        let keys = sqlx::query_as::<_, ApiKey>(&sql).bind(user_id).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(user_id).fetch_one(pool).await?;
+        Ok((keys, total))
+    })
+}
+
+/// Writes the mutable fields.
+pub async fn update(db: &Db, key: &ApiKey) -> Result<(), StorageError> {
+    const SQL: &str = "UPDATE api_keys SET name = $2, enabled = $3, expires_at = $4, permissions = $5, metadata = $6, \
+        updated_at = $7 WHERE id = $1";
+    db_run!(db, |pool| {
+        sqlx::query(SQL)
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(key.enabled)
+            .bind(key.expires_at)
+            .bind(&key.permissions)
+            .bind(&key.metadata)
+            .bind(key.updated_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// Deletes a key; false if there was none.
+pub async fn delete(db: &Db, id: &str) -> Result<bool, StorageError> {
+    const SQL: &str = "DELETE FROM api_keys WHERE id = $1";
+    Ok(db_run!(db, |pool| sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))? == 1)
+}
+
+/// Applies a batch of (id, last use, uses) in one transaction.
+pub async fn record_usage(db: &Db, batch: &[(String, Millis, i64)]) -> Result<(), StorageError> {
+    const SQL: &str = "UPDATE api_keys SET last_request = CASE WHEN last_request IS NULL OR last_request < $2 \
+        THEN $2 ELSE last_request END, request_count = request_count + $3 WHERE id = $1";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        for (id, last, count) in batch {
+            sqlx::query(SQL).bind(id).bind(*last).bind(*count).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}

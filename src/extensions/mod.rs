@@ -1,0 +1,191 @@
+//! Capability 3, extension tokens: short-lived HS256 JWTs for iframe extensions calling the
+//! application's Action API (DESIGN.md "Capability 3").
+//!
+//! Signed with the first configured secret, verified against any (rotation). Verification is pinned to
+//! HS256 (jsonwebtoken refuses `none` and every other algorithm), checks `aud`, and checks `exp`/`iat`
+//! against Latchkey's clock rather than the system's, so tests can move time.
+
+pub mod routes;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clock::Millis,
+    config::{ExtensionSettings, Secret},
+    crypto,
+};
+
+/// The audience of every extension token.
+pub const AUDIENCE: &str = "action-api";
+
+/// The claims of an extension token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExtensionClaims {
+    /// User id.
+    pub sub: String,
+    /// Organization id.
+    pub org: String,
+    /// Extension id.
+    pub ext: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Always `action-api`.
+    pub aud: String,
+    /// Issued at, unix seconds.
+    pub iat: i64,
+    /// Expires at, unix seconds.
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+}
+
+impl ExtensionClaims {
+    /// The scopes as a list.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_whitespace()
+    }
+}
+
+/// Why a token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// Malformed, wrong algorithm, bad signature, wrong audience, issued in the future.
+    Invalid,
+    /// Past `exp`.
+    Expired,
+}
+
+/// The signing and verification keys, parsed once.
+pub struct ExtensionKeys {
+    encoding: EncodingKey,
+    decoding: Vec<DecodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for ExtensionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtensionKeys(***)")
+    }
+}
+
+impl ExtensionKeys {
+    /// Keys from the configuration; without a configured secret (development only — production refuses
+    /// to start) one is derived from the server secret.
+    pub fn new(settings: &ExtensionSettings, server_secret: &Secret) -> ExtensionKeys {
+        let current: Vec<u8> = match &settings.secret {
+            Some(secret) => secret.expose().as_bytes().to_vec(),
+            None => {
+                tracing::warn!("EXTENSION_TOKEN_SECRET is not set: deriving one from the server secret (development)");
+                crypto::derive_key(server_secret.expose().as_bytes(), "extension-token/v1").to_vec()
+            }
+        };
+        let mut decoding = vec![DecodingKey::from_secret(&current)];
+        decoding.extend(settings.previous_secrets.iter().map(|s| DecodingKey::from_secret(s.expose().as_bytes())));
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        // `exp`/`iat` are checked against Latchkey's clock in `verify`.
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        ExtensionKeys { encoding: EncodingKey::from_secret(&current), decoding, validation }
+    }
+
+    /// Signs claims.
+    pub fn sign(&self, claims: &ExtensionClaims) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+    }
+
+    /// Verifies a token at `now` (ms): signature under any configured secret, HS256 only, `aud`,
+    /// `exp` and a sane `iat`.
+    pub fn verify(&self, token: &str, now: Millis) -> Result<ExtensionClaims, TokenProblem> {
+        let claims = self
+            .decoding
+            .iter()
+            .find_map(|key| jsonwebtoken::decode::<ExtensionClaims>(token, key, &self.validation).ok())
+            .map(|data| data.claims)
+            .ok_or(TokenProblem::Invalid)?;
+        let now_secs = now.div_euclid(1000);
+        // A token issued more than a minute in the future was not issued by a node with a sane clock.
+        if claims.iat > now_secs + 60 || claims.exp <= claims.iat {
+            return Err(TokenProblem::Invalid);
+        }
+        if now_secs >= claims.exp {
+            return Err(TokenProblem::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+/// True if the string looks like a JWT (three dot-separated parts), not a session token.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// True for a valid extension id: 1–128 of `A-Z a-z 0-9 . _ : -`.
+pub fn valid_extension_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str, previous: &[&str]) -> ExtensionKeys {
+        let settings = ExtensionSettings {
+            secret: Some(Secret::new(secret)),
+            previous_secrets: previous.iter().map(|s| Secret::new(*s)).collect(),
+            ..ExtensionSettings::default()
+        };
+        ExtensionKeys::new(&settings, &Secret::new("server"))
+    }
+
+    fn claims(iat: i64, exp: i64) -> ExtensionClaims {
+        ExtensionClaims {
+            sub: "usr_1".into(),
+            org: "org_1".into(),
+            ext: "ext".into(),
+            scope: "read".into(),
+            aud: AUDIENCE.into(),
+            iat,
+            exp,
+            jti: "etk_1".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_expiry_follow_the_given_clock() {
+        let keys = keys("s1-s1-s1-s1-s1-s1-s1-s1-s1-s1-s1-s1", &[]);
+        let token = keys.sign(&claims(1_000, 1_300)).unwrap();
+        assert_eq!(keys.verify(&token, 1_000_000).unwrap(), claims(1_000, 1_300));
+        assert_eq!(keys.verify(&token, 1_299_999), Ok(claims(1_000, 1_300)));
+        assert_eq!(keys.verify(&token, 1_300_000), Err(TokenProblem::Expired));
+        assert_eq!(keys.verify(&token, 900_000), Err(TokenProblem::Invalid), "issued in the future");
+    }
+
+    #[test]
+    fn previous_secrets_verify_but_do_not_sign() {
+        let old = keys("old-old-old-old-old-old-old-old-old", &[]);
+        let token = old.sign(&claims(1_000, 1_300)).unwrap();
+        assert!(keys("new-new-new-new-new-new-new-new-new", &["old-old-old-old-old-old-old-old-old"])
+            .verify(&token, 1_000_000)
+            .is_ok());
+        assert_eq!(keys("new-new-new-new-new-new-new-new-new", &[]).verify(&token, 1_000_000), Err(TokenProblem::Invalid));
+    }
+
+    #[test]
+    fn wrong_audience_is_refused() {
+        let keys = keys("s1-s1-s1-s1-s1-s1-s1-s1-s1-s1-s1-s1", &[]);
+        let mut other = claims(1_000, 1_300);
+        other.aud = "other".into();
+        let token = keys.sign(&other).unwrap();
+        assert_eq!(keys.verify(&token, 1_000_000), Err(TokenProblem::Invalid));
+    }
+
+    #[test]
+    fn ids_and_jwt_shapes() {
+        assert!(valid_extension_id("com.acme:crm-panel_1"));
+        assert!(!valid_extension_id("") && !valid_extension_id("a b") && !valid_extension_id(&"a".repeat(129)));
+        assert!(looks_like_jwt("a.b.c") && !looks_like_jwt("token.signature") && !looks_like_jwt("raw"));
+    }
+}

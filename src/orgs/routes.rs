@@ -1,0 +1,810 @@
+//! `/api/auth/organization/*` (Better Auth organization plugin shapes).
+//!
+//! Every endpoint that acts inside an organization takes it from its `organizationId` (or slug) or,
+//! failing that, from the caller's tenant, through `principal::resolve_tenant` — so membership, the
+//! tenant rules and org-scoped keys are checked in one place.
+
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    store, Invitation, InvitationView, Member, MemberView, Organization, OrganizationView, Role, INVITATION_LIFETIME,
+};
+use crate::{
+    accounts::email::Email,
+    app::AppState,
+    audit::{self, AuditEvent},
+    crypto,
+    error::ApiError,
+    http::{
+        extractors::{session_data_cookie_for, ApiJson},
+        paths,
+    },
+    principal::{self, Principal, Tenant, Via},
+};
+
+/// The routes of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::ORG_CREATE, post(create))
+        .route(paths::ORG_UPDATE, post(update))
+        .route(paths::ORG_DELETE, post(delete))
+        .route(paths::ORG_LIST, get(list))
+        .route(paths::ORG_CHECK_SLUG, post(check_slug))
+        .route(paths::ORG_SET_ACTIVE, post(set_active))
+        .route(paths::ORG_GET_FULL, get(get_full))
+        .route(paths::ORG_LIST_MEMBERS, get(list_members))
+        .route(paths::ORG_INVITE_MEMBER, post(invite_member))
+        .route(paths::ORG_ACCEPT_INVITATION, post(accept_invitation))
+        .route(paths::ORG_REJECT_INVITATION, post(reject_invitation))
+        .route(paths::ORG_CANCEL_INVITATION, post(cancel_invitation))
+        .route(paths::ORG_REMOVE_MEMBER, post(remove_member))
+        .route(paths::ORG_UPDATE_MEMBER_ROLE, post(update_member_role))
+        .route(paths::ORG_LEAVE, post(leave))
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+}
+
+fn last_owner() -> ApiError {
+    ApiError::bad_request("LAST_OWNER", "An organization must keep at least one owner")
+}
+
+fn member_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "MEMBER_NOT_FOUND", "Member not found")
+}
+
+fn invitation_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "INVITATION_NOT_FOUND", "Invitation not found")
+}
+
+fn parse_role(role: &str) -> Result<Role, ApiError> {
+    Role::parse(role).ok_or_else(|| ApiError::bad_request("INVALID_ROLE", "role must be owner, admin or member"))
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.chars().count() > max {
+        return Err(ApiError::bad_request("VALIDATION_ERROR", format!("{field} must be 1-{max} characters")));
+    }
+    Ok(())
+}
+
+fn require_valid_slug(slug: &str) -> Result<(), ApiError> {
+    if super::valid_slug(slug) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("INVALID_SLUG", "slug must be 1-64 of a-z 0-9 -"))
+    }
+}
+
+fn metadata_text(metadata: Option<&serde_json::Value>) -> Result<Option<String>, ApiError> {
+    match metadata {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => serde_json::to_string(value).map(Some).map_err(ApiError::internal),
+    }
+}
+
+/// The organization a request acts in, and the caller's role there.
+async fn acting_in(state: &AppState, principal: &Principal, explicit: Option<&str>) -> Result<(Tenant, Organization), ApiError> {
+    let tenant = principal::resolve_tenant(state, principal, explicit).await?;
+    let org = store::find(&state.db, &tenant.organization_id).await?.ok_or_else(principal::access_denied)?;
+    Ok((tenant, org))
+}
+
+/// Evicts cached memberships of `users` on every node.
+async fn memberships_changed(state: &AppState, users: &[String]) -> Result<(), ApiError> {
+    super::memberships_changed(&state.db, &state.memberships, users, state.clock.now()).await?;
+    Ok(())
+}
+
+/// Organization with members (create's answer).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrganizationWithMembers {
+    /// The organization.
+    #[serde(flatten)]
+    pub organization: OrganizationView,
+    /// Its members.
+    pub members: Vec<MemberView>,
+}
+
+/// Organization with members and invitations.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FullOrganization {
+    /// The organization.
+    #[serde(flatten)]
+    pub organization: OrganizationView,
+    /// Its members.
+    pub members: Vec<MemberView>,
+    /// Its invitations.
+    pub invitations: Vec<InvitationView>,
+}
+
+async fn full_organization(state: &AppState, org: &Organization) -> Result<FullOrganization, ApiError> {
+    let members = store::members(&state.db, &org.id, 10_000, 0).await?;
+    let invitations = store::invitations(&state.db, &org.id).await?;
+    Ok(FullOrganization {
+        organization: OrganizationView::from(org),
+        members: members.iter().map(MemberView::from).collect(),
+        invitations: invitations.iter().map(InvitationView::from).collect(),
+    })
+}
+
+/// Sets the session's active organization and answers `body` with a refreshed cookie cache.
+async fn with_active_org<T: Serialize>(
+    state: &AppState,
+    principal: &Principal,
+    org_id: Option<&str>,
+    body: T,
+) -> Result<Response, ApiError> {
+    let Some(session) = principal.session() else { return Ok(Json(body).into_response()) };
+    store::set_active(&state.db, &session.id, org_id).await?;
+    let mut updated = Principal {
+        user: principal.user.clone(),
+        via: Via::Session(Box::new(session.clone())),
+        tenant_header: None,
+        set_cookies: Default::default(),
+        cookie_token_hash: principal.cookie_token_hash.clone(),
+    };
+    if let Via::Session(session) = &mut updated.via {
+        session.active_organization_id = org_id.map(str::to_owned);
+    }
+    let mut response = Json(body).into_response();
+    if let Some(cookie) = session_data_cookie_for(state, &updated) {
+        if let Ok(value) = cookie.parse() {
+            response.headers_mut().append(axum::http::header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Create body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRequest {
+    /// Name.
+    pub name: String,
+    /// Unique slug: 1–64 of `a-z 0-9 -`.
+    pub slug: String,
+    /// Logo URL.
+    pub logo: Option<String>,
+    /// Arbitrary JSON.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Do not make the new organization the session's active one.
+    #[serde(default)]
+    pub keep_current_active_organization: bool,
+}
+
+/// Creates an organization; the caller becomes its owner (and, by default, it becomes active).
+#[utoipa::path(post, path = paths::ORG_CREATE, tag = "organizations", request_body = CreateRequest,
+    responses((status = 200, body = OrganizationWithMembers), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateRequest>,
+) -> Result<Response, ApiError> {
+    principal.require_permission("organization", "create")?;
+    check_text("name", &body.name, 256)?;
+    require_valid_slug(&body.slug)?;
+    if let Some(logo) = &body.logo {
+        check_text("logo", logo, 2048)?;
+    }
+    let now = state.clock.now();
+    let keep_active = body.keep_current_active_organization;
+    let org = Organization {
+        id: crypto::new_id("org"),
+        name: body.name.trim().to_owned(),
+        slug: body.slug,
+        logo: body.logo,
+        metadata: metadata_text(body.metadata.as_ref())?,
+        created_at: now,
+    };
+    let member_id = crypto::new_id("mem");
+    match store::insert_with_owner(&state.db, &org, &member_id, &principal.user.id).await {
+        Ok(()) => {}
+        Err(crate::storage::StorageError::UniqueViolation(_)) => {
+            return Err(ApiError::bad_request("ORGANIZATION_ALREADY_EXISTS", "Organization already exists"));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    memberships_changed(&state, std::slice::from_ref(&principal.user.id)).await?;
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id: &principal.user.id,
+        organization_id: &org.id,
+        action: "created",
+        target: None,
+    });
+    let members = store::members(&state.db, &org.id, 10, 0).await?;
+    let body = OrganizationWithMembers {
+        organization: OrganizationView::from(&org),
+        members: members.iter().map(MemberView::from).collect(),
+    };
+    if keep_active {
+        return Ok(Json(body).into_response());
+    }
+    with_active_org(&state, &principal, Some(&org.id), body).await
+}
+
+/// Update body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRequest {
+    /// Fields to change.
+    pub data: UpdateData,
+    /// Organization (default: the tenant).
+    pub organization_id: Option<String>,
+}
+
+/// Fields of an organization that can change.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct UpdateData {
+    /// Name.
+    pub name: Option<String>,
+    /// Slug.
+    pub slug: Option<String>,
+    /// Logo URL.
+    pub logo: Option<String>,
+    /// Arbitrary JSON.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Updates an organization (owners and admins).
+#[utoipa::path(post, path = paths::ORG_UPDATE, tag = "organizations", request_body = UpdateRequest,
+    responses((status = 200, body = OrganizationView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<UpdateRequest>,
+) -> Result<Json<OrganizationView>, ApiError> {
+    let (tenant, mut org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    principal.require_permission("organization", "update")?;
+    if !tenant.role.can_manage() {
+        return Err(forbidden("Only owners and admins may update the organization"));
+    }
+    let data = body.data;
+    if let Some(name) = data.name {
+        check_text("name", &name, 256)?;
+        org.name = name.trim().to_owned();
+    }
+    let slug_changed = data.slug.as_ref().is_some_and(|slug| *slug != org.slug);
+    if let Some(slug) = data.slug {
+        require_valid_slug(&slug)?;
+        org.slug = slug;
+    }
+    if let Some(logo) = data.logo {
+        check_text("logo", &logo, 2048)?;
+        org.logo = Some(logo);
+    }
+    if data.metadata.is_some() {
+        org.metadata = metadata_text(data.metadata.as_ref())?;
+    }
+    match store::update(&state.db, &org).await {
+        Ok(()) => {}
+        Err(crate::storage::StorageError::UniqueViolation(_)) => {
+            return Err(ApiError::bad_request("ORGANIZATION_ALREADY_EXISTS", "Organization already exists"));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    if slug_changed {
+        // Cached memberships carry the slug that `x-tenant-id` may name.
+        memberships_changed(&state, &store::member_user_ids(&state.db, &org.id).await?).await?;
+    }
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id: &principal.user.id,
+        organization_id: &org.id,
+        action: "updated",
+        target: None,
+    });
+    Ok(Json(OrganizationView::from(&org)))
+}
+
+/// Names an organization.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationRef {
+    /// Organization id.
+    pub organization_id: String,
+}
+
+/// Deletes an organization (owners only); its members, invitations and org-scoped keys go with it.
+#[utoipa::path(post, path = paths::ORG_DELETE, tag = "organizations", request_body = OrganizationRef,
+    responses((status = 200, body = OrganizationView), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<OrganizationRef>,
+) -> Result<Json<OrganizationView>, ApiError> {
+    let (tenant, org) = acting_in(&state, &principal, Some(&body.organization_id)).await?;
+    principal.require_permission("organization", "delete")?;
+    if tenant.role != Role::Owner {
+        return Err(forbidden("Only owners may delete the organization"));
+    }
+    let users = store::member_user_ids(&state.db, &org.id).await?;
+    store::delete(&state.db, &org.id).await?;
+    memberships_changed(&state, &users).await?;
+    // Org-scoped keys were deleted by the cascade: forget them everywhere.
+    state.api_keys.clear();
+    crate::storage::notify::publish_event(&state.db, crate::api_keys::ALL_KEYS_EVENT, state.clock.now()).await?;
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id: &principal.user.id,
+        organization_id: &org.id,
+        action: "deleted",
+        target: None,
+    });
+    Ok(Json(OrganizationView::from(&org)))
+}
+
+/// The caller's organizations, by membership age.
+#[utoipa::path(get, path = paths::ORG_LIST, tag = "organizations",
+    responses((status = 200, body = [OrganizationView]), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<Vec<OrganizationView>>, ApiError> {
+    let mut orgs = store::list_for_user(&state.db, &principal.user.id).await?;
+    if let Some(scope) = principal.api_key().and_then(|key| key.organization_id.as_deref()) {
+        orgs.retain(|org| org.id == scope);
+    }
+    Ok(Json(orgs.iter().map(OrganizationView::from).collect()))
+}
+
+/// Check-slug body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SlugRequest {
+    /// Slug to check.
+    pub slug: String,
+}
+
+/// `{status: true}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SlugStatus {
+    /// True: the slug is free.
+    pub status: bool,
+}
+
+/// Whether a slug is free (400 `SLUG_IS_TAKEN` if not).
+#[utoipa::path(post, path = paths::ORG_CHECK_SLUG, tag = "organizations", request_body = SlugRequest,
+    responses((status = 200, body = SlugStatus), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn check_slug(
+    State(state): State<AppState>,
+    _principal: Principal,
+    ApiJson(body): ApiJson<SlugRequest>,
+) -> Result<Json<SlugStatus>, ApiError> {
+    require_valid_slug(&body.slug)?;
+    if store::slug_taken(&state.db, &body.slug).await? {
+        return Err(ApiError::bad_request("SLUG_IS_TAKEN", "Slug is taken"));
+    }
+    Ok(Json(SlugStatus { status: true }))
+}
+
+/// Set-active body: `organizationId: null` clears it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetActiveRequest {
+    /// Organization id, or null to clear.
+    #[serde(default, deserialize_with = "serde_with_null::deserialize")]
+    #[schema(value_type = Option<String>)]
+    pub organization_id: NullableId,
+    /// Organization slug (instead of the id).
+    pub organization_slug: Option<String>,
+}
+
+/// An id that may be absent, null or set.
+#[derive(Debug, Default)]
+pub enum NullableId {
+    /// Not in the body.
+    #[default]
+    Absent,
+    /// `null`.
+    Null,
+    /// A value.
+    Value(String),
+}
+
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+
+    use super::NullableId;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NullableId, D::Error> {
+        Ok(match Option::<String>::deserialize(deserializer)? {
+            Some(value) => NullableId::Value(value),
+            None => NullableId::Null,
+        })
+    }
+}
+
+/// Makes an organization the session's active one (or clears it); answers the full organization or null.
+#[utoipa::path(post, path = paths::ORG_SET_ACTIVE, tag = "organizations", request_body = SetActiveRequest,
+    responses((status = 200, body = Option<FullOrganization>), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn set_active(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<SetActiveRequest>,
+) -> Result<Response, ApiError> {
+    principal.require_session()?;
+    let named = match (&body.organization_id, &body.organization_slug) {
+        (NullableId::Value(id), _) => Some(id.clone()),
+        (_, Some(slug)) => Some(slug.clone()),
+        (NullableId::Null, None) => None,
+        (NullableId::Absent, None) => {
+            return Err(ApiError::bad_request("VALIDATION_ERROR", "organizationId or organizationSlug is required"))
+        }
+    };
+    match named {
+        None => with_active_org(&state, &principal, None, serde_json::Value::Null).await,
+        Some(named) => {
+            let (_, org) = acting_in(&state, &principal, Some(&named)).await?;
+            let full = full_organization(&state, &org).await?;
+            with_active_org(&state, &principal, Some(&org.id), full).await
+        }
+    }
+}
+
+/// Names an organization by id or slug (default: the tenant).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgQuery {
+    /// Organization id.
+    pub organization_id: Option<String>,
+    /// Organization slug.
+    pub organization_slug: Option<String>,
+    /// Page size (list-members; default 100, at most 1000).
+    pub limit: Option<i64>,
+    /// Members to skip (list-members).
+    pub offset: Option<i64>,
+}
+
+impl OrgQuery {
+    fn named(&self) -> Option<&str> {
+        self.organization_id.as_deref().or(self.organization_slug.as_deref())
+    }
+}
+
+/// The organization with its members and invitations.
+#[utoipa::path(get, path = paths::ORG_GET_FULL, tag = "organizations", params(OrgQuery),
+    responses((status = 200, body = FullOrganization), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn get_full(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<OrgQuery>,
+) -> Result<Json<FullOrganization>, ApiError> {
+    let (_, org) = acting_in(&state, &principal, query.named()).await?;
+    Ok(Json(full_organization(&state, &org).await?))
+}
+
+/// `list-members` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MembersPage {
+    /// This page of members, oldest first.
+    pub members: Vec<MemberView>,
+    /// All members.
+    pub total: i64,
+}
+
+/// The organization's members.
+#[utoipa::path(get, path = paths::ORG_LIST_MEMBERS, tag = "organizations", params(OrgQuery),
+    responses((status = 200, body = MembersPage), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list_members(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<OrgQuery>,
+) -> Result<Json<MembersPage>, ApiError> {
+    let (_, org) = acting_in(&state, &principal, query.named()).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = query.offset.unwrap_or(0).max(0);
+    let members = store::members(&state.db, &org.id, limit, offset).await?;
+    let total = store::member_count(&state.db, &org.id).await?;
+    Ok(Json(MembersPage { members: members.iter().map(MemberView::from).collect(), total }))
+}
+
+/// Invite body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteRequest {
+    /// Invitee email.
+    pub email: String,
+    /// Role on acceptance.
+    pub role: String,
+    /// Organization (default: the tenant).
+    pub organization_id: Option<String>,
+    /// Renew a pending invitation instead of refusing.
+    #[serde(default)]
+    pub resend: bool,
+}
+
+/// Invites someone by email (owners and admins; only owners invite owners). Email delivery comes with a
+/// later capability: the invitation id is what the invitee accepts.
+#[utoipa::path(post, path = paths::ORG_INVITE_MEMBER, tag = "organizations", request_body = InviteRequest,
+    responses((status = 200, body = InvitationView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn invite_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<InviteRequest>,
+) -> Result<Json<InvitationView>, ApiError> {
+    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    principal.require_permission("invitation", "create")?;
+    let role = parse_role(&body.role)?;
+    if !tenant.role.can_manage() || (role == Role::Owner && tenant.role != Role::Owner) {
+        return Err(forbidden("You are not allowed to invite users with this role to this organization"));
+    }
+    let email = Email::parse(&body.email).ok_or_else(|| ApiError::bad_request("INVALID_EMAIL", "Invalid email"))?;
+    if store::find_member(&state.db, &org.id, email.as_str()).await?.is_some() {
+        return Err(ApiError::bad_request(
+            "USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION",
+            "User is already a member of this organization",
+        ));
+    }
+    let now = state.clock.now();
+    if let Some(mut pending) = store::pending_invitation(&state.db, &org.id, email.as_str()).await? {
+        if !body.resend && pending.expires_at > now {
+            return Err(ApiError::bad_request(
+                "USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION",
+                "User is already invited to this organization",
+            ));
+        }
+        // Resending (or replacing an expired one) renews the pending invitation.
+        pending.expires_at = now + INVITATION_LIFETIME;
+        store::set_invitation_status(&state.db, &pending.id, "pending", Some(pending.expires_at)).await?;
+        return Ok(Json(InvitationView::from(&pending)));
+    }
+    let invitation = Invitation {
+        id: crypto::new_id("inv"),
+        organization_id: org.id.clone(),
+        email: email.as_str().to_owned(),
+        role: role.as_str().to_owned(),
+        status: "pending".into(),
+        inviter_id: principal.user.id.clone(),
+        expires_at: now + INVITATION_LIFETIME,
+        created_at: now,
+    };
+    store::insert_invitation(&state.db, &invitation).await?;
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id: &principal.user.id,
+        organization_id: &org.id,
+        action: "invitation.created",
+        target: Some(&invitation.id),
+    });
+    Ok(Json(InvitationView::from(&invitation)))
+}
+
+/// Names an invitation.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationRef {
+    /// Invitation id.
+    pub invitation_id: String,
+}
+
+/// Accept answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InvitationOutcome {
+    /// The invitation.
+    pub invitation: InvitationView,
+    /// The new membership (null on reject).
+    pub member: Option<MemberView>,
+}
+
+/// The invitation, if it is addressed to the caller and still pending.
+async fn invitation_for_me(state: &AppState, principal: &Principal, id: &str) -> Result<Invitation, ApiError> {
+    let invitation = store::find_invitation(&state.db, id).await?.ok_or_else(invitation_not_found)?;
+    if invitation.email != principal.user.email {
+        return Err(forbidden("This invitation is addressed to someone else"));
+    }
+    if invitation.status != "pending" {
+        return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"));
+    }
+    if invitation.expires_at <= state.clock.now() {
+        return Err(ApiError::bad_request("INVITATION_EXPIRED", "The invitation has expired"));
+    }
+    Ok(invitation)
+}
+
+/// Accepts an invitation addressed to the caller's email; the organization becomes active.
+#[utoipa::path(post, path = paths::ORG_ACCEPT_INVITATION, tag = "organizations", request_body = InvitationRef,
+    responses((status = 200, body = InvitationOutcome), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<InvitationRef>,
+) -> Result<Response, ApiError> {
+    principal.require_session()?;
+    let mut invitation = invitation_for_me(&state, &principal, &body.invitation_id).await?;
+    let now = state.clock.now();
+    let member_id = crypto::new_id("mem");
+    match store::accept_invitation(&state.db, &invitation, &member_id, &principal.user.id, now).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending")),
+        Err(crate::storage::StorageError::UniqueViolation(_)) => {
+            return Err(ApiError::bad_request(
+                "USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION",
+                "User is already a member of this organization",
+            ))
+        }
+        Err(error) => return Err(error.into()),
+    }
+    invitation.status = "accepted".into();
+    memberships_changed(&state, std::slice::from_ref(&principal.user.id)).await?;
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id: &principal.user.id,
+        organization_id: &invitation.organization_id,
+        action: "member.joined",
+        target: Some(&member_id),
+    });
+    let member = store::find_member_by_id(&state.db, &member_id).await?.ok_or_else(member_not_found)?;
+    let org_id = invitation.organization_id.clone();
+    let outcome = InvitationOutcome { invitation: InvitationView::from(&invitation), member: Some(MemberView::from(&member)) };
+    with_active_org(&state, &principal, Some(&org_id), outcome).await
+}
+
+/// Rejects an invitation addressed to the caller.
+#[utoipa::path(post, path = paths::ORG_REJECT_INVITATION, tag = "organizations", request_body = InvitationRef,
+    responses((status = 200, body = InvitationOutcome), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn reject_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<InvitationRef>,
+) -> Result<Json<InvitationOutcome>, ApiError> {
+    let mut invitation = invitation_for_me(&state, &principal, &body.invitation_id).await?;
+    if !store::set_invitation_status(&state.db, &invitation.id, "rejected", None).await? {
+        return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"));
+    }
+    invitation.status = "rejected".into();
+    Ok(Json(InvitationOutcome { invitation: InvitationView::from(&invitation), member: None }))
+}
+
+/// Cancels a pending invitation (owners and admins of its organization).
+#[utoipa::path(post, path = paths::ORG_CANCEL_INVITATION, tag = "organizations", request_body = InvitationRef,
+    responses((status = 200, body = InvitationView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn cancel_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<InvitationRef>,
+) -> Result<Json<InvitationView>, ApiError> {
+    let mut invitation = store::find_invitation(&state.db, &body.invitation_id).await?.ok_or_else(invitation_not_found)?;
+    let (tenant, _) = acting_in(&state, &principal, Some(&invitation.organization_id)).await?;
+    principal.require_permission("invitation", "cancel")?;
+    if !tenant.role.can_manage() {
+        return Err(forbidden("Only owners and admins may cancel invitations"));
+    }
+    if !store::set_invitation_status(&state.db, &invitation.id, "canceled", None).await? {
+        return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"));
+    }
+    invitation.status = "canceled".into();
+    Ok(Json(InvitationView::from(&invitation)))
+}
+
+/// Remove-member body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveMemberRequest {
+    /// Membership id, user id or email.
+    pub member_id_or_email: String,
+    /// Organization (default: the tenant).
+    pub organization_id: Option<String>,
+}
+
+/// `{member}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MemberEnvelope {
+    /// The member.
+    pub member: MemberView,
+}
+
+async fn remove(state: &AppState, actor: &Principal, member: &Member, action: &str) -> Result<(), ApiError> {
+    if !store::delete_member_keeping_an_owner(&state.db, member).await? {
+        return Err(if member.role() == Role::Owner { last_owner() } else { member_not_found() });
+    }
+    memberships_changed(state, std::slice::from_ref(&member.user_id)).await?;
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id: &actor.user.id,
+        organization_id: &member.organization_id,
+        action,
+        target: Some(&member.user_id),
+    });
+    Ok(())
+}
+
+/// Removes a member (owners and admins; admins cannot remove owners; the last owner stays).
+#[utoipa::path(post, path = paths::ORG_REMOVE_MEMBER, tag = "organizations", request_body = RemoveMemberRequest,
+    responses((status = 200, body = MemberEnvelope), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<RemoveMemberRequest>,
+) -> Result<Json<MemberEnvelope>, ApiError> {
+    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    principal.require_permission("member", "delete")?;
+    if !tenant.role.can_manage() {
+        return Err(forbidden("Only owners and admins may remove members"));
+    }
+    let needle = body.member_id_or_email.trim().to_lowercase();
+    let member = match store::find_member(&state.db, &org.id, body.member_id_or_email.trim()).await? {
+        Some(member) => member,
+        None => store::find_member(&state.db, &org.id, &needle).await?.ok_or_else(member_not_found)?,
+    };
+    if member.role() == Role::Owner && tenant.role != Role::Owner {
+        return Err(forbidden("Only owners may remove an owner"));
+    }
+    remove(&state, &principal, &member, "member.removed").await?;
+    Ok(Json(MemberEnvelope { member: MemberView::from(&member) }))
+}
+
+/// Update-role body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRoleRequest {
+    /// Membership id.
+    pub member_id: String,
+    /// New role.
+    pub role: String,
+    /// Organization (default: the tenant).
+    pub organization_id: Option<String>,
+}
+
+/// Changes a member's role (owners and admins; only owners grant or take away `owner`; the last owner
+/// cannot be demoted).
+#[utoipa::path(post, path = paths::ORG_UPDATE_MEMBER_ROLE, tag = "organizations", request_body = UpdateRoleRequest,
+    responses((status = 200, body = MemberView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn update_member_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<UpdateRoleRequest>,
+) -> Result<Json<MemberView>, ApiError> {
+    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    principal.require_permission("member", "update")?;
+    let role = parse_role(&body.role)?;
+    if !tenant.role.can_manage() {
+        return Err(forbidden("Only owners and admins may change roles"));
+    }
+    let mut member = store::find_member(&state.db, &org.id, &body.member_id).await?.ok_or_else(member_not_found)?;
+    if (member.role() == Role::Owner || role == Role::Owner) && tenant.role != Role::Owner {
+        return Err(forbidden("Only owners may grant or take away the owner role"));
+    }
+    if !store::set_role_keeping_an_owner(&state.db, &member.id, role.as_str()).await? {
+        return Err(last_owner());
+    }
+    member.role = role.as_str().to_owned();
+    memberships_changed(&state, std::slice::from_ref(&member.user_id)).await?;
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id: &principal.user.id,
+        organization_id: &org.id,
+        action: "member.role_changed",
+        target: Some(&member.user_id),
+    });
+    Ok(Json(MemberView::from(&member)))
+}
+
+/// Leaves an organization (the last owner cannot).
+#[utoipa::path(post, path = paths::ORG_LEAVE, tag = "organizations", request_body = OrganizationRef,
+    responses((status = 200, body = MemberView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+pub async fn leave(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<OrganizationRef>,
+) -> Result<Json<MemberView>, ApiError> {
+    let (_, org) = acting_in(&state, &principal, Some(&body.organization_id)).await?;
+    principal.require_permission("member", "delete")?;
+    let member = store::find_member(&state.db, &org.id, &principal.user.id).await?.ok_or_else(member_not_found)?;
+    remove(&state, &principal, &member, "member.left").await?;
+    Ok(Json(MemberView::from(&member)))
+}

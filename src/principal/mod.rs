@@ -1,0 +1,179 @@
+//! Who is calling, and in which organization (DESIGN.md "Architecture" extractors, "Capability 2"
+//! tenant context).
+//!
+//! The HTTP extractors (`http::extractors`) turn a session cookie, a bearer session token or an
+//! `x-api-key` into one [`Principal`]; an extension token becomes a [`Credential::Extension`], which only
+//! `/api/auth/check` and `/api/extensions/verify` accept. [`resolve_tenant`] applies the tenant rules to
+//! either, reading memberships from the in-process cache.
+
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+
+use crate::{
+    accounts::User,
+    api_keys::{ApiKey, CachedKey},
+    app::AppState,
+    error::ApiError,
+    extensions::ExtensionClaims,
+    http::cookies::SetCookies,
+    orgs::{Membership, Role},
+    sessions::Session,
+};
+
+/// How a principal authenticated.
+#[derive(Debug)]
+pub enum Via {
+    /// A session cookie or bearer session token.
+    Session(Box<Session>),
+    /// An `x-api-key` user key.
+    ApiKey(Arc<CachedKey>),
+}
+
+/// An authenticated user acting through a session or an API key.
+#[derive(Debug)]
+pub struct Principal {
+    /// The user.
+    pub user: User,
+    /// How.
+    pub via: Via,
+    /// The `x-tenant-id` header, if sent.
+    pub tenant_header: Option<String>,
+    /// Cookies to send back (sliding session refresh, refreshed cookie cache).
+    pub set_cookies: SetCookies,
+    /// The session token's SHA-256 when it came in a cookie (see `SessionAuth`).
+    pub cookie_token_hash: Option<String>,
+}
+
+impl Principal {
+    /// `session` or `api-key` (`x-auth-method`).
+    pub fn method(&self) -> &'static str {
+        match self.via {
+            Via::Session(_) => "session",
+            Via::ApiKey(_) => "api-key",
+        }
+    }
+
+    /// The session, when authenticated by one.
+    pub fn session(&self) -> Option<&Session> {
+        match &self.via {
+            Via::Session(session) => Some(session),
+            Via::ApiKey(_) => None,
+        }
+    }
+
+    /// The API key, when authenticated by one.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        match &self.via {
+            Via::ApiKey(cached) => Some(&cached.key),
+            Via::Session(_) => None,
+        }
+    }
+
+    /// The session, or 403 `SESSION_REQUIRED` (key management and set-active are a person's acts).
+    pub fn require_session(&self) -> Result<&Session, ApiError> {
+        self.session().ok_or_else(|| {
+            ApiError::new(StatusCode::FORBIDDEN, "SESSION_REQUIRED", "This action needs a signed-in session, not an API key")
+        })
+    }
+
+    /// 403 `INSUFFICIENT_PERMISSIONS` unless an API key's `permissions` allow `resource: action` (sessions
+    /// and keys without permissions act with the user's own rights).
+    pub fn require_permission(&self, resource: &str, action: &str) -> Result<(), ApiError> {
+        match self.api_key() {
+            Some(key) if !key.allows(resource, action) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "INSUFFICIENT_PERMISSIONS",
+                format!("The API key lacks the permission {resource}:{action}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// True for users with the `admin` role.
+    pub fn is_admin(&self) -> bool {
+        self.user.role == "admin"
+    }
+
+    /// `x-auth-scopes`: an API key's `resource:action` pairs; empty for sessions and unrestricted keys.
+    pub fn scopes(&self) -> Vec<String> {
+        self.api_key().map(ApiKey::scopes).unwrap_or_default()
+    }
+}
+
+/// Any credential: a principal, or an extension token (accepted only where an endpoint says so).
+#[derive(Debug)]
+pub enum Credential {
+    /// Session or API key.
+    Principal(Box<Principal>),
+    /// A verified extension token.
+    Extension(ExtensionClaims),
+}
+
+/// The organization a request acts in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    /// Organization id.
+    pub organization_id: String,
+    /// Its slug.
+    pub slug: String,
+    /// The caller's role in it.
+    pub role: Role,
+}
+
+impl From<&Membership> for Tenant {
+    fn from(m: &Membership) -> Self {
+        Tenant { organization_id: m.organization_id.clone(), slug: m.slug.clone(), role: m.role() }
+    }
+}
+
+/// 401 `User does not have access to organization`.
+pub fn access_denied() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "ORGANIZATION_ACCESS_DENIED", "User does not have access to organization")
+}
+
+/// 401 `User has no organization`.
+pub fn no_organization() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "NO_ORGANIZATION", "User has no organization")
+}
+
+/// The tenant of a principal (DESIGN.md): `explicit` (an `organizationId` the endpoint was given) wins;
+/// then a session's active organization, or an API key's `x-tenant-id` (id or slug), else the key's
+/// organization; else the user's first organization. Naming an organization the user is not a member
+/// of — or, for an org-scoped key, any other organization — is `access_denied`; having none is
+/// `no_organization`. A session whose active organization the user has since left falls back to the
+/// first one, as the DB row (cleared on leave) does.
+pub async fn resolve_tenant(state: &AppState, principal: &Principal, explicit: Option<&str>) -> Result<Tenant, ApiError> {
+    let memberships = state.memberships.get(&state.db, &principal.user.id, state.clock.now()).await?;
+    let find = |id_or_slug: &str| {
+        memberships.iter().find(|m| m.organization_id == id_or_slug).or_else(|| memberships.iter().find(|m| m.slug == id_or_slug))
+    };
+    let key_org = principal.api_key().and_then(|key| key.organization_id.as_deref());
+    let scoped = |m: &Membership| key_org.is_none_or(|org| org == m.organization_id);
+
+    let named = match (&principal.via, explicit) {
+        (_, Some(explicit)) => Some(explicit),
+        (Via::ApiKey(_), None) => principal.tenant_header.as_deref(),
+        (Via::Session(session), None) => {
+            if let Some(active) = session.active_organization_id.as_deref().and_then(find) {
+                return Ok(Tenant::from(active));
+            }
+            None
+        }
+    };
+    if let Some(named) = named {
+        return find(named).filter(|m| scoped(m)).map(Tenant::from).ok_or_else(access_denied);
+    }
+    if let Some(org) = key_org {
+        return find(org).map(Tenant::from).ok_or_else(access_denied);
+    }
+    memberships.first().map(Tenant::from).ok_or_else(no_organization)
+}
+
+/// The tenant of an extension token: its `org`, if its subject is still a member.
+pub async fn extension_tenant(state: &AppState, claims: &ExtensionClaims) -> Result<Option<Tenant>, ApiError> {
+    let memberships = state.memberships.get(&state.db, &claims.sub, state.clock.now()).await?;
+    Ok(memberships.iter().find(|m| m.organization_id == claims.org).map(Tenant::from))
+}

@@ -1,0 +1,80 @@
+//! `GET /api/auth/check`: forward-auth for gateways (nginx `auth_request`, Traefik `forwardAuth`).
+
+use axum::{
+    extract::State,
+    http::{HeaderName, HeaderValue},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde::Serialize;
+
+use super::{extension_tenant, resolve_tenant, Credential};
+use crate::{app::AppState, error::ApiError, http::paths};
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route(paths::AUTH_CHECK, get(check))
+}
+
+/// What a gateway learns about the caller (also sent as `x-auth-*` headers).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResponse {
+    /// `x-auth-user-id`.
+    pub user_id: String,
+    /// `x-auth-org-id` (absent header when null).
+    pub organization_id: Option<String>,
+    /// `x-auth-method`: `session`, `api-key` or `extension-token`.
+    pub method: &'static str,
+    /// `x-auth-scopes`, space-separated (empty: the user's own rights).
+    pub scopes: String,
+}
+
+/// 200 with `x-auth-user-id`, `x-auth-method`, `x-auth-scopes` and, when a tenant resolves,
+/// `x-auth-org-id` for any valid credential (session cookie or bearer session token, `x-api-key`, bearer
+/// extension token); 401 otherwise, or when `x-tenant-id` names an organization the caller cannot access.
+#[utoipa::path(get, path = paths::AUTH_CHECK, tag = "forward-auth",
+    responses((status = 200, body = CheckResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn check(State(state): State<AppState>, credential: Credential) -> Result<Response, ApiError> {
+    let body = match &credential {
+        Credential::Principal(principal) => {
+            let organization_id = match resolve_tenant(&state, principal, None).await {
+                Ok(tenant) => Some(tenant.organization_id),
+                Err(error) if error.code == "NO_ORGANIZATION" => None,
+                Err(error) => return Err(error),
+            };
+            CheckResponse {
+                user_id: principal.user.id.clone(),
+                organization_id,
+                method: principal.method(),
+                scopes: principal.scopes().join(" "),
+            }
+        }
+        Credential::Extension(claims) => {
+            // The extractor already checked membership; this re-read is from the cache.
+            let tenant = extension_tenant(&state, claims).await?;
+            CheckResponse {
+                user_id: claims.sub.clone(),
+                organization_id: tenant.map(|t| t.organization_id),
+                method: "extension-token",
+                scopes: claims.scope.clone(),
+            }
+        }
+    };
+    let mut headers = Vec::with_capacity(4);
+    let mut push = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.push((HeaderName::from_static(name), value));
+        }
+    };
+    push("x-auth-user-id", &body.user_id);
+    push("x-auth-method", body.method);
+    push("x-auth-scopes", &body.scopes);
+    if let Some(org) = &body.organization_id {
+        push("x-auth-org-id", org);
+    }
+    let mut response = Json(body).into_response();
+    response.headers_mut().extend(headers);
+    Ok(response)
+}
