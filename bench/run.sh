@@ -12,6 +12,10 @@
 #   get-session (DB, SQLite)           ... ?disableCookieCache=true                 (one DB read)
 #   sign-in                            POST /api/auth/sign-in/email                 (Argon2id-bound)
 #   get-session under sign-in flood    cached get-session, few connections, while sign-ins saturate the CPU
+#   check with x-api-key               GET /api/auth/check, x-api-key               (key cache, no DB read)
+#   api-key/verify                     POST /api/auth/api-key/verify {key}          (key cache, no DB read)
+#   check with session cookie          GET /api/auth/check with both cookies        (cookie cache + tenant)
+#   check with Bearer extension token  GET /api/auth/check, Authorization: Bearer   (HS256 + membership cache)
 #   get-session (DB, PostgreSQL)       as the SQLite one, on a throw-away database  (skipped if unreachable)
 #
 # Environment (all optional):
@@ -29,7 +33,8 @@
 #   BENCH_RESULTS=<file>        where the report goes (default bench/results/latest.md)
 #   CARGO_TARGET_DIR            default /tmp/latchkey-target
 #
-# Rate limits are raised to 1e9 for the run (sign-in per IP, sign-in failures per email, sign-up per IP):
+# Rate limits are raised to 1e9 for the run (sign-in per IP, sign-in failures per email, sign-up per IP,
+# verify/token per IP):
 # the defaults would turn the sign-in scenario into a 429 benchmark. The report says so.
 # Exit status: 0 when every scenario ran without errors, 1 on failure or when a scenario saw errors
 # (HTTP status >= 400 or socket errors); the table is still printed and written in the latter case.
@@ -61,6 +66,7 @@ RATE_LIMIT_ENV=(
   LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP=1000000000
   LATCHKEY_RATE_LIMIT_SIGN_IN_FAILURES_PER_EMAIL=1000000000
   LATCHKEY_RATE_LIMIT_SIGN_UP_PER_IP=1000000000
+  LATCHKEY_RATE_LIMIT_VERIFY_PER_IP=1000000000
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -286,6 +292,30 @@ sign_up() {
   log "signed up $BENCH_EMAIL; cookies: ${token%%=*}, ${data%%=*}"
 }
 
+# post_json <path> <json body> <output file>: a cookie-authenticated POST from the trusted origin; fails
+# unless it answers 200.
+post_json() {
+  local path=$1 data=$2 out=$3 code
+  code=$(curl -sS --max-time 15 -o "$out" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -H "Cookie: $COOKIE" -H "Origin: http://localhost:$SERVER_PORT" --data "$data" "$SERVER_URL$path") \
+    || die "POST $path failed"
+  if [[ $code != 200 ]]; then
+    cat "$out" >&2 || true
+    die "POST $path answered HTTP $code, expected 200"
+  fi
+}
+
+# The first "<field>":"<string>" of a JSON file.
+json_field() { grep -o "\"$1\":\"[^\"]*\"" "$2" | head -n 1 | cut -d'"' -f4; }
+
+# Fails unless GET <path> with header <name: value> answers 200.
+check_header() {
+  local path=$1 header=$2 code
+  code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H "$header" "$SERVER_URL$path") \
+    || die "GET $path failed"
+  [[ $code == 200 ]] || die "GET $path with ${header%%:*} answered HTTP $code, expected 200"
+}
+
 # Fails unless GET <path> with COOKIE answers 200 with a session (not the signed-out `null`).
 check_session() {
   local path=$1 body="$TMP/check.body" code
@@ -402,6 +432,34 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
   ((flood_rc == 0)) || die "the background sign-in wrk failed (exit $flood_rc)"
   record "sign-in during the flood above" "$flood_out"
 
+  # Capability 2 and 3 hot paths: an organization, an API key in it, an extension token.
+  post_json /api/auth/organization/create '{"name":"Bench","slug":"bench"}' "$TMP/org.json"
+  post_json /api/auth/api-key/create '{"name":"bench"}' "$TMP/key.json"
+  API_KEY=$(json_field key "$TMP/key.json")
+  [[ $API_KEY == lk_* ]] || die "api-key/create returned no key"
+  post_json /api/extensions/token '{"extensionId":"bench","scopes":["read"],"ttlSeconds":900}' "$TMP/ext.json"
+  EXT_TOKEN=$(json_field token "$TMP/ext.json")
+  [[ -n $EXT_TOKEN ]] || die "extensions/token returned no token"
+  check_url="$SERVER_URL/api/auth/check"
+  check_header /api/auth/check "x-api-key: $API_KEY"
+  check_header /api/auth/check "Authorization: Bearer $EXT_TOKEN"
+  check_header /api/auth/check "Cookie: $COOKIE"
+
+  export BENCH_HEADER_NAME=x-api-key BENCH_HEADER_VALUE=$API_KEY
+  warm_up header.lua "$check_url"
+  run_wrk "check with x-api-key" header.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+  export BENCH_API_KEY=$API_KEY
+  warm_up verify_key.lua "$SERVER_URL/api/auth/api-key/verify"
+  run_wrk "api-key/verify" verify_key.lua "$SERVER_URL/api/auth/api-key/verify" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+  warm_up get_session.lua "$check_url"
+  run_wrk "check with session cookie (cookie cache)" get_session.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+  export BENCH_HEADER_NAME=Authorization BENCH_HEADER_VALUE="Bearer $EXT_TOKEN"
+  warm_up header.lua "$check_url"
+  run_wrk "check with Bearer extension token" header.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
   PEAK_RSS_SQLITE=$(rss_mb "$SERVER_PID" VmHWM)
   stop_server
 
@@ -493,8 +551,8 @@ mkdir -p "$(dirname "$RESULTS")"
     "flood: sign-in -t1 -c$SIGNIN_CONNECTIONS in the background, get-session -t1 -c$FLOOD_CONNECTIONS"
   echo "- wrk and the server share the machine over 127.0.0.1; p50/p99 from wrk's latency distribution"
   if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
-    echo "- rate limits raised for the run: LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP, _SIGN_IN_FAILURES_PER_EMAIL and" \
-      "_SIGN_UP_PER_IP = 1000000000; server log filter: ${BENCH_SERVER_LOG:-server default}"
+    echo "- rate limits raised for the run: LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP, _SIGN_IN_FAILURES_PER_EMAIL," \
+      "_SIGN_UP_PER_IP and _VERIFY_PER_IP = 1000000000; server log filter: ${BENCH_SERVER_LOG:-server default}"
   else
     echo "- BENCH_BASELINE_ONLY=1: the Latchkey scenarios were not run"
   fi

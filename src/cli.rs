@@ -242,7 +242,9 @@ fn config_check(settings: &Settings) -> anyhow::Result<()> {
 
 async fn user_by_email(db: &crate::storage::Db, email: &str) -> anyhow::Result<accounts::User> {
     let email = accounts::email::Email::parse(email).ok_or_else(|| anyhow::anyhow!("invalid email"))?;
-    accounts::store::find_user_by_email(db, email.as_str()).await?.ok_or_else(|| anyhow::anyhow!("no user with that email"))
+    accounts::store::find_user_by_email(db, email.as_str())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user with that email"))
 }
 
 async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
@@ -383,9 +385,11 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
         }
         AdminCommand::AddMember { org, email, role } => {
             let user = user_by_email(&db, &email).await?;
-            let role = orgs::Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be owner, admin or member"))?;
-            let org =
-                orgs::store::find_by_id_or_slug(&db, &org).await?.ok_or_else(|| anyhow::anyhow!("no such organization"))?;
+            let role =
+                orgs::Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be owner, admin or member"))?;
+            let org = orgs::store::find_by_id_or_slug(&db, &org)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no such organization"))?;
             let now = clock.now();
             orgs::store::insert_member(&db, &crypto::new_id("mem"), &org.id, &user.id, role.as_str(), now)
                 .await

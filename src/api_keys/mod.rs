@@ -94,7 +94,9 @@ impl ApiKey {
         let mut scopes: Vec<String> = self
             .permissions()
             .map(|held| {
-                held.iter().flat_map(|(resource, actions)| actions.iter().map(move |a| format!("{resource}:{a}"))).collect()
+                held.iter()
+                    .flat_map(|(resource, actions)| actions.iter().map(move |a| format!("{resource}:{a}")))
+                    .collect()
             })
             .unwrap_or_default();
         scopes.sort_unstable();

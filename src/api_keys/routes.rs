@@ -48,9 +48,13 @@ fn check_expires_in(expires_in: Option<i64>, now: i64) -> Result<Option<i64>, Ap
 fn check_permissions(permissions: &Option<Permissions>) -> Result<Option<String>, ApiError> {
     let Some(permissions) = permissions else { return Ok(None) };
     let word = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
-    if permissions.len() > 64 || !permissions.iter().all(|(r, actions)| word(r) && actions.len() <= 64 && actions.iter().all(|a| word(a)))
+    if permissions.len() > 64
+        || !permissions.iter().all(|(r, actions)| word(r) && actions.len() <= 64 && actions.iter().all(|a| word(a)))
     {
-        return Err(ApiError::bad_request("VALIDATION_ERROR", "permissions must be {resource: [actions]} of short words"));
+        return Err(ApiError::bad_request(
+            "VALIDATION_ERROR",
+            "permissions must be {resource: [actions]} of short words",
+        ));
     }
     serde_json::to_string(permissions).map(Some).map_err(ApiError::internal)
 }
@@ -123,7 +127,11 @@ pub async fn create(
     let owner_id = match &body.user_id {
         Some(user_id) if *user_id != principal.user.id => {
             if !principal.is_admin() {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Only admins create keys for other users"));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    "Only admins create keys for other users",
+                ));
             }
             crate::accounts::store::find_user_by_id(&state.db, user_id)
                 .await?

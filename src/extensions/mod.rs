@@ -170,7 +170,10 @@ mod tests {
         assert!(keys("new-new-new-new-new-new-new-new-new", &["old-old-old-old-old-old-old-old-old"])
             .verify(&token, 1_000_000)
             .is_ok());
-        assert_eq!(keys("new-new-new-new-new-new-new-new-new", &[]).verify(&token, 1_000_000), Err(TokenProblem::Invalid));
+        assert_eq!(
+            keys("new-new-new-new-new-new-new-new-new", &[]).verify(&token, 1_000_000),
+            Err(TokenProblem::Invalid)
+        );
     }
 
     #[test]

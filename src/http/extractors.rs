@@ -15,12 +15,12 @@ use crate::{
     api_keys::{self, KeyProblem},
     app::AppState,
     audit::{self, AuditEvent},
-    extensions,
-    principal::{self, Credential, Principal, Via},
     config::origin_of,
     crypto,
     error::ApiError,
+    extensions,
     http::cookies::{self, SetCookies},
+    principal::{self, Credential, Principal, Via},
     sessions::{self, cookie_cache, ClientInfo, Session},
 };
 
@@ -221,7 +221,8 @@ fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: St
 pub fn session_data_cookie_for(state: &AppState, principal: &Principal) -> Option<String> {
     let session = principal.session()?;
     let token_hash = principal.cookie_token_hash.clone()?;
-    (state.policy.cache_max_age > 0).then(|| cache_cookie(state, session, &principal.user, token_hash, state.clock.now()))
+    (state.policy.cache_max_age > 0)
+        .then(|| cache_cookie(state, session, &principal.user, token_hash, state.clock.now()))
 }
 
 impl FromRequestParts<AppState> for SessionAuth {
@@ -339,10 +340,9 @@ impl FromRequestParts<AppState> for Credential {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if api_key_header(parts).is_none() {
             if let Some(token) = bearer_jwt(parts) {
-                let claims = state
-                    .extension_keys
-                    .verify(token, state.clock.now())
-                    .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token"))?;
+                let claims = state.extension_keys.verify(token, state.clock.now()).map_err(|_| {
+                    ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token")
+                })?;
                 if principal::extension_tenant(state, &claims).await?.is_none() {
                     return Err(ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token"));
                 }

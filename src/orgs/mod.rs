@@ -277,9 +277,12 @@ impl Membership {
 /// `cache_events` poll); `ttl` bounds anything else.
 #[derive(Debug)]
 pub struct MembershipCache {
-    entries: RwLock<HashMap<String, (Millis, Arc<Vec<Membership>>)>>,
+    entries: RwLock<HashMap<String, CachedMemberships>>,
     ttl: Millis,
 }
+
+/// When loaded, and what.
+type CachedMemberships = (Millis, Arc<Vec<Membership>>);
 
 /// Beyond this many cached users the cache starts over (bounded memory).
 const MAX_CACHED_USERS: usize = 100_000;

@@ -92,7 +92,11 @@ fn metadata_text(metadata: Option<&serde_json::Value>) -> Result<Option<String>,
 }
 
 /// The organization a request acts in, and the caller's role there.
-async fn acting_in(state: &AppState, principal: &Principal, explicit: Option<&str>) -> Result<(Tenant, Organization), ApiError> {
+async fn acting_in(
+    state: &AppState,
+    principal: &Principal,
+    explicit: Option<&str>,
+) -> Result<(Tenant, Organization), ApiError> {
     let tenant = principal::resolve_tenant(state, principal, explicit).await?;
     let org = store::find(&state.db, &tenant.organization_id).await?.ok_or_else(principal::access_denied)?;
     Ok((tenant, org))
@@ -348,7 +352,10 @@ pub async fn delete(
 /// The caller's organizations, by membership age.
 #[utoipa::path(get, path = paths::ORG_LIST, tag = "organizations",
     responses((status = 200, body = [OrganizationView]), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<Vec<OrganizationView>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<OrganizationView>>, ApiError> {
     let mut orgs = store::list_for_user(&state.db, &principal.user.id).await?;
     if let Some(scope) = principal.api_key().and_then(|key| key.organization_id.as_deref()) {
         orgs.retain(|org| org.id == scope);
@@ -625,7 +632,9 @@ pub async fn accept_invitation(
     let member_id = crypto::new_id("mem");
     match store::accept_invitation(&state.db, &invitation, &member_id, &principal.user.id, now).await {
         Ok(true) => {}
-        Ok(false) => return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending")),
+        Ok(false) => {
+            return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"))
+        }
         Err(crate::storage::StorageError::UniqueViolation(_)) => {
             return Err(ApiError::bad_request(
                 "USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION",
@@ -644,7 +653,8 @@ pub async fn accept_invitation(
     });
     let member = store::find_member_by_id(&state.db, &member_id).await?.ok_or_else(member_not_found)?;
     let org_id = invitation.organization_id.clone();
-    let outcome = InvitationOutcome { invitation: InvitationView::from(&invitation), member: Some(MemberView::from(&member)) };
+    let outcome =
+        InvitationOutcome { invitation: InvitationView::from(&invitation), member: Some(MemberView::from(&member)) };
     with_active_org(&state, &principal, Some(&org_id), outcome).await
 }
 
@@ -675,7 +685,8 @@ pub async fn cancel_invitation(
     principal: Principal,
     ApiJson(body): ApiJson<InvitationRef>,
 ) -> Result<Json<InvitationView>, ApiError> {
-    let mut invitation = store::find_invitation(&state.db, &body.invitation_id).await?.ok_or_else(invitation_not_found)?;
+    let mut invitation =
+        store::find_invitation(&state.db, &body.invitation_id).await?.ok_or_else(invitation_not_found)?;
     let (tenant, _) = acting_in(&state, &principal, Some(&invitation.organization_id)).await?;
     principal.require_permission("invitation", "cancel")?;
     if !tenant.role.can_manage() {

@@ -22,22 +22,26 @@ pub async fn insert_with_owner(
 ) -> Result<(), StorageError> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
-        sqlx::query("INSERT INTO organizations (id, name, slug, logo, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&org.id)
-            .bind(&org.name)
-            .bind(&org.slug)
-            .bind(&org.logo)
-            .bind(&org.metadata)
-            .bind(org.created_at)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO members (id, organization_id, user_id, role, created_at) VALUES ($1, $2, $3, 'owner', $4)")
-            .bind(member_id)
-            .bind(&org.id)
-            .bind(owner_id)
-            .bind(org.created_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO organizations (id, name, slug, logo, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(&org.slug)
+        .bind(&org.logo)
+        .bind(&org.metadata)
+        .bind(org.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO members (id, organization_id, user_id, role, created_at) VALUES ($1, $2, $3, 'owner', $4)",
+        )
+        .bind(member_id)
+        .bind(&org.id)
+        .bind(owner_id)
+        .bind(org.created_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     })
@@ -154,7 +158,8 @@ pub async fn insert_member(
     role: &str,
     now: Millis,
 ) -> Result<(), StorageError> {
-    const SQL: &str = "INSERT INTO members (id, organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4, $5)";
+    const SQL: &str =
+        "INSERT INTO members (id, organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4, $5)";
     db_run!(db, |pool| {
         sqlx::query(SQL).bind(id).bind(org_id).bind(user_id).bind(role).bind(now).execute(pool).await?;
         Ok(())
@@ -177,7 +182,8 @@ pub async fn set_role_keeping_an_owner(db: &Db, member_id: &str, role: &str) -> 
 pub async fn delete_member_keeping_an_owner(db: &Db, member: &Member) -> Result<bool, StorageError> {
     const DELETE: &str = "DELETE FROM members WHERE id = $1 AND (role <> 'owner' OR \
         (SELECT COUNT(*) FROM members o WHERE o.organization_id = $2 AND o.role = 'owner') > 1)";
-    const CLEAR: &str = "UPDATE sessions SET active_organization_id = NULL WHERE user_id = $1 AND active_organization_id = $2";
+    const CLEAR: &str =
+        "UPDATE sessions SET active_organization_id = NULL WHERE user_id = $1 AND active_organization_id = $2";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         let deleted =
@@ -232,7 +238,8 @@ pub async fn pending_invitation(db: &Db, org_id: &str, email: &str) -> Result<Op
 
 /// An organization's invitations, newest first.
 pub async fn invitations(db: &Db, org_id: &str) -> Result<Vec<Invitation>, StorageError> {
-    let sql = format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE organization_id = $1 ORDER BY created_at DESC");
+    let sql =
+        format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE organization_id = $1 ORDER BY created_at DESC");
     Ok(db_run!(db, |pool| sqlx::query_as::<_, Invitation>(&sql).bind(org_id).fetch_all(pool).await)?)
 }
 

@@ -75,7 +75,11 @@ impl Principal {
     /// The session, or 403 `SESSION_REQUIRED` (key management and set-active are a person's acts).
     pub fn require_session(&self) -> Result<&Session, ApiError> {
         self.session().ok_or_else(|| {
-            ApiError::new(StatusCode::FORBIDDEN, "SESSION_REQUIRED", "This action needs a signed-in session, not an API key")
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "SESSION_REQUIRED",
+                "This action needs a signed-in session, not an API key",
+            )
         })
     }
 
@@ -145,10 +149,17 @@ pub fn no_organization() -> ApiError {
 /// of — or, for an org-scoped key, any other organization — is `access_denied`; having none is
 /// `no_organization`. A session whose active organization the user has since left falls back to the
 /// first one, as the DB row (cleared on leave) does.
-pub async fn resolve_tenant(state: &AppState, principal: &Principal, explicit: Option<&str>) -> Result<Tenant, ApiError> {
+pub async fn resolve_tenant(
+    state: &AppState,
+    principal: &Principal,
+    explicit: Option<&str>,
+) -> Result<Tenant, ApiError> {
     let memberships = state.memberships.get(&state.db, &principal.user.id, state.clock.now()).await?;
     let find = |id_or_slug: &str| {
-        memberships.iter().find(|m| m.organization_id == id_or_slug).or_else(|| memberships.iter().find(|m| m.slug == id_or_slug))
+        memberships
+            .iter()
+            .find(|m| m.organization_id == id_or_slug)
+            .or_else(|| memberships.iter().find(|m| m.slug == id_or_slug))
     };
     let key_org = principal.api_key().and_then(|key| key.organization_id.as_deref());
     let scoped = |m: &Membership| key_org.is_none_or(|org| org == m.organization_id);

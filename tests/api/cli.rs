@@ -327,9 +327,8 @@ async fn admin_commands_create_orgs_members_and_api_keys_and_revoke_keys_on_a_ru
     assert!(!run(&["create-api-key", "--email", "owner@example.com", "--permissions", "not json"]).0);
 
     let server = Server::start(latchkey(dir.path()));
-    let check = || {
-        bare_client().get(format!("{}{}", server.address, paths::AUTH_CHECK)).header("x-api-key", &key).send()
-    };
+    let check =
+        || bare_client().get(format!("{}{}", server.address, paths::AUTH_CHECK)).header("x-api-key", &key).send();
     let allowed = check().await.unwrap();
     assert_eq!(allowed.status(), 200);
     assert_eq!(allowed.headers()["x-auth-org-id"], org_id.as_str());

@@ -3,11 +3,11 @@
 mod helpers;
 
 mod accounts;
+mod api_keys;
 mod cli;
+mod extensions;
 mod multi_node;
 mod ops;
+mod orgs;
 mod security;
 mod sessions;
-mod api_keys;
-mod extensions;
-mod orgs;

@@ -583,7 +583,7 @@ async fn an_invited_user_signs_up_accepts_and_becomes_a_member(backend: Backend)
     assert_eq!(member["createdAt"], "2026-11-18T12:06:40.000Z");
     assert_eq!(bob.active_org().await, acme_id.as_str());
     let listed: Vec<String> = ok!(bob.get(&org("list")).await).as_array().unwrap().iter().map(id).collect();
-    assert_eq!(listed, [acme_id.clone()]);
+    assert_eq!(listed, [acme_id.as_str()]);
     let mut members = alice.member_user_ids(&acme_id).await;
     members.sort();
     let mut expected = vec![alice.id.clone(), bob.id.clone()];
@@ -688,7 +688,7 @@ async fn an_invitee_rejects_an_invitation(backend: Backend) {
     assert_eq!(rejected["invitation"]["status"], "rejected");
     assert_eq!(rejected["member"], Value::Null);
     assert_eq!(ok!(bob.get(&org("list")).await), json!([]));
-    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.clone()]);
+    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.as_str()]);
     let accept = bob.post(&org("accept-invitation"), &json!({"invitationId": invitation["id"]})).await;
     assert_error!(accept, 400, "INVITATION_NOT_PENDING");
 }
@@ -743,7 +743,7 @@ async fn remove_member_respects_roles_and_the_last_owner(backend: Backend) {
     let Some(app) = spawn_app(backend).await else { return };
     let alice = user(&app, "alice@example.com").await;
     let acme_id = id(&alice.create_org("Acme", "acme").await);
-    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.clone()]);
+    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.as_str()]);
     let bob = user(&app, "bob@example.com").await;
     let carol = user(&app, "carol@example.com").await;
     let dave = user(&app, "dave@example.com").await;
@@ -831,7 +831,7 @@ async fn leaving_is_refused_to_the_last_owner_and_ends_tenant_access_at_once(bac
     key.check(Some("acme")).await.assert_denied();
     assert_denied!(key.get(&format!("{}?organizationId={acme_id}", org("list-members")), None).await);
     assert_eq!(ok!(bob.get(&org("list")).await), json!([]));
-    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.clone()]);
+    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.as_str()]);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -993,7 +993,7 @@ async fn key_permissions_limit_organization_writes(backend: Backend) {
     // A key without permissions acts as its owner.
     let removed = ok!(full.post(&org("remove-member"), Some(&acme_id), &remove(&carol_member)).await);
     assert_eq!(removed["member"]["userId"], carol.id.as_str());
-    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.clone()]);
+    assert_eq!(alice.member_user_ids(&acme_id).await, [alice.id.as_str()]);
 }
 
 async fn set_active_needs_a_session(backend: Backend) {
