@@ -349,6 +349,17 @@ fn spawn_background_tasks(state: &AppState) {
         }
     });
 
+    // The Prometheus recorder keeps histogram samples until upkeep folds them into buckets; without it
+    // they pile up between scrapes.
+    let metrics = state.metrics.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            interval.tick().await;
+            metrics.run_upkeep();
+        }
+    });
+
     let usage_state = state.clone();
     let flush_every = Duration::from_secs(state.settings.api_keys.usage_flush_interval.max(1));
     tokio::spawn(async move {

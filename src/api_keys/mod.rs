@@ -236,7 +236,7 @@ pub struct CachedKey {
     /// The key.
     pub key: ApiKey,
     /// Its owner.
-    pub user: User,
+    pub user: Arc<User>,
 }
 
 /// Beyond this many cached keys the cache starts over (bounded memory).
@@ -265,7 +265,7 @@ impl KeyCache {
             }
         }
         let Some((key, user)) = store::find_by_hash(db, hash).await? else { return Ok(None) };
-        let cached = Arc::new(CachedKey { key, user });
+        let cached = Arc::new(CachedKey { key, user: Arc::new(user) });
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= MAX_CACHED_KEYS {
                 entries.clear();

@@ -2,7 +2,10 @@
 //! permissions. Absent credentials mean anonymous; present-but-invalid means 401 (or `null` for
 //! `get-session`, as Better Auth), never a silent anonymous.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     extract::{rejection::JsonRejection, ConnectInfo, FromRequest, FromRequestParts, Request},
@@ -293,7 +296,7 @@ async fn api_key_principal(parts: &Parts, state: &AppState, key: &str) -> Result
     state.usage.record(&cached.key.id, now);
     let tenant_header = parts.headers.get("x-tenant-id").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
     Ok(Principal {
-        user: cached.user.clone(),
+        user: Arc::clone(&cached.user),
         via: Via::ApiKey(cached),
         tenant_header,
         set_cookies: SetCookies::default(),
@@ -321,7 +324,7 @@ impl FromRequestParts<AppState> for Principal {
             Resolved::Valid(auth) => {
                 let SessionAuth { session, user, set_cookies, cookie_token_hash } = *auth;
                 Ok(Principal {
-                    user,
+                    user: Arc::new(user),
                     via: Via::Session(Box::new(session)),
                     tenant_header: None,
                     set_cookies,

@@ -35,8 +35,8 @@ pub enum Via {
 /// An authenticated user acting through a session or an API key.
 #[derive(Debug)]
 pub struct Principal {
-    /// The user.
-    pub user: User,
+    /// The user (shared with the API key cache entry, so a key check copies no strings).
+    pub user: Arc<User>,
     /// How.
     pub via: Via,
     /// The `x-tenant-id` header, if sent.
