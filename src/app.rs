@@ -83,6 +83,8 @@ pub struct AppStateInner {
     pub trusted_proxies: Arc<Vec<IpAddr>>,
     /// Prometheus handle.
     pub metrics: PrometheusHandle,
+    /// Verified `session_data` cookies.
+    pub session_memo: sessions::cookie_cache::Memo,
     /// Verified API keys by hash.
     pub api_keys: KeyCache,
     /// API key uses not yet written.
@@ -109,6 +111,8 @@ impl AppStateInner {
         let removed = sessions::store::cleanup(&self.db, now, now - self.policy.cache_max_age - 60_000).await?;
         self.revoked.prune(now);
         self.limits.prune(now);
+        self.session_memo.prune(now);
+        self.extension_keys.prune(now);
         notify::cleanup_events(&self.db, now - EVENT_RETENTION).await?;
         Ok(removed)
     }
@@ -230,6 +234,7 @@ impl Application {
             trusted_origins: Arc::new(trusted_origins),
             trusted_proxies: Arc::new(settings.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()),
             metrics: http::ops::metrics_handle()?,
+            session_memo: Default::default(),
             api_keys: KeyCache::new(cache_ttl),
             usage: UsageBatch::default(),
             memberships: MembershipCache::new(cache_ttl),

@@ -338,6 +338,7 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                 request_count: 0,
                 created_at: now,
                 updated_at: now,
+                parsed_permissions: Default::default(),
             };
             api_keys::store::insert(&db, &key, &hash).await?;
             println!("created api key {} for {}", key.id, user.email);

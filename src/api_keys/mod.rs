@@ -10,7 +10,7 @@ pub mod store;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
 };
 
 use serde::Serialize;
@@ -67,12 +67,17 @@ pub struct ApiKey {
     pub created_at: Millis,
     /// Unix ms.
     pub updated_at: Millis,
+    /// `permissions`, parsed once (cached keys are checked on every request).
+    #[sqlx(skip)]
+    pub parsed_permissions: OnceLock<Option<Permissions>>,
 }
 
 impl ApiKey {
     /// The parsed permissions (`None`: unrestricted within the owner's rights).
-    pub fn permissions(&self) -> Option<Permissions> {
-        self.permissions.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default())
+    pub fn permissions(&self) -> Option<&Permissions> {
+        self.parsed_permissions
+            .get_or_init(|| self.permissions.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default()))
+            .as_ref()
     }
 
     /// True if the key holds every requested action.
@@ -199,7 +204,7 @@ impl ApiKeyView {
             reference_id: key.reference_id.clone(),
             organization_id: key.organization_id.clone(),
             enabled: key.enabled,
-            permissions: key.permissions(),
+            permissions: key.permissions().cloned(),
             metadata: key.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
             expires_at: key.expires_at.map(iso8601),
             last_request: last_request.map(iso8601),
@@ -374,6 +379,7 @@ mod tests {
             request_count: 0,
             created_at: 0,
             updated_at: 0,
+            parsed_permissions: OnceLock::new(),
         }
     }
 

@@ -173,6 +173,7 @@ pub async fn create(
         request_count: 0,
         created_at: now,
         updated_at: now,
+        parsed_permissions: Default::default(),
     };
     super::store::insert(&state.db, &key, &hash).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "created" });
@@ -281,6 +282,7 @@ pub async fn update(
     }
     if body.permissions.is_some() {
         key.permissions = check_permissions(&body.permissions)?;
+        key.parsed_permissions = Default::default();
     }
     if body.metadata.is_some() {
         key.metadata = metadata_text(&body.metadata)?;

@@ -7,6 +7,8 @@
 
 pub mod routes;
 
+use std::{collections::HashMap, sync::RwLock};
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +63,13 @@ pub struct ExtensionKeys {
     encoding: EncodingKey,
     decoding: Vec<DecodingKey>,
     validation: Validation,
+    /// Tokens whose signature and claims already checked out, by token (DESIGN.md "Performance notes":
+    /// skip the HMAC and JSON work on repeats). Expiry is still checked on every use.
+    verified: RwLock<HashMap<String, ExtensionClaims>>,
 }
+
+/// Beyond this many remembered tokens the cache starts over (bounded memory).
+const MAX_VERIFIED: usize = 50_000;
 
 impl std::fmt::Debug for ExtensionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +96,12 @@ impl ExtensionKeys {
         // `exp`/`iat` are checked against Latchkey's clock in `verify`.
         validation.validate_exp = false;
         validation.leeway = 0;
-        ExtensionKeys { encoding: EncodingKey::from_secret(&current), decoding, validation }
+        ExtensionKeys {
+            encoding: EncodingKey::from_secret(&current),
+            decoding,
+            validation,
+            verified: RwLock::new(HashMap::new()),
+        }
     }
 
     /// Signs claims.
@@ -99,12 +112,20 @@ impl ExtensionKeys {
     /// Verifies a token at `now` (ms): signature under any configured secret, HS256 only, `aud`,
     /// `exp` and a sane `iat`.
     pub fn verify(&self, token: &str, now: Millis) -> Result<ExtensionClaims, TokenProblem> {
-        let claims = self
-            .decoding
-            .iter()
-            .find_map(|key| jsonwebtoken::decode::<ExtensionClaims>(token, key, &self.validation).ok())
-            .map(|data| data.claims)
-            .ok_or(TokenProblem::Invalid)?;
+        let remembered = self.verified.read().ok().and_then(|verified| verified.get(token).cloned());
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signature(token)?;
+                if let Ok(mut verified) = self.verified.write() {
+                    if verified.len() >= MAX_VERIFIED {
+                        verified.clear();
+                    }
+                    verified.insert(token.to_owned(), claims.clone());
+                }
+                claims
+            }
+        };
         let now_secs = now.div_euclid(1000);
         // A token issued more than a minute in the future was not issued by a node with a sane clock.
         if claims.iat > now_secs + 60 || claims.exp <= claims.iat {
@@ -114,6 +135,23 @@ impl ExtensionKeys {
             return Err(TokenProblem::Expired);
         }
         Ok(claims)
+    }
+
+    /// Forgets remembered tokens that have expired.
+    pub fn prune(&self, now: Millis) {
+        let now_secs = now.div_euclid(1000);
+        if let Ok(mut verified) = self.verified.write() {
+            verified.retain(|_, claims| claims.exp > now_secs);
+        }
+    }
+
+    /// The signature check: HS256 only, any configured secret, `aud`.
+    fn verify_signature(&self, token: &str) -> Result<ExtensionClaims, TokenProblem> {
+        self.decoding
+            .iter()
+            .find_map(|key| jsonwebtoken::decode::<ExtensionClaims>(token, key, &self.validation).ok())
+            .map(|data| data.claims)
+            .ok_or(TokenProblem::Invalid)
     }
 }
 

@@ -183,7 +183,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     let disable_cache = parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "disableCookieCache=true"));
     let cache_value =
         if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
-    let cache = cache_value.as_deref().map(|value| (state.keys.cache.as_slice(), value));
+    let cache = cache_value.as_deref().map(|value| (&state.session_memo, state.keys.cache.as_slice(), value));
     let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, cache, now).await?;
     let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };
 

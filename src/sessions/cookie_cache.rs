@@ -4,6 +4,11 @@
 //! Format: `base64url(JSON).base64url(HMAC-SHA256(cache key, base64url(JSON)))`. The payload is bound to
 //! the session token (by the token's hash) so it cannot be paired with another session's token cookie.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +17,7 @@ use crate::{accounts::User, clock::Millis, crypto};
 use super::Session;
 
 /// A verified cache entry.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cached {
     /// The session as of when the cookie was issued.
     pub session: Session,
@@ -42,6 +47,49 @@ pub fn decode(key: &[u8], value: &str, token_hash: &str, now: Millis) -> Option<
     let cached: Cached = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
     let for_this_token = crypto::constant_time_eq(cached.token_hash.as_bytes(), token_hash.as_bytes());
     (for_this_token && cached.expires_at > now).then_some(cached)
+}
+
+/// Cookie values already verified and decoded, so a client repeating its `session_data` cookie costs a
+/// hash lookup instead of an HMAC, two base64 decodes and a JSON parse. Entries die with the cookie's own
+/// expiry; the token binding and the revocation and expiry checks still run on every request.
+#[derive(Debug, Default)]
+pub struct Memo {
+    entries: RwLock<HashMap<String, Arc<Cached>>>,
+}
+
+/// Beyond this many remembered cookies the memo starts over (bounded memory).
+const MAX_MEMO: usize = 50_000;
+
+impl Memo {
+    /// `decode`, remembering the result.
+    pub fn decode(&self, key: &[u8], value: &str, token_hash: &str, now: Millis) -> Option<Arc<Cached>> {
+        let hit = self.entries.read().ok().and_then(|entries| entries.get(value).cloned());
+        let cached = match hit {
+            Some(cached) => cached,
+            None => {
+                let cached = Arc::new(decode(key, value, token_hash, now)?);
+                if let Ok(mut entries) = self.entries.write() {
+                    if entries.len() >= MAX_MEMO {
+                        entries.retain(|_, c| c.expires_at > now);
+                        if entries.len() >= MAX_MEMO {
+                            entries.clear();
+                        }
+                    }
+                    entries.insert(value.to_owned(), Arc::clone(&cached));
+                }
+                cached
+            }
+        };
+        let for_this_token = crypto::constant_time_eq(cached.token_hash.as_bytes(), token_hash.as_bytes());
+        (for_this_token && cached.expires_at > now).then_some(cached)
+    }
+
+    /// Forgets expired entries.
+    pub fn prune(&self, now: Millis) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, cached| cached.expires_at > now);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +126,22 @@ mod tests {
         let value = encode(&key, &sample(5_000));
         assert!(decode(&key, &value, "th", 4_999).is_some());
         assert!(decode(&key, &value, "th", 5_000).is_none());
+    }
+
+    #[test]
+    fn the_memo_remembers_verified_values_but_still_checks_token_and_expiry() {
+        let key = [7u8; 32];
+        let memo = Memo::default();
+        let value = encode(&key, &sample(5_000));
+        assert!(memo.decode(&key, "garbage.tag", "th", 0).is_none());
+        let first = memo.decode(&key, &value, "th", 0).unwrap();
+        // Remembered: even a wrong key would not be consulted again, so the binding checks must hold.
+        let again = memo.decode(&[8u8; 32], &value, "th", 1).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert!(memo.decode(&key, &value, "other", 1).is_none(), "bound to its token");
+        assert!(memo.decode(&key, &value, "th", 5_000).is_none(), "expires with the cookie");
+        memo.prune(5_000);
+        assert!(memo.entries.read().unwrap().is_empty());
     }
 
     #[test]

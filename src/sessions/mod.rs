@@ -187,19 +187,19 @@ pub async fn validate(
     policy: &Policy,
     revoked: &RevokedSessions,
     token: &str,
-    cache: Option<(&[u8], &str)>,
+    cache: Option<(&cookie_cache::Memo, &[u8], &str)>,
     now: Millis,
 ) -> Result<Option<Valid>, StorageError> {
     let hash = token_hash(token);
-    if let Some((key, value)) = cache {
-        if let Some(cached) = cookie_cache::decode(key, value, &hash, now) {
+    if let Some((memo, key, value)) = cache {
+        if let Some(cached) = memo.decode(key, value, &hash, now) {
             let usable = !revoked.contains(&cached.session.id)
                 && !policy.is_expired(&cached.session, now)
                 && policy.refresh(&cached.session, now).is_none();
             if usable {
                 return Ok(Some(Valid {
-                    session: cached.session,
-                    user: cached.user,
+                    session: cached.session.clone(),
+                    user: cached.user.clone(),
                     from_cache: true,
                     refreshed: false,
                 }));
