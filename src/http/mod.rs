@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{header, HeaderName, HeaderValue, Method, StatusCode},
-    middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
 };
@@ -124,9 +123,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::principal::routes::router())
         .merge(crate::extensions::routes::router())
         .merge(ops::router())
-        // One middleware for both per-route concerns: each `from_fn` layer costs a boxed future and a
-        // service clone per request (measured: ~6% of a trivial request each).
-        .route_layer(middleware::from_fn(json_bodies_and_metrics))
+        .route_layer(RouteLayer)
         .fallback(|| async { ApiError::not_found("No such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
@@ -181,25 +178,99 @@ fn non_json_body(request: &Request) -> bool {
     (content_type.is_some() || has_body) && !is_json
 }
 
-/// The per-route middleware: refuses non-JSON bodies (415), then records the request count and latency
-/// of the matched route.
-async fn json_bodies_and_metrics(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(request.method());
-    let response = if non_json_body(&request) {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "Expected a request with Content-Type: application/json",
-        )
-        .into_response()
-    } else {
-        next.run(request).await
-    };
-    let route = route.as_ref().map_or("", MatchedPath::as_str);
-    route_metrics::record(route, method, response.status().as_u16(), started.elapsed());
-    response
+/// The per-route layer: refuses non-JSON bodies (415), then records the request count and latency of the
+/// matched route. A hand-written tower layer rather than `middleware::from_fn`, which boxes a future and
+/// clones the inner service on every request (measured ~6% of a trivial request).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteLayer;
+
+impl<S> tower::Layer<S> for RouteLayer {
+    type Service = RouteService<S>;
+
+    fn layer(&self, inner: S) -> RouteService<S> {
+        RouteService { inner }
+    }
+}
+
+/// See [`RouteLayer`].
+#[derive(Clone, Debug)]
+pub struct RouteService<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for RouteService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = RouteFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = method_label(request.method());
+        let state = if non_json_body(&request) {
+            RouteState::Refused {
+                response: Some(
+                    ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "UNSUPPORTED_MEDIA_TYPE",
+                        "Expected a request with Content-Type: application/json",
+                    )
+                    .into_response(),
+                ),
+            }
+        } else {
+            RouteState::Inner { future: self.inner.call(request) }
+        };
+        RouteFuture { state, started, route, method }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RouteService`].
+    pub struct RouteFuture<F> {
+        #[pin]
+        state: RouteState<F>,
+        started: Instant,
+        route: Option<MatchedPath>,
+        method: &'static str,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = RouteStateProj]
+    enum RouteState<F> {
+        Inner { #[pin] future: F },
+        Refused { response: Option<Response> },
+    }
+}
+
+impl<F> std::future::Future for RouteFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, std::convert::Infallible>>,
+{
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.state.project() {
+            RouteStateProj::Inner { future } => match future.poll(cx) {
+                std::task::Poll::Ready(Ok(response)) => response,
+                std::task::Poll::Ready(Err(never)) => match never {},
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            },
+            RouteStateProj::Refused { response } => response.take().unwrap_or_default(),
+        };
+        let route = this.route.as_ref().map_or("", MatchedPath::as_str);
+        route_metrics::record(route, this.method, response.status().as_u16(), this.started.elapsed());
+        std::task::Poll::Ready(Ok(response))
+    }
 }
 
 /// A static label for the common methods (no allocation per request).
