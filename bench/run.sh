@@ -24,6 +24,9 @@
 #   BENCH_THREADS=2             wrk threads       BENCH_CONNECTIONS=32          wrk connections (GET)
 #   BENCH_SIGNIN_CONNECTIONS=8  connections for sign-in (Argon2id allows ~40 sign-ins/s per core)
 #   BENCH_FLOOD_CONNECTIONS=4   connections of the get-session run during the sign-in flood (1 thread)
+#   BENCH_ADJACENT=1            re-measure the hello baseline right before each throughput scenario and
+#                               take that scenario's ratio against it (0: every ratio against the first run)
+#   BENCH_ADJACENT_DURATION=5s  length of each adjacent baseline run
 #   BENCH_PORT_BASE=18080       first of 20 ports tried for the servers
 #   BENCH_PG_HOST=127.0.0.1 BENCH_PG_PORT=5432 BENCH_PG_USER=postgres   (PGPASSWORD is honoured)
 #   BENCH_SKIP_POSTGRES=1       skip the PostgreSQL scenario
@@ -51,6 +54,8 @@ THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 SIGNIN_CONNECTIONS=${BENCH_SIGNIN_CONNECTIONS:-8}
 FLOOD_CONNECTIONS=${BENCH_FLOOD_CONNECTIONS:-4}
+ADJACENT=${BENCH_ADJACENT:-1}
+ADJACENT_DURATION=${BENCH_ADJACENT_DURATION:-5s}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_PORT=${BENCH_PG_PORT:-5432}
@@ -181,12 +186,32 @@ declare -A RPS P50 P99 ERR_STATUS ERR_SOCKET ROW_NOTE
 FLAGGED=0
 BASELINE_RPS=""
 
+# adjacent_baseline <scenario>: the hello baseline measured again right before a scenario (same wrk
+# settings, ADJACENT_DURATION long), so that the scenario's ratio is taken against the machine as it is at
+# that moment — this machine is shared, and load from elsewhere drifts over a run.
+declare -A ADJ
+adjacent_baseline() {
+  local name=$1 out="$TMP/adjacent.$RANDOM$RANDOM.txt" line
+  [[ $ADJACENT == 1 && -n ${HELLO_URL:-} ]] || return 0
+  timeout -k 5 $(( $(seconds_of "$ADJACENT_DURATION") + 30 )) wrk -t"$THREADS" -c"$CONNECTIONS" \
+    -d"$ADJACENT_DURATION" --latency -s "$ROOT/bench/hello.lua" "$HELLO_URL" >"$out" 2>&1 \
+    || die "wrk failed for the adjacent baseline of '$name'"
+  line=$(grep '^LATCHKEY_BENCH ' "$out" | tail -n 1) || die "no LATCHKEY_BENCH line for the adjacent baseline"
+  line=${line#*rps=}
+  ADJ[$name]=${line%% *}
+  log "adjacent baseline for '$name': ${ADJ[$name]} req/s"
+}
+
 # run_wrk <scenario> <script> <url> <threads> <connections> <duration> [extra wrk args...]
-# Runs wrk once (bounded by timeout), prints its output and records its LATCHKEY_BENCH line.
+# Runs wrk once (bounded by timeout), prints its output and records its LATCHKEY_BENCH line. Throughput
+# scenarios (the default threads and connections) get an adjacent baseline first.
 run_wrk() {
   local name=$1 script=$2 url=$3 threads=$4 conns=$5 dur=$6
   shift 6
   local out="$TMP/wrk.$RANDOM$RANDOM.txt" limit
+  if [[ $threads == "$THREADS" && $conns == "$CONNECTIONS" && $script != hello.lua ]]; then
+    adjacent_baseline "$name"
+  fi
   limit=$(( $(seconds_of "$dur") + 30 ))
   log "wrk: $name — -t$threads -c$conns -d$dur $url"
   if ! timeout -k 5 "$limit" wrk -t"$threads" -c"$conns" -d"$dur" --latency "$@" \
@@ -383,7 +408,8 @@ HELLO_RSS=$(rss_mb "$HELLO_PID" VmRSS)
 warm_up hello.lua "http://127.0.0.1:$HELLO_PORT/"
 run_wrk "baseline (axum hello)" hello.lua "http://127.0.0.1:$HELLO_PORT/" "$THREADS" "$CONNECTIONS" "$DURATION"
 BASELINE_RPS=${RPS["baseline (axum hello)"]}
-stop_pid "$HELLO_PID"
+# The baseline server keeps running (idle) for the adjacent baselines.
+HELLO_URL="http://127.0.0.1:$HELLO_PORT/"
 
 # ---------------------------------------------------------------------------------------------------
 # 2. Latchkey on SQLite
@@ -499,20 +525,21 @@ fi
 fmt() { awk -v v="$1" -v p="$2" 'BEGIN { printf("%." p "f", v) }'; }
 
 table() {
-  echo "| scenario | req/s | p50 ms | p99 ms | req/s ratio to baseline |"
-  echo "|---|---:|---:|---:|---:|"
-  local name ratio label es eo
+  echo "| scenario | req/s | p50 ms | p99 ms | baseline req/s used | req/s ratio to baseline |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  local name ratio label es eo base
   for name in "${ROW_NAMES[@]}"; do
     if [[ -n ${ROW_NOTE[$name]:-} ]]; then
-      echo "| $name | ${ROW_NOTE[$name]} | | | |"
+      echo "| $name | ${ROW_NOTE[$name]} | | | | |"
       continue
     fi
-    ratio=$(awk -v a="${RPS[$name]}" -v b="$BASELINE_RPS" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }')
+    base=${ADJ[$name]:-$BASELINE_RPS}
+    ratio=$(awk -v a="${RPS[$name]}" -v b="$base" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }')
     label=$name es=${ERR_STATUS[$name]} eo=${ERR_SOCKET[$name]}
     if ((es > 0 || eo > 0)); then
       label="$name **(ERRORS: $es HTTP ≥ 400, $eo socket — not valid)**"
     fi
-    echo "| $label | $(fmt "${RPS[$name]}" 0) | $(fmt "${P50[$name]}" 2) | $(fmt "${P99[$name]}" 2) | $ratio |"
+    echo "| $label | $(fmt "${RPS[$name]}" 0) | $(fmt "${P50[$name]}" 2) | $(fmt "${P99[$name]}" 2) | $(fmt "$base" 0) | $ratio |"
   done
 }
 
@@ -550,6 +577,10 @@ mkdir -p "$(dirname "$RESULTS")"
     "(warm-up $WARMUP before each GET scenario); sign-in -t$THREADS -c$SIGNIN_CONNECTIONS;" \
     "flood: sign-in -t1 -c$SIGNIN_CONNECTIONS in the background, get-session -t1 -c$FLOOD_CONNECTIONS"
   echo "- wrk and the server share the machine over 127.0.0.1; p50/p99 from wrk's latency distribution"
+  if [[ $ADJACENT == 1 ]]; then
+    echo "- each throughput scenario's ratio is against a hello baseline re-measured (${ADJACENT_DURATION}) right before it" \
+      "(column 'baseline req/s used'); sign-in and flood rows use the first baseline"
+  fi
   if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     echo "- rate limits raised for the run: LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP, _SIGN_IN_FAILURES_PER_EMAIL," \
       "_SIGN_UP_PER_IP and _VERIFY_PER_IP = 1000000000; server log filter: ${BENCH_SERVER_LOG:-server default}"
