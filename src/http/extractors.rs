@@ -22,7 +22,10 @@ use crate::{
     crypto,
     error::ApiError,
     extensions,
-    http::cookies::{self, SetCookies},
+    http::{
+        cookies::{self, SetCookies},
+        PendingCookies,
+    },
     principal::{self, Credential, Principal, Via},
     sessions::{self, cookie_cache, ClientInfo, Session},
 };
@@ -323,6 +326,11 @@ impl FromRequestParts<AppState> for Principal {
         match resolve(parts, state).await? {
             Resolved::Valid(auth) => {
                 let SessionAuth { session, user, set_cookies, cookie_token_hash } = *auth;
+                // Handlers taking a `Principal` answer plain JSON: the route layer adds these cookies.
+                let mut set_cookies = set_cookies;
+                if let Some(pending) = parts.extensions.get::<PendingCookies>() {
+                    pending.push(std::mem::take(&mut set_cookies.0));
+                }
                 Ok(Principal {
                     user: Arc::new(user),
                     via: Via::Session(Box::new(session)),

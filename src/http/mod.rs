@@ -210,9 +210,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         let started = Instant::now();
         let route = request.extensions().get::<MatchedPath>().cloned();
+        let cookies = PendingCookies::default();
+        request.extensions_mut().insert(cookies.clone());
         let method = method_label(request.method());
         let state = if non_json_body(&request) {
             RouteState::Refused {
@@ -228,7 +230,43 @@ where
         } else {
             RouteState::Inner { future: self.inner.call(request) }
         };
-        RouteFuture { state, started, route, method }
+        RouteFuture { state, started, route, method, cookies }
+    }
+}
+
+/// `Set-Cookie` values an extractor wants on the response (the sliding refresh of a session found by the
+/// general `Principal` extractor), added by [`RouteLayer`] unless the handler set a cookie of that name.
+#[derive(Clone, Debug, Default)]
+pub struct PendingCookies(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl PendingCookies {
+    /// Queues cookies for the response.
+    pub fn push(&self, cookies: Vec<String>) {
+        if let Ok(mut pending) = self.0.lock() {
+            pending.extend(cookies);
+        }
+    }
+
+    fn apply(&self, response: &mut Response) {
+        let Ok(mut pending) = self.0.lock() else { return };
+        if pending.is_empty() {
+            return;
+        }
+        let name_of = |cookie: &str| cookie.split('=').next().unwrap_or_default().to_owned();
+        let already: Vec<String> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(name_of)
+            .collect();
+        for cookie in pending.drain(..) {
+            if !already.contains(&name_of(&cookie)) {
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+        }
     }
 }
 
@@ -240,6 +278,7 @@ pin_project_lite::pin_project! {
         started: Instant,
         route: Option<MatchedPath>,
         method: &'static str,
+        cookies: PendingCookies,
     }
 }
 
@@ -259,7 +298,7 @@ where
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         let this = self.project();
-        let response = match this.state.project() {
+        let mut response = match this.state.project() {
             RouteStateProj::Inner { future } => match future.poll(cx) {
                 std::task::Poll::Ready(Ok(response)) => response,
                 std::task::Poll::Ready(Err(never)) => match never {},
@@ -267,6 +306,7 @@ where
             },
             RouteStateProj::Refused { response } => response.take().unwrap_or_default(),
         };
+        this.cookies.apply(&mut response);
         let route = this.route.as_ref().map_or("", MatchedPath::as_str);
         route_metrics::record(route, this.method, response.status().as_u16(), this.started.elapsed());
         std::task::Poll::Ready(Ok(response))

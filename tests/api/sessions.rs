@@ -17,6 +17,7 @@ both_backends!(
     a_revoked_session_is_refused_at_once_despite_the_cookie_cache,
     sign_out_deletes_the_session_and_expires_the_cookies,
     a_session_older_than_update_age_slides_and_its_cookie_is_reissued,
+    any_session_authenticated_endpoint_reissues_a_slid_session_cookie,
     sliding_never_extends_past_the_absolute_lifetime,
     an_expired_session_is_refused_and_deleted,
     the_cleanup_task_removes_expired_sessions,
@@ -135,6 +136,32 @@ async fn a_session_older_than_update_age_slides_and_its_cookie_is_reissued(backe
     // Signed up at 2026-11-18T11:06:40Z, refreshed 8 days later: now + 30 days.
     assert_eq!(after["session"]["expiresAt"], "2026-12-26T11:06:40.000Z");
     assert_eq!(after["session"]["id"], before["session"]["id"]);
+}
+
+async fn any_session_authenticated_endpoint_reissues_a_slid_session_cookie(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.sign_up("alice@example.com").await;
+    let created = app.post(paths::ORG_CREATE, &serde_json::json!({"name": "Acme", "slug": "acme"})).await;
+    assert_eq!(created.status(), 200);
+    // set-active answers with its own fresh cache cookie: exactly one session_data, the handler's.
+    let cookies = set_cookies(&created);
+    assert_eq!(cookies.iter().filter(|c| c.starts_with("latchkey.session_data=")).count(), 1, "{cookies:?}");
+
+    app.clock.advance(8 * DAY);
+    let listed = app.get(paths::ORG_LIST).await;
+
+    assert_eq!(listed.status(), 200);
+    let cookies = set_cookies(&listed);
+    let reissued = cookies.iter().find(|c| c.starts_with("latchkey.session_token=")).expect("cookie re-issued");
+    assert!(reissued.contains("Max-Age=2592000"), "{reissued}");
+    assert_eq!(cookies.iter().filter(|c| c.starts_with("latchkey.session_data=")).count(), 1, "{cookies:?}");
+    // And an endpoint answering with its own cookie keeps only its own.
+    app.clock.advance(8 * DAY);
+    let activated = app.post(paths::ORG_SET_ACTIVE, &serde_json::json!({"organizationSlug": "acme"})).await;
+    assert_eq!(activated.status(), 200);
+    let cookies = set_cookies(&activated);
+    assert_eq!(cookies.iter().filter(|c| c.starts_with("latchkey.session_data=")).count(), 1, "{cookies:?}");
+    assert_eq!(cookies.iter().filter(|c| c.starts_with("latchkey.session_token=")).count(), 1, "{cookies:?}");
 }
 
 async fn sliding_never_extends_past_the_absolute_lifetime(backend: Backend) {
