@@ -30,7 +30,11 @@ impl Limiter {
     /// Counts one event for `key`; `Err(retry_after_secs)` if that exceeds the limit.
     pub fn hit(&self, key: &str, now: Millis) -> Result<(), u64> {
         let Ok(mut windows) = self.windows.lock() else { return Ok(()) };
-        let entry = windows.entry(key.to_owned()).or_insert((now, 0));
+        // Look up by `&str` first: the key is only copied the first time it is seen in a window.
+        if !windows.contains_key(key) {
+            windows.insert(key.to_owned(), (now, 0));
+        }
+        let Some(entry) = windows.get_mut(key) else { return Ok(()) };
         if now - entry.0 >= self.window {
             *entry = (now, 0);
         }

@@ -38,6 +38,39 @@ pub struct User {
     pub updated_at: Millis,
 }
 
+/// A user's columns selected under `u_` aliases ([`JOINED_USER_COLUMNS`]) next to another table's row,
+/// so a session or API key and its owner come back in one round trip.
+#[derive(sqlx::FromRow)]
+pub struct JoinedUser {
+    u_email: String,
+    u_name: String,
+    u_image: Option<String>,
+    u_email_verified: bool,
+    u_role: String,
+    u_created_at: Millis,
+    u_updated_at: Millis,
+}
+
+/// The select list of [`JoinedUser`] for a users table aliased `u`.
+pub const JOINED_USER_COLUMNS: &str = "u.email AS u_email, u.name AS u_name, u.image AS u_image, \
+    u.email_verified AS u_email_verified, u.role AS u_role, u.created_at AS u_created_at, u.updated_at AS u_updated_at";
+
+impl JoinedUser {
+    /// The user with this id.
+    pub fn into_user(self, id: String) -> User {
+        User {
+            id,
+            email: self.u_email,
+            name: self.u_name,
+            image: self.u_image,
+            email_verified: self.u_email_verified,
+            role: self.u_role,
+            created_at: self.u_created_at,
+            updated_at: self.u_updated_at,
+        }
+    }
+}
+
 /// The JSON shape of a user (Better Auth's, camelCase, ISO timestamps).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1,7 +1,9 @@
 //! SQL of the API keys capability. Keys are found by the SHA-256 of the key, never the key.
 
+use std::sync::LazyLock;
+
 use crate::{
-    accounts::User,
+    accounts::{JoinedUser, User, JOINED_USER_COLUMNS},
     clock::Millis,
     db_run,
     storage::{Db, StorageError},
@@ -17,13 +19,8 @@ const KEY_COLUMNS: &str = "id, name, start, prefix, reference_id, organization_i
 struct KeyUserRow {
     #[sqlx(flatten)]
     key: ApiKey,
-    u_email: String,
-    u_name: String,
-    u_image: Option<String>,
-    u_email_verified: bool,
-    u_role: String,
-    u_created_at: Millis,
-    u_updated_at: Millis,
+    #[sqlx(flatten)]
+    user: JoinedUser,
 }
 
 /// Stores a new key under its hash.
@@ -56,23 +53,17 @@ pub async fn insert(db: &Db, key: &ApiKey, key_hash: &str) -> Result<(), Storage
 
 /// The key with this hash, with its owner.
 pub async fn find_by_hash(db: &Db, key_hash: &str) -> Result<Option<(ApiKey, User)>, StorageError> {
-    const SQL: &str = "SELECT k.id, k.name, k.start, k.prefix, k.reference_id, k.organization_id, k.permissions, \
-        k.metadata, k.enabled, k.expires_at, k.last_request, k.request_count, k.created_at, k.updated_at, \
-        u.email AS u_email, u.name AS u_name, u.image AS u_image, u.email_verified AS u_email_verified, \
-        u.role AS u_role, u.created_at AS u_created_at, u.updated_at AS u_updated_at \
-        FROM api_keys k JOIN users u ON u.id = k.reference_id WHERE k.key_hash = $1";
-    let row = db_run!(db, |pool| sqlx::query_as::<_, KeyUserRow>(SQL).bind(key_hash).fetch_optional(pool).await)?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT k.id, k.name, k.start, k.prefix, k.reference_id, k.organization_id, k.permissions, k.metadata, \
+             k.enabled, k.expires_at, k.last_request, k.request_count, k.created_at, k.updated_at, \
+             {JOINED_USER_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.reference_id WHERE k.key_hash = $1"
+        )
+    });
+    let row =
+        db_run!(db, |pool| sqlx::query_as::<_, KeyUserRow>(SQL.as_str()).bind(key_hash).fetch_optional(pool).await)?;
     Ok(row.map(|row| {
-        let user = User {
-            id: row.key.reference_id.clone(),
-            email: row.u_email,
-            name: row.u_name,
-            image: row.u_image,
-            email_verified: row.u_email_verified,
-            role: row.u_role,
-            created_at: row.u_created_at,
-            updated_at: row.u_updated_at,
-        };
+        let user = row.user.into_user(row.key.reference_id.clone());
         (row.key, user)
     }))
 }

@@ -1,7 +1,9 @@
 //! SQL of the sessions capability. Sessions are found by the SHA-256 of their token, never the token.
 
+use std::sync::LazyLock;
+
 use crate::{
-    accounts::User,
+    accounts::{JoinedUser, User, JOINED_USER_COLUMNS},
     clock::Millis,
     db_run,
     storage::{Db, StorageError},
@@ -17,13 +19,8 @@ const SESSION_COLUMNS: &str =
 struct SessionUserRow {
     #[sqlx(flatten)]
     session: Session,
-    u_email: String,
-    u_name: String,
-    u_image: Option<String>,
-    u_email_verified: bool,
-    u_role: String,
-    u_created_at: Millis,
-    u_updated_at: Millis,
+    #[sqlx(flatten)]
+    user: JoinedUser,
 }
 
 /// Stores a new session under the hash of its token.
@@ -49,22 +46,19 @@ pub async fn insert(db: &Db, session: &Session, token_hash: &str) -> Result<(), 
 
 /// The session with this token hash, with its user.
 pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Session, User)>, StorageError> {
-    const SQL: &str = "SELECT s.id, s.user_id, s.expires_at, s.ip_address, s.user_agent, s.active_organization_id, \
-        s.created_at, s.updated_at, u.email AS u_email, u.name AS u_name, u.image AS u_image, \
-        u.email_verified AS u_email_verified, u.role AS u_role, u.created_at AS u_created_at, \
-        u.updated_at AS u_updated_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
-    let row = db_run!(db, |pool| sqlx::query_as::<_, SessionUserRow>(SQL).bind(token_hash).fetch_optional(pool).await)?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT s.id, s.user_id, s.expires_at, s.ip_address, s.user_agent, s.active_organization_id, \
+             s.created_at, s.updated_at, {JOINED_USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1"
+        )
+    });
+    let row = db_run!(db, |pool| sqlx::query_as::<_, SessionUserRow>(SQL.as_str())
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await)?;
     Ok(row.map(|row| {
-        let user = User {
-            id: row.session.user_id.clone(),
-            email: row.u_email,
-            name: row.u_name,
-            image: row.u_image,
-            email_verified: row.u_email_verified,
-            role: row.u_role,
-            created_at: row.u_created_at,
-            updated_at: row.u_updated_at,
-        };
+        let user = row.user.into_user(row.session.user_id.clone());
         (row.session, user)
     }))
 }
