@@ -24,8 +24,9 @@
 #   BENCH_THREADS=2             wrk threads       BENCH_CONNECTIONS=32          wrk connections (GET)
 #   BENCH_SIGNIN_CONNECTIONS=8  connections for sign-in (Argon2id allows ~40 sign-ins/s per core)
 #   BENCH_FLOOD_CONNECTIONS=4   connections of the get-session run during the sign-in flood (1 thread)
-#   BENCH_ADJACENT=1            re-measure the hello baseline right before each throughput scenario and
-#                               take that scenario's ratio against it (0: every ratio against the first run)
+#   BENCH_ADJACENT=1            re-measure the hello baseline right before each throughput scenario, with
+#                               the scenario's own request, and take that scenario's ratio against it
+#                               (0: every ratio against the first, plain GET / run)
 #   BENCH_ADJACENT_DURATION=5s  length of each adjacent baseline run
 #   BENCH_PORT_BASE=18080       first of 20 ports tried for the servers
 #   BENCH_PG_HOST=127.0.0.1 BENCH_PG_PORT=5432 BENCH_PG_USER=postgres   (PGPASSWORD is honoured)
@@ -186,15 +187,19 @@ declare -A RPS P50 P99 ERR_STATUS ERR_SOCKET ROW_NOTE
 FLAGGED=0
 BASELINE_RPS=""
 
-# adjacent_baseline <scenario>: the hello baseline measured again right before a scenario (same wrk
-# settings, ADJACENT_DURATION long), so that the scenario's ratio is taken against the machine as it is at
-# that moment — this machine is shared, and load from elsewhere drifts over a run.
+# adjacent_baseline <scenario> <script> <url>: the hello baseline measured again right before a scenario,
+# with the scenario's own wrk script and path (hello answers every path and method), so that
+#  - the scenario's ratio is taken against the machine as it is at that moment (this machine is shared,
+#    and load from elsewhere drifts over a run), and
+#  - wrk, which shares the 2 cores with the server, does the same work on both sides (a 1 KB cookie
+#    header or a JSON body costs the load generator too); the ratio is then the server's own cost.
 declare -A ADJ
 adjacent_baseline() {
-  local name=$1 out="$TMP/adjacent.$RANDOM$RANDOM.txt" line
+  local name=$1 script=$2 url=$3 out="$TMP/adjacent.$RANDOM$RANDOM.txt" line path
   [[ $ADJACENT == 1 && -n ${HELLO_URL:-} ]] || return 0
+  path=/${url#http://*/}
   timeout -k 5 $(( $(seconds_of "$ADJACENT_DURATION") + 30 )) wrk -t"$THREADS" -c"$CONNECTIONS" \
-    -d"$ADJACENT_DURATION" --latency -s "$ROOT/bench/hello.lua" "$HELLO_URL" >"$out" 2>&1 \
+    -d"$ADJACENT_DURATION" --latency -s "$ROOT/bench/$script" "${HELLO_URL%/}$path" >"$out" 2>&1 \
     || die "wrk failed for the adjacent baseline of '$name'"
   line=$(grep '^LATCHKEY_BENCH ' "$out" | tail -n 1) || die "no LATCHKEY_BENCH line for the adjacent baseline"
   line=${line#*rps=}
@@ -210,7 +215,7 @@ run_wrk() {
   shift 6
   local out="$TMP/wrk.$RANDOM$RANDOM.txt" limit
   if [[ $threads == "$THREADS" && $conns == "$CONNECTIONS" && $script != hello.lua ]]; then
-    adjacent_baseline "$name"
+    adjacent_baseline "$name" "$script" "$url"
   fi
   limit=$(( $(seconds_of "$dur") + 30 ))
   log "wrk: $name — -t$threads -c$conns -d$dur $url"
@@ -578,8 +583,9 @@ mkdir -p "$(dirname "$RESULTS")"
     "flood: sign-in -t1 -c$SIGNIN_CONNECTIONS in the background, get-session -t1 -c$FLOOD_CONNECTIONS"
   echo "- wrk and the server share the machine over 127.0.0.1; p50/p99 from wrk's latency distribution"
   if [[ $ADJACENT == 1 ]]; then
-    echo "- each throughput scenario's ratio is against a hello baseline re-measured (${ADJACENT_DURATION}) right before it" \
-      "(column 'baseline req/s used'); sign-in and flood rows use the first baseline"
+    echo "- each throughput scenario's ratio is against the hello baseline re-measured (${ADJACENT_DURATION}) right before it" \
+      "with the scenario's own request (same wrk script: headers, method, body; hello answers any path)" \
+      "(column 'baseline req/s used'); sign-in and flood rows use the first baseline (plain GET /)"
   fi
   if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     echo "- rate limits raised for the run: LATCHKEY_RATE_LIMIT_SIGN_IN_PER_IP, _SIGN_IN_FAILURES_PER_EMAIL," \

@@ -13,7 +13,9 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let listen = std::env::var("HELLO_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.to_owned());
-    let app = Router::new().route("/", get(|| async { "hello" }));
+    // Every path and method answers `hello`, so the bench can send the baseline exactly the request a
+    // scenario sends (same headers, same body) and the load generator's own work is the same on both.
+    let app = Router::new().route("/", get(|| async { "hello" })).fallback(|| async { "hello" });
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     println!("hello baseline listening on {}", listener.local_addr()?);
     axum::serve(listener, app)
