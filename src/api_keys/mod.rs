@@ -247,17 +247,23 @@ pub struct CachedKey {
 /// Beyond this many cached keys the cache starts over (bounded memory).
 const MAX_CACHED_KEYS: usize = 100_000;
 
-/// Verified keys by hash.
+/// Verified keys by hash, and recently unknown hashes.
 #[derive(Debug)]
 pub struct KeyCache {
     entries: RwLock<HashMap<String, (Millis, Arc<CachedKey>)>>,
+    /// Hashes the DB did not know, until when: a client retrying a deleted or mistyped key costs no DB
+    /// read per request. Needs no invalidation — a new key is random, so its hash cannot be in here.
+    unknown: RwLock<HashMap<String, Millis>>,
     ttl: Millis,
 }
+
+/// How long an unknown hash is remembered.
+const UNKNOWN_TTL: Millis = 10_000;
 
 impl KeyCache {
     /// An empty cache whose entries live `ttl` ms.
     pub fn new(ttl: Millis) -> KeyCache {
-        KeyCache { entries: RwLock::new(HashMap::new()), ttl }
+        KeyCache { entries: RwLock::new(HashMap::new()), unknown: RwLock::new(HashMap::new()), ttl }
     }
 
     /// The key with this hash: from the cache while fresh, else from the DB.
@@ -269,7 +275,21 @@ impl KeyCache {
                 }
             }
         }
-        let Some((key, user)) = store::find_by_hash(db, hash).await? else { return Ok(None) };
+        if self.unknown.read().ok().and_then(|unknown| unknown.get(hash).copied()).is_some_and(|until| now < until) {
+            return Ok(None);
+        }
+        let Some((key, user)) = store::find_by_hash(db, hash).await? else {
+            if let Ok(mut unknown) = self.unknown.write() {
+                if unknown.len() >= MAX_CACHED_KEYS {
+                    unknown.retain(|_, until| *until > now);
+                    if unknown.len() >= MAX_CACHED_KEYS {
+                        unknown.clear();
+                    }
+                }
+                unknown.insert(hash.to_owned(), now + UNKNOWN_TTL);
+            }
+            return Ok(None);
+        };
         let cached = Arc::new(CachedKey { key, user: Arc::new(user) });
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= MAX_CACHED_KEYS {

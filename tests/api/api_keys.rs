@@ -44,6 +44,7 @@ both_backends!(
     a_non_admin_cannot_create_a_key_for_another_user,
     last_request_is_recorded_after_use,
     an_org_scoped_key_needs_membership_in_that_org,
+    checks_of_a_cached_key_read_no_database,
 );
 
 // ---------------------------------------------------------------------------------------------------------
@@ -758,4 +759,24 @@ async fn a_key_disabled_on_one_node_is_refused_by_another_within_a_second() {
     assert_eq!(disabled.status(), 200);
 
     assert_refused_within_a_second(&node_b, key, "disabled").await;
+}
+
+async fn checks_of_a_cached_key_read_no_database(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    sign_up_alice(&app).await;
+    let key = create_key(&app, json!({"name": "ci"})).await["key"].as_str().unwrap().to_owned();
+    let unknown = "lk_thisKeyDoesNotExistAtAll0123456789";
+    assert_eq!(check_with_key(&app, &key).await.status(), 200);
+    assert_eq!(check_with_key(&app, unknown).await.status(), 401);
+
+    // Take the table away behind the server's back: only a DB read would notice (with a 500).
+    app.execute("ALTER TABLE api_keys RENAME TO api_keys_away").await;
+    let known = check_with_key(&app, &key).await.status();
+    let still_unknown = check_with_key(&app, unknown).await.status();
+    let verified = verify(&app, json!({"key": key})).await;
+    app.execute("ALTER TABLE api_keys_away RENAME TO api_keys").await;
+
+    assert_eq!(known, 200, "a cached key is checked from memory");
+    assert_eq!(still_unknown, 401, "a recently unknown key is refused from memory");
+    assert_eq!(verified["valid"], true);
 }
