@@ -2,6 +2,8 @@
 //! function as `tracing` events with target `audit`, and never carrying a secret — only ids and reasons.
 //! (Storing and querying them comes with the management API.)
 
+use crate::telemetry::CurrentRequestId;
+
 /// A security-relevant event. Fields are ids and reason codes only.
 #[derive(Debug)]
 #[allow(missing_docs)]
@@ -26,29 +28,35 @@ pub enum AuditEvent<'a> {
     ExtensionTokenIssued { user_id: &'a str, organization_id: &'a str, extension_id: &'a str, jti: &'a str },
 }
 
-/// Emits an audit event.
+/// Emits an audit event (with the current request's id).
 pub fn emit(event: AuditEvent<'_>) {
     match event {
-        AuditEvent::UserCreated { user_id } => tracing::info!(target: "audit", user_id, "user created"),
-        AuditEvent::SignInSucceeded { user_id } => tracing::info!(target: "audit", user_id, "sign-in succeeded"),
-        AuditEvent::SignInFailed { reason } => tracing::warn!(target: "audit", reason, "sign-in failed"),
+        AuditEvent::UserCreated { user_id } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, "user created")
+        }
+        AuditEvent::SignInSucceeded { user_id } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, "sign-in succeeded")
+        }
+        AuditEvent::SignInFailed { reason } => {
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, reason, "sign-in failed")
+        }
         AuditEvent::SessionCreated { user_id, session_id } => {
-            tracing::info!(target: "audit", user_id, session_id, "session created")
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, session_id, "session created")
         }
         AuditEvent::SessionsRevoked { user_id, count, reason } => {
-            tracing::info!(target: "audit", user_id, count, reason, "sessions revoked")
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, count, reason, "sessions revoked")
         }
         AuditEvent::ApiKeyChanged { actor_id, key_id, action } => {
-            tracing::info!(target: "audit", actor_id, key_id, action, "api key changed")
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, actor_id, key_id, action, "api key changed")
         }
         AuditEvent::ApiKeyRefused { key_id, reason } => {
-            tracing::warn!(target: "audit", key_id, reason, "api key refused")
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, key_id, reason, "api key refused")
         }
         AuditEvent::OrganizationChanged { actor_id, organization_id, action, target } => {
-            tracing::info!(target: "audit", actor_id, organization_id, action, target, "organization changed")
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, actor_id, organization_id, action, target, "organization changed")
         }
         AuditEvent::ExtensionTokenIssued { user_id, organization_id, extension_id, jti } => {
-            tracing::info!(target: "audit", user_id, organization_id, extension_id, jti, "extension token issued")
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, organization_id, extension_id, jti, "extension token issued")
         }
     }
 }

@@ -73,7 +73,7 @@ impl ApiError {
     /// answers an opaque body.
     pub fn internal(error: impl Into<anyhow::Error>) -> ApiError {
         let error = error.into();
-        tracing::error!(error = format!("{error:#}"), "internal error");
+        tracing::error!(request_id = %crate::telemetry::CurrentRequestId, error = format!("{error:#}"), "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error")
     }
 }

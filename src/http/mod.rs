@@ -228,7 +228,8 @@ where
                 ),
             }
         } else {
-            RouteState::Inner { future: self.inner.call(request) }
+            let id = request.headers().get("x-request-id").cloned().unwrap_or(HeaderValue::from_static(""));
+            RouteState::Inner { future: telemetry::with_request_id(id, self.inner.call(request)) }
         };
         RouteFuture { state, started, route, method, cookies }
     }
@@ -285,7 +286,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = RouteStateProj]
     enum RouteState<F> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: tokio::task::futures::TaskLocalFuture<HeaderValue, F> },
         Refused { response: Option<Response> },
     }
 }

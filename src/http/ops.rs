@@ -66,7 +66,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     match state.db.ping().await {
         Ok(()) => Ok(Json(Health { status: "ok" })),
         Err(error) => {
-            tracing::warn!(error = %error, "readiness check failed");
+            tracing::warn!(request_id = %crate::telemetry::CurrentRequestId, error = %error, "readiness check failed");
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "Database unreachable"))
         }
     }

@@ -117,10 +117,13 @@ async fn logs_contain_neither_passwords_nor_tokens_nor_cookies() {
     client.get(url(paths::GET_SESSION)).send().await.unwrap();
     client.post(url(paths::SIGN_OUT)).header("origin", ORIGIN).json(&json!({})).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
+    let wrong_request_id = wrong.headers()["x-request-id"].to_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let logs = server.logs();
     assert!(logs.contains("sign-in failed"), "audit events are logged:\n{logs}");
+    let failed = logs.lines().find(|l| l.contains("sign-in failed")).unwrap();
+    assert!(failed.contains(&format!("request_id={wrong_request_id}")), "audit events carry the request id: {failed}");
     assert!(logs.contains("/api/auth/sign-in/email"), "requests are logged:\n{logs}");
     for secret in [PASSWORD, "my wrong secret password", &token, &second_token, SECRET] {
         assert!(!logs.contains(secret), "a secret appeared in the logs");
