@@ -14,7 +14,10 @@ use crate::{
     audit::{self, AuditEvent},
     crypto,
     error::ApiError,
-    http::{extractors::ApiJson, paths},
+    http::{
+        extractors::{json_column, ApiJson},
+        paths,
+    },
     principal::{self, Principal},
     sessions::ClientInfo,
 };
@@ -63,13 +66,6 @@ fn check_name(name: &Option<String>) -> Result<(), ApiError> {
     match name {
         Some(name) if name.chars().count() > 256 => Err(ApiError::bad_request("VALIDATION_ERROR", "name is too long")),
         _ => Ok(()),
-    }
-}
-
-fn metadata_text(metadata: &Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
-    match metadata {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(value) => serde_json::to_string(value).map(Some).map_err(ApiError::internal),
     }
 }
 
@@ -150,7 +146,7 @@ pub async fn create(
     check_name(&body.name)?;
     let expires_at = check_expires_in(body.expires_in, now)?;
     let permissions = check_permissions(&body.permissions)?;
-    let metadata = metadata_text(&body.metadata)?;
+    let metadata = json_column(body.metadata.as_ref())?;
     if let Some(org) = &body.organization_id {
         let memberships = state.memberships.get(&state.db, &owner_id, now).await?;
         if !memberships.iter().any(|m| m.organization_id == *org) {
@@ -285,7 +281,7 @@ pub async fn update(
         key.parsed_permissions = Default::default();
     }
     if body.metadata.is_some() {
-        key.metadata = metadata_text(&body.metadata)?;
+        key.metadata = json_column(body.metadata.as_ref())?;
     }
     key.updated_at = now;
     super::store::update(&state.db, &key).await?;
@@ -372,7 +368,7 @@ pub async fn verify(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let now = state.clock.now();
-    if state.limits.verify_ip.hit(client.ip.as_deref().unwrap_or("unknown"), now).is_err() {
+    if state.limits.verify_ip.hit(client.rate_limit_key(), now).is_err() {
         return Ok(refused("RATE_LIMITED", "Too many requests. Please try again later.", None));
     }
     let cached = state.api_keys.lookup(&state.db, &super::hash_key(body.key.expose()), now).await?;

@@ -155,6 +155,11 @@ impl ExtensionKeys {
     }
 }
 
+/// 401 `INVALID_TOKEN`: a refused extension token (no detail for the caller).
+pub fn invalid_token() -> crate::error::ApiError {
+    crate::error::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid token")
+}
+
 /// True if the string looks like a JWT (three dot-separated parts), not a session token.
 pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2

@@ -44,6 +44,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A client-supplied JSON value as stored (JSON in a TEXT column): `null` and absence both store NULL.
+pub fn json_column(value: Option<&serde_json::Value>) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => serde_json::to_string(value).map(Some).map_err(ApiError::internal),
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
@@ -351,11 +359,10 @@ impl FromRequestParts<AppState> for Credential {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if api_key_header(parts).is_none() {
             if let Some(token) = bearer_jwt(parts) {
-                let claims = state.extension_keys.verify(token, state.clock.now()).map_err(|_| {
-                    ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token")
-                })?;
+                let refused = || ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token");
+                let claims = state.extension_keys.verify(token, state.clock.now()).map_err(|_| refused())?;
                 if principal::extension_tenant(state, &claims).await?.is_none() {
-                    return Err(ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token"));
+                    return Err(refused());
                 }
                 return Ok(Credential::Extension(claims));
             }

@@ -23,7 +23,7 @@ use crate::{
     crypto,
     error::ApiError,
     http::{
-        extractors::{session_data_cookie_for, ApiJson},
+        extractors::{json_column, session_data_cookie_for, ApiJson},
         paths,
     },
     principal::{self, Principal, Tenant, Via},
@@ -81,13 +81,6 @@ fn require_valid_slug(slug: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request("INVALID_SLUG", "slug must be 1-64 of a-z 0-9 -"))
-    }
-}
-
-fn metadata_text(metadata: Option<&serde_json::Value>) -> Result<Option<String>, ApiError> {
-    match metadata {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(value) => serde_json::to_string(value).map(Some).map_err(ApiError::internal),
     }
 }
 
@@ -208,7 +201,7 @@ pub async fn create(
         name: body.name.trim().to_owned(),
         slug: body.slug,
         logo: body.logo,
-        metadata: metadata_text(body.metadata.as_ref())?,
+        metadata: json_column(body.metadata.as_ref())?,
         created_at: now,
     };
     let member_id = crypto::new_id("mem");
@@ -290,7 +283,7 @@ pub async fn update(
         org.logo = Some(logo);
     }
     if data.metadata.is_some() {
-        org.metadata = metadata_text(data.metadata.as_ref())?;
+        org.metadata = json_column(data.metadata.as_ref())?;
     }
     match store::update(&state.db, &org).await {
         Ok(()) => {}

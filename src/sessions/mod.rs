@@ -136,6 +136,13 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+impl ClientInfo {
+    /// The per-IP rate-limit key.
+    pub fn rate_limit_key(&self) -> &str {
+        self.ip.as_deref().unwrap_or("unknown")
+    }
+}
+
 /// The SHA-256 stored for a token.
 pub fn token_hash(token: &str) -> String {
     crypto::sha256_hex(token.as_bytes())
