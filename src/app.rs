@@ -23,10 +23,16 @@ use crate::{
     http::{self, cookies::CookieSettings},
     orgs::{self, MembershipCache},
     rate_limit::RateLimits,
+    service::ServiceState,
     sessions::{self, revoked::RevokedSessions, Policy},
     storage::{
         notify::{self, BusMessage},
         Db,
+    },
+    tokens::{
+        self,
+        revocation::{Recorder, Revocations},
+        Algorithm, KeyRing,
     },
 };
 
@@ -93,6 +99,14 @@ pub struct AppStateInner {
     pub memberships: MembershipCache,
     /// Extension token keys.
     pub extension_keys: ExtensionKeys,
+    /// Asymmetric signing keys (service tokens; OAuth next).
+    pub key_ring: Arc<KeyRing>,
+    /// Revoked tokens, in memory.
+    pub revocations: Arc<Revocations>,
+    /// Group commit of issued-token records.
+    pub recorder: Recorder,
+    /// Service-token API caches.
+    pub service: ServiceState,
     /// Cache invalidations read from `cache_events` up to here (unix ms).
     events_synced_until: AtomicI64,
 }
@@ -113,8 +127,29 @@ impl AppStateInner {
         self.limits.prune(now);
         self.session_memo.prune(now);
         self.extension_keys.prune(now);
+        self.revocations.prune(now);
+        self.service.prune(now);
         notify::cleanup_events(&self.db, now - EVENT_RETENTION).await?;
+        // Records are kept a little past expiry: a token within the leeway may still be revoked.
+        tokens::store::cleanup_issued(&self.db, now - self.leeway_ms() - 60_000).await?;
+        tokens::store::delete_expired_keys(&self.db, now).await?;
+        let interval = i64::try_from(self.settings.tokens.rotation_interval).unwrap_or(i64::MAX).saturating_mul(1000);
+        if interval > 0 {
+            self.key_ring.rotate_due(&self.db, now, interval, self.longest_token_life()).await?;
+        } else {
+            self.key_ring.reload(&self.db, now).await?;
+        }
         Ok(removed)
+    }
+
+    fn leeway_ms(&self) -> i64 {
+        i64::try_from(self.settings.tokens.leeway).unwrap_or(0).saturating_mul(1000)
+    }
+
+    /// The longest a token of the core can live, leeway included: how long a retired signing key stays
+    /// published, and how long an owner's revocation is remembered.
+    pub fn longest_token_life(&self) -> i64 {
+        i64::try_from(self.settings.service.token_ttl).unwrap_or(i64::MAX / 2).saturating_mul(1000) + self.leeway_ms()
     }
 
     /// Applies one cache invalidation (from NOTIFY or the `cache_events` table).
@@ -129,6 +164,15 @@ impl AppStateInner {
         } else if let Some(user_id) = payload.strip_prefix(orgs::MEMBERS_EVENT) {
             self.memberships.evict(user_id);
             self.api_keys.evict_owner(user_id);
+        } else if payload == tokens::KEYS_EVENT {
+            let (ring, db) = (Arc::clone(&self.key_ring), self.db.clone());
+            tokio::spawn(async move {
+                if let Err(error) = ring.reload(&db, now).await {
+                    tracing::warn!(error = format!("{error:#}"), "signing key reload failed");
+                }
+            });
+        } else if !self.revocations.apply_event(payload) {
+            self.service.apply_event(payload);
         }
     }
 
@@ -156,7 +200,7 @@ const EVENT_RETENTION: i64 = 10 * 60_000;
 const EVENT_OVERLAP: i64 = 5_000;
 
 /// The server secret: configured, or in development generated once and kept next to the database.
-fn server_secret(settings: &Settings) -> anyhow::Result<Secret> {
+pub fn server_secret(settings: &Settings) -> anyhow::Result<Secret> {
     if let Some(secret) = &settings.secret {
         return Ok(secret.clone());
     }
@@ -219,6 +263,13 @@ impl Application {
         let cache_ttl = i64::try_from(settings.api_keys.cache_ttl).unwrap_or(60).saturating_mul(1000);
         let extension_keys = ExtensionKeys::new(&settings.extensions, &secret);
         let events_from = clock.now();
+        let key_ring = Arc::new(KeyRing::new(secret.expose().as_bytes()));
+        let service_alg = Algorithm::parse(&settings.service.algorithm).unwrap_or(Algorithm::Es256);
+        key_ring.ensure(&db, service_alg, clock.now()).await?;
+        let revocations = Arc::new(Revocations::default());
+        revocations.load(&db, clock.now()).await?;
+        let service = ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl);
+        let recorder = Recorder::start(db.clone());
         let state = AppState(Arc::new(AppStateInner {
             db,
             clock,
@@ -239,6 +290,10 @@ impl Application {
             usage: UsageBatch::default(),
             memberships: MembershipCache::new(cache_ttl),
             extension_keys,
+            key_ring,
+            revocations,
+            recorder,
+            service,
             events_synced_until: AtomicI64::new(events_from),
             settings: Arc::new(settings),
         }));

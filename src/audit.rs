@@ -26,6 +26,17 @@ pub enum AuditEvent<'a> {
     OrganizationChanged { actor_id: &'a str, organization_id: &'a str, action: &'a str, target: Option<&'a str> },
     /// An extension token was issued.
     ExtensionTokenIssued { user_id: &'a str, organization_id: &'a str, extension_id: &'a str, jti: &'a str },
+    /// A `/v1` credential (master, client key, user secret or service token) was refused; never the
+    /// credential itself, only what is known of who presented it and why.
+    ServiceAuthFailed { client_id: Option<&'a str>, user_id: Option<&'a str>, reason: &'a str },
+    /// A service client was created, had its key rotated, or was deleted (`action`).
+    ServiceClientChanged { client_id: &'a str, action: &'a str },
+    /// A service user was created or deleted (`action`).
+    ServiceUserChanged { client_id: &'a str, user_id: &'a str, action: &'a str },
+    /// A token was issued.
+    TokenIssued { client_id: &'a str, user_id: &'a str, jti: &'a str },
+    /// A token was revoked.
+    TokenRevoked { client_id: &'a str, jti: &'a str, reason: &'a str },
 }
 
 /// Emits an audit event (with the current request's id).
@@ -57,6 +68,21 @@ pub fn emit(event: AuditEvent<'_>) {
         }
         AuditEvent::ExtensionTokenIssued { user_id, organization_id, extension_id, jti } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, organization_id, extension_id, jti, "extension token issued")
+        }
+        AuditEvent::ServiceAuthFailed { client_id, user_id, reason } => {
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, reason, "service authentication failed")
+        }
+        AuditEvent::ServiceClientChanged { client_id, action } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, action, "service client changed")
+        }
+        AuditEvent::ServiceUserChanged { client_id, user_id, action } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, action, "service user changed")
+        }
+        AuditEvent::TokenIssued { client_id, user_id, jti } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, jti, "token issued")
+        }
+        AuditEvent::TokenRevoked { client_id, jti, reason } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, jti, reason, "token revoked")
         }
     }
 }

@@ -12,10 +12,11 @@ use crate::{
     clock::{iso8601, Clock},
     config::{self, Secret, Settings},
     crypto::{self, password::PasswordHasher},
-    orgs,
+    orgs, service,
     sessions::{self, revoked::RevokedSessions},
     storage::notify,
     telemetry,
+    tokens::{Algorithm, KeyRing},
 };
 
 /// Latchkey: one small, fast, secure authentication server.
@@ -138,6 +139,19 @@ pub enum AdminCommand {
         /// owner, admin or member.
         #[arg(long, default_value = "member")]
         role: String,
+    },
+    /// Create a service client (capability 4); its key (`lkc_…`) is printed once.
+    CreateClient {
+        /// Name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Rotate the signing keys: a new key signs from now on, the old one stays published until the tokens
+    /// it signed have expired. Running servers pick the new key up at once (PostgreSQL) or within seconds.
+    RotateKeys {
+        /// Only this algorithm (ES256, RS256, EdDSA); default: every algorithm in use.
+        #[arg(long)]
+        algorithm: Option<String>,
     },
 }
 
@@ -338,7 +352,7 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                 request_count: 0,
                 created_at: now,
                 updated_at: now,
-                parsed_permissions: Default::default(),
+                derived: Default::default(),
             };
             api_keys::store::insert(&db, &key, &hash).await?;
             println!("created api key {} for {}", key.id, user.email);
@@ -397,6 +411,49 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                 .map_err(|error| anyhow::anyhow!("cannot add member: {error}"))?;
             notify::publish_event(&db, &format!("{}{}", orgs::MEMBERS_EVENT, user.id), now).await?;
             println!("added {} to {} as {}", user.email, org.slug, role.as_str());
+        }
+        AdminCommand::CreateClient { name } => {
+            let length = name.trim().chars().count();
+            anyhow::ensure!((1..=100).contains(&length), "--name must be 1-100 characters");
+            let now = clock.now();
+            let (key, hash, start) = service::generate_client_key();
+            let client = service::Client {
+                id: crypto::new_id("cli"),
+                name: name.trim().to_owned(),
+                key_start: start,
+                created_at: now,
+                updated_at: now,
+            };
+            service::store::insert_client(&db, &client, &hash).await?;
+            println!("created client {} ({})", client.id, client.name);
+            println!("client key (shown once): {key}");
+        }
+        AdminCommand::RotateKeys { algorithm } => {
+            let ring = KeyRing::new(crate::app::server_secret(&settings)?.expose().as_bytes());
+            let now = clock.now();
+            ring.reload(&db, now).await?;
+            let algorithms: Vec<Algorithm> = match algorithm.as_deref() {
+                Some(name) => {
+                    vec![Algorithm::parse(name).ok_or_else(|| anyhow::anyhow!("--algorithm: ES256, RS256 or EdDSA"))?]
+                }
+                None => {
+                    let in_use: Vec<Algorithm> =
+                        Algorithm::ALL.into_iter().filter(|alg| ring.active(*alg).is_some()).collect();
+                    if in_use.is_empty() {
+                        vec![Algorithm::parse(&settings.service.algorithm).unwrap_or(Algorithm::Es256)]
+                    } else {
+                        in_use
+                    }
+                }
+            };
+            let leeway = i64::try_from(settings.tokens.leeway).unwrap_or(0) * 1000;
+            let window = i64::try_from(settings.service.token_ttl).unwrap_or(i64::MAX / 2) * 1000 + leeway;
+            for alg in algorithms {
+                match ring.rotate(&db, alg, now, window, None).await? {
+                    Some(kid) => println!("rotated {}: new signing key {kid}", alg.as_str()),
+                    None => println!("{}: nothing rotated", alg.as_str()),
+                }
+            }
         }
     }
     db.close().await;

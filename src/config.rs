@@ -186,6 +186,53 @@ impl Default for ApiKeySettings {
     }
 }
 
+/// Signing keys and JWT checks of the token core (DESIGN.md "Capability 4/5"); times in seconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: u64,
+    /// A signing key older than this is replaced by a new one (0: only `latchkey admin rotate-keys`).
+    pub rotation_interval: u64,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings { leeway: 30, rotation_interval: 30 * 86_400, jwks_max_age: 300 }
+    }
+}
+
+/// The service-token API (DESIGN.md "Capability 4").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSettings {
+    /// Master user name (Basic auth of `POST /v1/clients`); unset: client management answers 503.
+    pub master_username: Option<Secret>,
+    /// Master password.
+    pub master_password: Option<Secret>,
+    /// Client key used by `/v1` requests that carry none.
+    pub client_api_key: Option<Secret>,
+    /// Lifetime of a service token (30 days).
+    pub token_ttl: u64,
+    /// `ES256` (default), `RS256` or `EdDSA`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub algorithm: String,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            master_username: None,
+            master_password: None,
+            client_api_key: None,
+            token_ttl: 30 * 86_400,
+            algorithm: "ES256".into(),
+        }
+    }
+}
+
 /// The whole configuration. `Debug` is the redacted `Display` (the database URL may hold a password).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -232,6 +279,10 @@ pub struct Settings {
     pub extensions: ExtensionSettings,
     /// API keys.
     pub api_keys: ApiKeySettings,
+    /// Token core: signing keys and JWT checks.
+    pub tokens: TokenSettings,
+    /// Service-token API.
+    pub service: ServiceSettings,
 }
 
 impl Default for Settings {
@@ -255,6 +306,8 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             extensions: ExtensionSettings::default(),
             api_keys: ApiKeySettings::default(),
+            tokens: TokenSettings::default(),
+            service: ServiceSettings::default(),
         }
     }
 }
@@ -277,6 +330,9 @@ const PRIMARY_ENV: &[(&str, &str)] = &[
     ("LATCHKEY_MAINTENANCE_INTERVAL", "maintenance_interval"),
     ("EXTENSION_TOKEN_SECRET", "extensions.secret"),
     ("EXTENSION_TOKEN_PREVIOUS_SECRETS", "extensions.previous_secrets"),
+    ("MASTER_USERNAME", "service.master_username"),
+    ("MASTER_PASSWORD", "service.master_password"),
+    ("CLIENT_API_KEY", "service.client_api_key"),
 ];
 const ALIAS_ENV: &[(&str, &str)] = &[
     ("BETTER_AUTH_URL", "base_url"),
@@ -290,6 +346,8 @@ const SECTIONS: &[(&str, &str)] = &[
     ("LATCHKEY_RATE_LIMIT_", "rate_limit."),
     ("LATCHKEY_EXTENSIONS_", "extensions."),
     ("LATCHKEY_API_KEYS_", "api_keys."),
+    ("LATCHKEY_TOKENS_", "tokens."),
+    ("LATCHKEY_SERVICE_", "service."),
 ];
 /// Not settings, but known: the config path and the test harness's database.
 const OTHER_KNOWN_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_TEST_POSTGRES_URL", "LATCHKEY_LOG"];
@@ -402,6 +460,35 @@ impl Settings {
         if !crate::api_keys::valid_prefix(&self.api_keys.default_prefix) {
             problems.push("api_keys.default_prefix: 1-16 of A-Z a-z 0-9 _ -, not starting with lkc_".into());
         }
+        let service = &self.service;
+        if service.master_username.is_some() != service.master_password.is_some() {
+            problems.push("service: set both MASTER_USERNAME and MASTER_PASSWORD, or neither".into());
+        }
+        if let Some(password) = &service.master_password {
+            let weak =
+                password.expose().chars().count() < 16 || crate::accounts::password::is_common(password.expose());
+            if self.env == Mode::Production && weak {
+                problems.push(
+                    "service.master_password: production needs at least 16 characters, not a common password".into(),
+                );
+            }
+        }
+        if service
+            .client_api_key
+            .as_ref()
+            .is_some_and(|key| !key.expose().starts_with(crate::api_keys::CLIENT_KEY_PREFIX))
+        {
+            problems.push("service.client_api_key: CLIENT_API_KEY must be a client key (lkc_…)".into());
+        }
+        if service.token_ttl == 0 {
+            problems.push("service.token_ttl must be at least 1 second".into());
+        }
+        if crate::tokens::Algorithm::parse(&service.algorithm).is_none() {
+            problems.push("service.algorithm: ES256, RS256 or EdDSA".into());
+        }
+        if self.tokens.rotation_interval != 0 && self.tokens.rotation_interval < 3600 {
+            problems.push("tokens.rotation_interval: 0 (manual) or at least 3600 seconds".into());
+        }
         if self.database_max_connections == 0 {
             problems.push("database_max_connections must be at least 1".into());
         }
@@ -484,7 +571,18 @@ impl fmt::Display for Settings {
         let k = &self.api_keys;
         writeln!(f, "\n[api_keys]")?;
         writeln!(f, "default_prefix = {:?}\ncache_ttl = {}", k.default_prefix, k.cache_ttl)?;
-        writeln!(f, "usage_flush_interval = {}", k.usage_flush_interval)
+        writeln!(f, "usage_flush_interval = {}", k.usage_flush_interval)?;
+        let t = &self.tokens;
+        writeln!(f, "\n[tokens]")?;
+        writeln!(f, "leeway = {}\nrotation_interval = {}", t.leeway, t.rotation_interval)?;
+        writeln!(f, "jwks_max_age = {}", t.jwks_max_age)?;
+        let v = &self.service;
+        let shown = |secret: &Option<Secret>| if secret.is_some() { "***" } else { "(unset)" };
+        writeln!(f, "\n[service]")?;
+        writeln!(f, "master_username = {:?}", shown(&v.master_username))?;
+        writeln!(f, "master_password = {:?}", shown(&v.master_password))?;
+        writeln!(f, "client_api_key = {:?}", shown(&v.client_api_key))?;
+        writeln!(f, "token_ttl = {}\nalgorithm = {:?}", v.token_ttl, v.algorithm)
     }
 }
 

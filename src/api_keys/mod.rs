@@ -67,15 +67,46 @@ pub struct ApiKey {
     pub created_at: Millis,
     /// Unix ms.
     pub updated_at: Millis,
-    /// `permissions`, parsed once (cached keys are checked on every request).
+    /// What is derived from the fields once (cached keys are checked on every request).
     #[sqlx(skip)]
-    pub parsed_permissions: OnceLock<Option<Permissions>>,
+    pub derived: Derived,
+}
+
+/// Parsed permissions and the rendered fields of a key, computed on first use.
+#[derive(Clone, Debug, Default)]
+pub struct Derived {
+    permissions: OnceLock<Option<Permissions>>,
+    rendered: OnceLock<Rendered>,
+}
+
+/// Timestamps and metadata of a key as its view shows them.
+#[derive(Clone, Debug)]
+struct Rendered {
+    expires_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    metadata: Option<serde_json::Value>,
 }
 
 impl ApiKey {
+    /// Forgets what was derived from the fields (call after changing them).
+    pub fn fields_changed(&mut self) {
+        self.derived = Derived::default();
+    }
+
+    fn rendered(&self) -> &Rendered {
+        self.derived.rendered.get_or_init(|| Rendered {
+            expires_at: self.expires_at.map(iso8601),
+            created_at: iso8601(self.created_at),
+            updated_at: iso8601(self.updated_at),
+            metadata: self.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+        })
+    }
+
     /// The parsed permissions (`None`: unrestricted within the owner's rights).
     pub fn permissions(&self) -> Option<&Permissions> {
-        self.parsed_permissions
+        self.derived
+            .permissions
             .get_or_init(|| self.permissions.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default()))
             .as_ref()
     }
@@ -152,65 +183,70 @@ impl KeyProblem {
     }
 }
 
-/// The JSON shape of a key (never the key itself, except `key` right after creation).
+/// The JSON shape of a key (never the key itself, except `key` right after creation). It borrows from
+/// the key: the verify endpoint renders one per request.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiKeyView {
+pub struct ApiKeyView<'a> {
     /// Id.
-    pub id: String,
+    pub id: &'a str,
     /// Name.
-    pub name: Option<String>,
+    pub name: Option<&'a str>,
     /// First characters, for display.
-    pub start: String,
+    pub start: &'a str,
     /// Prefix.
-    pub prefix: String,
+    pub prefix: &'a str,
     /// Owning user.
-    pub reference_id: String,
+    pub reference_id: &'a str,
     /// Organization scope.
-    pub organization_id: Option<String>,
+    pub organization_id: Option<&'a str>,
     /// Enabled.
     pub enabled: bool,
     /// `{resource: [actions]}` or null.
     #[schema(value_type = Option<Object>)]
-    pub permissions: Option<Permissions>,
+    pub permissions: Option<&'a Permissions>,
     /// Arbitrary JSON.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<&'a serde_json::Value>,
     /// ISO 8601 or null.
-    pub expires_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<&'a str>,
     /// ISO 8601 or null.
     pub last_request: Option<String>,
     /// Uses counted so far.
     pub request_count: i64,
     /// ISO 8601.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: &'a str,
     /// ISO 8601.
-    pub updated_at: String,
+    #[schema(value_type = String)]
+    pub updated_at: &'a str,
 }
 
-impl ApiKeyView {
+impl<'a> ApiKeyView<'a> {
     /// The view of `key`, with this node's not yet flushed usage folded in.
-    pub fn new(key: &ApiKey, usage: &UsageBatch) -> ApiKeyView {
+    pub fn new(key: &'a ApiKey, usage: &UsageBatch) -> ApiKeyView<'a> {
         let (last, count) = usage.pending(&key.id);
         let last_request = match (key.last_request, last) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        let rendered = key.rendered();
         ApiKeyView {
-            id: key.id.clone(),
-            name: key.name.clone(),
-            start: key.start.clone(),
-            prefix: key.prefix.clone(),
-            reference_id: key.reference_id.clone(),
-            organization_id: key.organization_id.clone(),
+            id: &key.id,
+            name: key.name.as_deref(),
+            start: &key.start,
+            prefix: &key.prefix,
+            reference_id: &key.reference_id,
+            organization_id: key.organization_id.as_deref(),
             enabled: key.enabled,
-            permissions: key.permissions().cloned(),
-            metadata: key.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
-            expires_at: key.expires_at.map(iso8601),
+            permissions: key.permissions(),
+            metadata: rendered.metadata.as_ref(),
+            expires_at: rendered.expires_at.as_deref(),
             last_request: last_request.map(iso8601),
             request_count: key.request_count + count,
-            created_at: iso8601(key.created_at),
-            updated_at: iso8601(key.updated_at),
+            created_at: &rendered.created_at,
+            updated_at: &rendered.updated_at,
         }
     }
 }
@@ -399,7 +435,7 @@ mod tests {
             request_count: 0,
             created_at: 0,
             updated_at: 0,
-            parsed_permissions: OnceLock::new(),
+            derived: Derived::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 use axum::{
     extract::{Query, State},
     http::StatusCode,
+    response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
@@ -101,12 +102,12 @@ pub struct CreateRequest {
 
 /// A key with the secret, returned once by `create`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct CreatedKey {
+pub struct CreatedKey<'a> {
     /// The key: shown only now.
     pub key: String,
     /// The key's fields.
     #[serde(flatten)]
-    pub view: ApiKeyView,
+    pub view: ApiKeyView<'a>,
 }
 
 /// Creates an API key for the signed-in user.
@@ -117,7 +118,7 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateRequest>,
-) -> Result<Json<CreatedKey>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require_session()?;
     let now = state.clock.now();
     let owner_id = match &body.user_id {
@@ -169,11 +170,11 @@ pub async fn create(
         request_count: 0,
         created_at: now,
         updated_at: now,
-        parsed_permissions: Default::default(),
+        derived: Default::default(),
     };
     super::store::insert(&state.db, &key, &hash).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "created" });
-    Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &state.usage) }))
+    Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &state.usage) }).into_response())
 }
 
 /// `get` query.
@@ -191,9 +192,9 @@ pub async fn get_key(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<GetQuery>,
-) -> Result<Json<ApiKeyView>, ApiError> {
+) -> Result<Response, ApiError> {
     let key = owned_key(&state, &principal, &query.id).await?;
-    Ok(Json(ApiKeyView::new(&key, &state.usage)))
+    Ok(Json(ApiKeyView::new(&key, &state.usage)).into_response())
 }
 
 /// `list` query.
@@ -208,9 +209,9 @@ pub struct ListQuery {
 /// `list` answer.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ListResponse {
+pub struct ListResponse<'a> {
     /// This page of keys, newest first.
-    pub api_keys: Vec<ApiKeyView>,
+    pub api_keys: Vec<ApiKeyView<'a>>,
     /// All of the caller's keys.
     pub total: i64,
     /// Page size used.
@@ -226,12 +227,12 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<ListQuery>,
-) -> Result<Json<ListResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0).max(0);
     let (keys, total) = super::store::list_for_user(&state.db, &principal.user.id, limit, offset).await?;
     let api_keys = keys.iter().map(|key| ApiKeyView::new(key, &state.usage)).collect();
-    Ok(Json(ListResponse { api_keys, total, limit, offset }))
+    Ok(Json(ListResponse { api_keys, total, limit, offset }).into_response())
 }
 
 /// Update body: fields left out are unchanged.
@@ -262,7 +263,7 @@ pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<UpdateRequest>,
-) -> Result<Json<ApiKeyView>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require_session()?;
     let now = state.clock.now();
     let mut key = owned_key(&state, &principal, &body.key_id).await?;
@@ -278,16 +279,16 @@ pub async fn update(
     }
     if body.permissions.is_some() {
         key.permissions = check_permissions(&body.permissions)?;
-        key.parsed_permissions = Default::default();
     }
     if body.metadata.is_some() {
         key.metadata = json_column(body.metadata.as_ref())?;
     }
     key.updated_at = now;
+    key.fields_changed();
     super::store::update(&state.db, &key).await?;
     super::key_changed(&state.db, &state.api_keys, &key.id, now).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "updated" });
-    Ok(Json(ApiKeyView::new(&key, &state.usage)))
+    Ok(Json(ApiKeyView::new(&key, &state.usage)).into_response())
 }
 
 /// Delete body.
@@ -346,17 +347,17 @@ pub struct VerifyError {
 
 /// Verify answer (always 200).
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct VerifyResponse {
+pub struct VerifyResponse<'a> {
     /// True if the key may be used (with the requested permissions).
     pub valid: bool,
     /// Why not.
     pub error: Option<VerifyError>,
     /// The key's fields when it exists.
-    pub key: Option<ApiKeyView>,
+    pub key: Option<ApiKeyView<'a>>,
 }
 
-fn refused(code: &'static str, message: &'static str, key: Option<ApiKeyView>) -> Json<VerifyResponse> {
-    Json(VerifyResponse { valid: false, error: Some(VerifyError { code, message }), key })
+fn refused(code: &'static str, message: &'static str, key: Option<ApiKeyView>) -> Response {
+    Json(VerifyResponse { valid: false, error: Some(VerifyError { code, message }), key }).into_response()
 }
 
 /// Checks a key for a resource server; needs no other credential, rate-limited per IP.
@@ -366,7 +367,7 @@ pub async fn verify(
     State(state): State<AppState>,
     client: ClientInfo,
     ApiJson(body): ApiJson<VerifyRequest>,
-) -> Result<Json<VerifyResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let now = state.clock.now();
     if state.limits.verify_ip.hit(client.rate_limit_key(), now).is_err() {
         return Ok(refused("RATE_LIMITED", "Too many requests. Please try again later.", None));
@@ -375,15 +376,16 @@ pub async fn verify(
     let Some(cached) = cached else {
         return Ok(refused(KeyProblem::NotFound.code(), KeyProblem::NotFound.message(), None));
     };
-    let view = ApiKeyView::new(&cached.key, &state.usage);
     if let Some(problem) = cached.key.unusable(now) {
-        return Ok(refused(problem.code(), problem.message(), Some(view)));
+        return Ok(refused(problem.code(), problem.message(), Some(ApiKeyView::new(&cached.key, &state.usage))));
     }
     if let Some(wanted) = body.permissions.as_ref().filter(|wanted| !wanted.is_empty()) {
         if !cached.key.holds(wanted) {
+            let view = ApiKeyView::new(&cached.key, &state.usage);
             return Ok(refused("INSUFFICIENT_PERMISSIONS", "The API key lacks a requested permission", Some(view)));
         }
     }
     state.usage.record(&cached.key.id, now);
-    Ok(Json(VerifyResponse { valid: true, error: None, key: Some(view) }))
+    let view = ApiKeyView::new(&cached.key, &state.usage);
+    Ok(Json(VerifyResponse { valid: true, error: None, key: Some(view) }).into_response())
 }

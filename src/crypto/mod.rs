@@ -54,6 +54,31 @@ pub fn derive_key(secret: &[u8], purpose: &str) -> [u8; 32] {
     hmac_sha256(secret, format!("latchkey/{purpose}").as_bytes())
 }
 
+/// AES-256-GCM with a random 96-bit nonce (aws-lc-rs): `nonce || ciphertext || tag`. `aad` binds the
+/// ciphertext to its context (e.g. a key id), so it cannot be moved to another row.
+pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::aead::{Aad, RandomizedNonceKey, AES_256_GCM};
+    let mut in_out = plaintext.to_vec();
+    let sealed = RandomizedNonceKey::new(&AES_256_GCM, key)
+        .and_then(|key| key.seal_in_place_append_tag(Aad::from(aad), &mut in_out));
+    match sealed {
+        Ok(nonce) => [nonce.as_ref().as_slice(), &in_out].concat(),
+        // A 32-byte key is always valid for AES-256 and sealing a buffer in memory cannot fail.
+        Err(_) => unreachable!("AES-256-GCM sealing with a 32-byte key"),
+    }
+}
+
+/// Opens what [`seal`] produced; `None` if the key, the context or the bytes differ.
+pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+    let (nonce, ciphertext) = sealed.split_at_checked(NONCE_LEN)?;
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let key = RandomizedNonceKey::new(&AES_256_GCM, key).ok()?;
+    let mut in_out = ciphertext.to_vec();
+    let plaintext = key.open_in_place(nonce, Aad::from(aad), &mut in_out).ok()?;
+    Some(plaintext.to_vec())
+}
+
 /// Better Auth's signed cookie value: `value.base64(HMAC-SHA256(secret, value))` (padded standard base64).
 /// The caller URL-encodes it for the `Set-Cookie` header.
 pub fn sign_cookie_value(key: &[u8], value: &str) -> String {

@@ -44,6 +44,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// An optional body: a request with neither a body nor a content type is `None`; anything else must be
+/// JSON as for [`ApiJson`].
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let headers = req.headers();
+        let no_body = headers.get(header::CONTENT_TYPE).is_none()
+            && headers.get(header::CONTENT_LENGTH).is_none_or(|length| length == "0")
+            && headers.get(header::TRANSFER_ENCODING).is_none();
+        if no_body {
+            return Ok(None);
+        }
+        <ApiJson<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
+    }
+}
+
 /// A client-supplied JSON value as stored (JSON in a TEXT column): `null` and absence both store NULL.
 pub fn json_column(value: Option<&serde_json::Value>) -> Result<Option<String>, ApiError> {
     match value {

@@ -96,6 +96,24 @@ pub mod paths {
     pub const EXTENSION_TOKEN: &str = "/api/extensions/token";
     /// `POST` verify an extension token.
     pub const EXTENSION_VERIFY: &str = "/api/extensions/verify";
+    /// `POST` create / `GET` list service clients (master credentials).
+    pub const V1_CLIENTS: &str = "/v1/clients";
+    /// `DELETE` a service client (master credentials).
+    pub const V1_CLIENT: &str = "/v1/clients/{id}";
+    /// `POST` rotate a client's key (master credentials).
+    pub const V1_CLIENT_ROTATE_KEY: &str = "/v1/clients/{id}/rotate-key";
+    /// `POST` create / `GET` list the client's users (client key).
+    pub const V1_USERS: &str = "/v1/users";
+    /// `DELETE` one of the client's users (client key).
+    pub const V1_USER: &str = "/v1/users/{id}";
+    /// `POST` issue a service token (client key).
+    pub const V1_TOKEN: &str = "/v1/token";
+    /// `POST` revoke a service token (client key).
+    pub const V1_TOKEN_REVOKE: &str = "/v1/token/revoke";
+    /// `GET` the identity behind a service token.
+    pub const V1_ME: &str = "/v1/me";
+    /// `GET` the public signing keys.
+    pub const JWKS: &str = "/.well-known/jwks.json";
     /// `GET` liveness.
     pub const HEALTHZ: &str = "/healthz";
     /// `GET` readiness (DB reachable).
@@ -122,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::orgs::routes::router())
         .merge(crate::principal::routes::router())
         .merge(crate::extensions::routes::router())
+        .merge(crate::service::routes::router())
         .merge(ops::router())
         .route_layer(RouteLayer)
         .fallback(|| async { ApiError::not_found("No such endpoint") })

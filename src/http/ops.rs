@@ -93,7 +93,7 @@ pub async fn openapi_json() -> impl IntoResponse {
 #[openapi(
     info(
         title = "Latchkey",
-        description = "Authentication server: accounts and cookie sessions, API keys, organizations, forward-auth and extension tokens (Better Auth-compatible)."
+        description = "Authentication server: accounts and cookie sessions, API keys, organizations, forward-auth and extension tokens (Better Auth-compatible), service tokens and the JWKS."
     ),
     paths(
         crate::accounts::routes::sign_up_email,
@@ -130,6 +130,17 @@ pub async fn openapi_json() -> impl IntoResponse {
         crate::principal::routes::check,
         crate::extensions::routes::issue,
         crate::extensions::routes::verify,
+        crate::service::routes::create_client,
+        crate::service::routes::list_clients,
+        crate::service::routes::rotate_client_key,
+        crate::service::routes::delete_client,
+        crate::service::routes::create_user,
+        crate::service::routes::list_users,
+        crate::service::routes::delete_user,
+        crate::service::routes::issue_token,
+        crate::service::routes::revoke_token,
+        crate::service::routes::me,
+        crate::service::routes::jwks,
         healthz,
         readyz,
         metrics_text,

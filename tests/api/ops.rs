@@ -93,11 +93,23 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::AUTH_CHECK, "get"),
         (paths::EXTENSION_TOKEN, "post"),
         (paths::EXTENSION_VERIFY, "post"),
+        (paths::V1_CLIENTS, "post"),
+        (paths::V1_CLIENTS, "get"),
+        (paths::V1_CLIENT, "delete"),
+        (paths::V1_CLIENT_ROTATE_KEY, "post"),
+        (paths::V1_USERS, "post"),
+        (paths::V1_USERS, "get"),
+        (paths::V1_USER, "delete"),
+        (paths::V1_TOKEN, "post"),
+        (paths::V1_TOKEN_REVOKE, "post"),
+        (paths::V1_ME, "get"),
+        (paths::JWKS, "get"),
     ];
     for (path, method) in all {
         assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");
     }
-    assert_eq!(documented.len(), all.len(), "documented paths that are not listed here");
+    let listed: std::collections::BTreeSet<&str> = all.iter().map(|(path, _)| *path).collect();
+    assert_eq!(documented.len(), listed.len(), "documented paths that are not listed here");
 }
 
 async fn unknown_paths_get_a_json_404_and_every_response_has_a_request_id(backend: Backend) {

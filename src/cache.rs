@@ -1,0 +1,90 @@
+//! A bounded in-process map whose entries carry their own expiry: the shape of every hot-path cache that
+//! is invalidated by events (service clients and users by id or key hash, verified tokens by token).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use crate::clock::Millis;
+
+/// Beyond this many entries a cache drops what expired, and starts over if that is not enough.
+const DEFAULT_CAPACITY: usize = 100_000;
+
+/// `key → (until, value)`.
+#[derive(Debug)]
+pub struct TtlCache<V> {
+    entries: RwLock<HashMap<String, (Millis, Arc<V>)>>,
+    capacity: usize,
+}
+
+impl<V> Default for TtlCache<V> {
+    fn default() -> Self {
+        TtlCache { entries: RwLock::new(HashMap::new()), capacity: DEFAULT_CAPACITY }
+    }
+}
+
+impl<V> TtlCache<V> {
+    /// The value under `key` if it is still valid at `now`.
+    pub fn get(&self, key: &str, now: Millis) -> Option<Arc<V>> {
+        let entries = self.entries.read().ok()?;
+        let (until, value) = entries.get(key)?;
+        (now < *until).then(|| Arc::clone(value))
+    }
+
+    /// Keeps `value` under `key` until `until`.
+    pub fn insert(&self, key: &str, value: Arc<V>, until: Millis, now: Millis) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= self.capacity {
+                entries.retain(|_, (until, _)| *until > now);
+                if entries.len() >= self.capacity {
+                    entries.clear();
+                }
+            }
+            entries.insert(key.to_owned(), (until, value));
+        }
+    }
+
+    /// Keeps only the entries for which `keep` is true.
+    pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, (_, value)| keep(value));
+        }
+    }
+
+    /// Drops expired entries.
+    pub fn prune(&self, now: Millis) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, (until, _)| *until > now);
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.read().map_or(0, |entries| entries.len())
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_are_evicted_and_stay_bounded() {
+        let cache = TtlCache { capacity: 2, ..TtlCache::default() };
+        cache.insert("a", Arc::new(1), 100, 0);
+        assert_eq!(cache.get("a", 99).as_deref(), Some(&1));
+        assert_eq!(cache.get("a", 100), None);
+        cache.insert("b", Arc::new(2), 50, 0);
+        cache.insert("c", Arc::new(3), 200, 60);
+        assert_eq!(cache.get("b", 10), None, "expired b was dropped to make room");
+        assert_eq!(cache.get("c", 60).as_deref(), Some(&3));
+        cache.retain(|v| *v != 3);
+        assert_eq!(cache.get("c", 60), None);
+    }
+}

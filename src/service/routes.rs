@@ -1,0 +1,717 @@
+//! `/v1/*`: the service-token API (DESIGN.md "Capability 4" and its contract details), and the JWKS.
+//!
+//! Three credentials, each good for its own endpoints only: the master credentials (`Authorization:
+//! Basic`) manage clients; a client key (`x-api-key: lkc_…`, or `CLIENT_API_KEY` when the request has
+//! none) manages that client's users and tokens; a service token (`Authorization: Bearer`) reads `/v1/me`.
+//! Failures are logged with ids and a reason, never with the credential.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRequestParts, Path, Query, State},
+    http::{header, request::Parts, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+    Json, Router,
+};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use serde::{Deserialize, Serialize};
+
+use super::{Client, ServiceClaims, ServiceUser};
+use crate::{
+    app::AppState,
+    audit::{self, AuditEvent},
+    clock::iso8601,
+    crypto,
+    error::ApiError,
+    http::{extractors::ApiJson, paths},
+    sessions::ClientInfo,
+    tokens::{
+        revocation::{self, Owner},
+        store::IssuedToken,
+        Algorithm, TokenError,
+    },
+};
+
+/// The routes of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::V1_CLIENTS, post(create_client).get(list_clients))
+        .route(paths::V1_CLIENT, delete(delete_client))
+        .route(paths::V1_CLIENT_ROTATE_KEY, post(rotate_client_key))
+        .route(paths::V1_USERS, post(create_user).get(list_users))
+        .route(paths::V1_USER, delete(delete_user))
+        .route(paths::V1_TOKEN, post(issue_token))
+        .route(paths::V1_TOKEN_REVOKE, post(revoke_token))
+        .route(paths::V1_ME, get(me))
+        .route(paths::JWKS, get(jwks))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Credentials
+
+/// The master credentials were presented.
+pub struct Master;
+
+fn invalid_master() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_MASTER_CREDENTIALS", "Invalid master credentials")
+}
+
+impl FromRequestParts<AppState> for Master {
+    type Rejection = Response;
+
+    /// 503 when no master credentials are configured; 401 (with `WWW-Authenticate: Basic`) unless the
+    /// request carries them. Both halves are compared in constant time, always both.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let service = &state.settings.service;
+        let (Some(username), Some(password)) = (&service.master_username, &service.master_password) else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "MASTER_CREDENTIALS_NOT_CONFIGURED",
+                "Client management is disabled: MASTER_USERNAME and MASTER_PASSWORD are not set",
+            )
+            .into_response());
+        };
+        let challenge = |reason: &str| {
+            audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason });
+            let mut response = invalid_master().into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
+            response
+        };
+        let Some(presented) = basic_credentials(parts) else { return Err(challenge("master: no basic credentials")) };
+        // Hashing first makes the comparison independent of the lengths too.
+        let user_ok = crypto::constant_time_eq(&sha256(presented.0.as_bytes()), &sha256(username.expose().as_bytes()));
+        let password_ok =
+            crypto::constant_time_eq(&sha256(presented.1.expose().as_bytes()), &sha256(password.expose().as_bytes()));
+        if user_ok & password_ok {
+            Ok(Master)
+        } else {
+            Err(challenge("master: wrong credentials"))
+        }
+    }
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data).into()
+}
+
+/// `Authorization: Basic base64(user:password)`, decoded.
+fn basic_credentials(parts: &Parts) -> Option<(String, crate::config::Secret)> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), crate::config::Secret::new(password)))
+}
+
+/// The client whose key the request carries (or `CLIENT_API_KEY`).
+pub struct ClientAuth(pub Arc<Client>);
+
+fn invalid_client_key(message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_CLIENT_KEY", message)
+}
+
+impl FromRequestParts<AppState> for ClientAuth {
+    type Rejection = ApiError;
+
+    /// 401 unless `x-api-key` (or the `CLIENT_API_KEY` fallback when the header is absent) is a current
+    /// client key. User API keys (`lk_…`) and the master credentials are refused here.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get("x-api-key").map(|v| v.to_str().unwrap_or_default().trim());
+        let fallback = state.settings.service.client_api_key.as_ref().map(|key| key.expose());
+        let Some(key) = header.or(fallback) else {
+            audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: "client: no key" });
+            return Err(invalid_client_key("A client key is required (x-api-key)"));
+        };
+        if !key.starts_with(crate::api_keys::CLIENT_KEY_PREFIX) {
+            audit::emit(AuditEvent::ServiceAuthFailed {
+                client_id: None,
+                user_id: None,
+                reason: "client: not a client key",
+            });
+            return Err(invalid_client_key("Only client keys (lkc_…) are accepted by /v1"));
+        }
+        let now = state.clock.now();
+        match state.service.client_by_key_hash(&state.db, &crate::api_keys::hash_key(key), now).await? {
+            Some(client) => Ok(ClientAuth(client)),
+            None => {
+                audit::emit(AuditEvent::ServiceAuthFailed {
+                    client_id: None,
+                    user_id: None,
+                    reason: "client: unknown key",
+                });
+                Err(invalid_client_key("Invalid client key"))
+            }
+        }
+    }
+}
+
+/// A valid, unrevoked service token.
+pub struct ServiceToken(pub Arc<ServiceClaims>);
+
+fn invalid_token_response() -> Response {
+    let mut response = crate::extensions::invalid_token().into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    response
+}
+
+impl FromRequestParts<AppState> for ServiceToken {
+    type Rejection = Response;
+
+    /// 401 `INVALID_TOKEN` unless `Authorization: Bearer` carries a service token that verifies and is not
+    /// revoked. A token verified once is remembered until its `exp`; revocation is checked every time.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(token) = token else {
+            audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: "token: none" });
+            return Err(invalid_token_response());
+        };
+        let now = state.clock.now();
+        let claims = verify_service_token(state, token, now).map_err(|error| {
+            audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: token_reason(error) });
+            invalid_token_response()
+        })?;
+        if state.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+            audit::emit(AuditEvent::ServiceAuthFailed {
+                client_id: Some(&claims.client_id),
+                user_id: Some(&claims.sub),
+                reason: "token: revoked",
+            });
+            return Err(invalid_token_response());
+        }
+        Ok(ServiceToken(claims))
+    }
+}
+
+/// Verifies a service token (signature, `kid`/`alg`, issuer, audience, times), from the verified-token
+/// cache when it was verified before.
+pub fn verify_service_token(state: &AppState, token: &str, now: i64) -> Result<Arc<ServiceClaims>, TokenError> {
+    if let Some(claims) = state.service.verified.get(token, now) {
+        return Ok(claims);
+    }
+    let claims: ServiceClaims = state.key_ring.verify(token, &state.service.expectation, now)?;
+    let claims = Arc::new(claims);
+    let leeway = i64::try_from(state.settings.tokens.leeway).unwrap_or(0);
+    let until = claims.exp.saturating_add(leeway).saturating_mul(1000);
+    state.service.verified.insert(token, Arc::clone(&claims), until, now);
+    Ok(claims)
+}
+
+fn token_reason(error: TokenError) -> &'static str {
+    match error {
+        TokenError::Malformed => "token: malformed",
+        TokenError::UnknownKey => "token: unknown signing key",
+        TokenError::AlgorithmMismatch => "token: algorithm does not match the key",
+        TokenError::Invalid => "token: bad signature or claims",
+        TokenError::Expired => "token: expired",
+        TokenError::NotYetValid => "token: not yet valid",
+        TokenError::Revoked => "token: revoked",
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Clients (master credentials)
+
+/// `POST /v1/clients` body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateClientRequest {
+    /// 1–100 characters.
+    pub name: String,
+}
+
+/// A client with its key: answered once, at creation and rotation.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientWithKey {
+    /// `cli_…`
+    pub client_id: String,
+    /// Name.
+    pub name: String,
+    /// The client key (`lkc_…`): shown only now.
+    pub api_key: String,
+}
+
+/// A client as listed (never its key).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientView {
+    /// `cli_…`
+    pub client_id: String,
+    /// Name.
+    pub name: String,
+    /// First characters of the key.
+    pub key_start: String,
+    /// ISO 8601.
+    pub created_at: String,
+    /// ISO 8601 (last key rotation).
+    pub updated_at: String,
+}
+
+/// `{clients}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClientList {
+    /// Every client, oldest first.
+    pub clients: Vec<ClientView>,
+}
+
+/// `{deleted: true}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// Always true.
+    pub deleted: bool,
+}
+
+fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
+    let length = name.trim().chars().count();
+    if length == 0 || length > 100 {
+        return Err(ApiError::bad_request("INVALID_NAME", format!("{field} must be 1-100 characters")));
+    }
+    Ok(())
+}
+
+/// Creates a client (master credentials).
+#[utoipa::path(post, path = paths::V1_CLIENTS, tag = "service", request_body = CreateClientRequest,
+    responses((status = 201, body = ClientWithKey), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn create_client(
+    State(state): State<AppState>,
+    _master: Master,
+    ApiJson(body): ApiJson<CreateClientRequest>,
+) -> Result<Response, ApiError> {
+    check_name(&body.name, "name")?;
+    let now = state.clock.now();
+    let (key, hash, start) = super::generate_client_key();
+    let client = Client {
+        id: crypto::new_id("cli"),
+        name: body.name.trim().to_owned(),
+        key_start: start,
+        created_at: now,
+        updated_at: now,
+    };
+    super::store::insert_client(&state.db, &client, &hash).await?;
+    audit::emit(AuditEvent::ServiceClientChanged { client_id: &client.id, action: "created" });
+    let body = ClientWithKey { client_id: client.id, name: client.name, api_key: key };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Lists the clients (master credentials).
+#[utoipa::path(get, path = paths::V1_CLIENTS, tag = "service",
+    responses((status = 200, body = ClientList), (status = 401, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+pub async fn list_clients(State(state): State<AppState>, _master: Master) -> Result<Json<ClientList>, ApiError> {
+    let clients = super::store::list_clients(&state.db).await?;
+    Ok(Json(ClientList {
+        clients: clients
+            .into_iter()
+            .map(|client| ClientView {
+                created_at: iso8601(client.created_at),
+                updated_at: iso8601(client.updated_at),
+                client_id: client.id,
+                name: client.name,
+                key_start: client.key_start,
+            })
+            .collect(),
+    }))
+}
+
+/// Issues a new key for a client; the old key is refused from the next request on, on every node.
+/// Tokens already issued stay valid.
+#[utoipa::path(post, path = paths::V1_CLIENT_ROTATE_KEY, tag = "service", params(("id" = String, Path)),
+    responses((status = 200, body = ClientWithKey), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn rotate_client_key(
+    State(state): State<AppState>,
+    _master: Master,
+    Path(id): Path<String>,
+) -> Result<Json<ClientWithKey>, ApiError> {
+    let now = state.clock.now();
+    let (key, hash, start) = super::generate_client_key();
+    let client = super::store::set_client_key(&state.db, &id, &hash, &start, now)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such client"))?;
+    state.service.client_changed(&state.db, &client.id, now).await?;
+    audit::emit(AuditEvent::ServiceClientChanged { client_id: &client.id, action: "key rotated" });
+    Ok(Json(ClientWithKey { client_id: client.id, name: client.name, api_key: key }))
+}
+
+/// Deletes a client, its users, and every token issued to it.
+#[utoipa::path(delete, path = paths::V1_CLIENT, tag = "service", params(("id" = String, Path)),
+    responses((status = 200, body = Deleted), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn delete_client(
+    State(state): State<AppState>,
+    _master: Master,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let now = state.clock.now();
+    if !super::store::delete_client(&state.db, &id).await? {
+        return Err(ApiError::not_found("No such client"));
+    }
+    revocation::revoke_owner(&state.db, &state.revocations, Owner::Client(&id), now + state.longest_token_life(), now)
+        .await?;
+    state.service.client_changed(&state.db, &id, now).await?;
+    audit::emit(AuditEvent::ServiceClientChanged { client_id: &id, action: "deleted" });
+    Ok(Json(Deleted { deleted: true }))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Users (client key)
+
+/// `POST /v1/users` body.
+#[derive(Deserialize, utoipa::ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateUserRequest {
+    /// The client's own id for the user (unique per client), 1–255 characters.
+    pub external_id: Option<String>,
+    /// Display name, 1–100 characters.
+    pub name: Option<String>,
+}
+
+/// A new user with its secret.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedUser {
+    /// `svu_…`
+    pub user_id: String,
+    /// The secret (`lks_…`): shown only now, never retrievable.
+    pub secret: String,
+    /// As given.
+    pub external_id: Option<String>,
+    /// As given.
+    pub name: Option<String>,
+}
+
+/// A user as listed (never its secret).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// `svu_…`
+    pub user_id: String,
+    /// The client's id for it.
+    pub external_id: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// ISO 8601.
+    pub created_at: String,
+}
+
+/// `{users}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserList {
+    /// This client's users, oldest first.
+    pub users: Vec<UserView>,
+}
+
+/// `GET /v1/users` paging.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// 1–1000, default 100.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+/// Creates a user of the calling client.
+#[utoipa::path(post, path = paths::V1_USERS, tag = "service", request_body = CreateUserRequest,
+    responses((status = 201, body = CreatedUser), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    ClientAuth(client): ClientAuth,
+    body: Option<ApiJson<CreateUserRequest>>,
+) -> Result<Response, ApiError> {
+    let body = body.map(|ApiJson(body)| body).unwrap_or_default();
+    if let Some(external_id) = &body.external_id {
+        if external_id.is_empty() || external_id.chars().count() > 255 {
+            return Err(ApiError::bad_request("INVALID_EXTERNAL_ID", "externalId must be 1-255 characters"));
+        }
+    }
+    if let Some(name) = &body.name {
+        check_name(name, "name")?;
+    }
+    let now = state.clock.now();
+    let (secret, secret_hash) = super::generate_secret();
+    let user = ServiceUser {
+        id: crypto::new_id("svu"),
+        client_id: client.id.clone(),
+        external_id: body.external_id,
+        name: body.name.map(|name| name.trim().to_owned()),
+        secret_hash,
+        created_at: now,
+    };
+    match super::store::insert_user(&state.db, &user).await {
+        Ok(()) => {}
+        Err(crate::storage::StorageError::UniqueViolation(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "EXTERNAL_ID_TAKEN",
+                "This client already has a user with that externalId",
+            ))
+        }
+        Err(error) => return Err(error.into()),
+    }
+    audit::emit(AuditEvent::ServiceUserChanged { client_id: &client.id, user_id: &user.id, action: "created" });
+    let body = CreatedUser { user_id: user.id, secret, external_id: user.external_id, name: user.name };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Lists the calling client's users.
+#[utoipa::path(get, path = paths::V1_USERS, tag = "service", params(ListQuery),
+    responses((status = 200, body = UserList), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    ClientAuth(client): ClientAuth,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<UserList>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = query.offset.unwrap_or(0).max(0);
+    let users = super::store::list_users(&state.db, &client.id, limit, offset).await?;
+    Ok(Json(UserList {
+        users: users
+            .into_iter()
+            .map(|user| UserView {
+                created_at: iso8601(user.created_at),
+                user_id: user.id,
+                external_id: user.external_id,
+                name: user.name,
+            })
+            .collect(),
+    }))
+}
+
+/// Deletes one of the calling client's users; its tokens die with it on every node.
+#[utoipa::path(delete, path = paths::V1_USER, tag = "service", params(("id" = String, Path)),
+    responses((status = 200, body = Deleted), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    ClientAuth(client): ClientAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let now = state.clock.now();
+    // Another client's user is "not found": a client never learns of other clients' users.
+    if !super::store::delete_user(&state.db, &client.id, &id).await? {
+        return Err(ApiError::not_found("No such user"));
+    }
+    revocation::revoke_owner(&state.db, &state.revocations, Owner::Subject(&id), now + state.longest_token_life(), now)
+        .await?;
+    state.service.user_changed(&state.db, &id, now).await?;
+    audit::emit(AuditEvent::ServiceUserChanged { client_id: &client.id, user_id: &id, action: "deleted" });
+    Ok(Json(Deleted { deleted: true }))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tokens
+
+/// `POST /v1/token` body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequest {
+    /// `svu_…`
+    pub user_id: String,
+    /// The user's secret.
+    #[schema(value_type = String, format = Password)]
+    pub secret: crate::config::Secret,
+}
+
+/// A service token.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS", "Invalid user id or secret")
+}
+
+/// Issues a service token for one of the calling client's users, after checking its secret. The
+/// token's record is committed before the token is returned.
+#[utoipa::path(post, path = paths::V1_TOKEN, tag = "service", request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+pub async fn issue_token(
+    State(state): State<AppState>,
+    client_info: ClientInfo,
+    ClientAuth(client): ClientAuth,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    state.limits.verify_ip.hit(client_info.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
+    let user = state.service.user(&state.db, &body.user_id, now).await?;
+    let presented = crate::api_keys::hash_key(body.secret.expose());
+    let user = match user {
+        Some(user) if user.client_id == client.id => {
+            if !crypto::constant_time_eq(presented.as_bytes(), user.secret_hash.as_bytes()) {
+                audit::emit(AuditEvent::ServiceAuthFailed {
+                    client_id: Some(&client.id),
+                    user_id: Some(&user.id),
+                    reason: "token request: wrong secret",
+                });
+                return Err(invalid_credentials());
+            }
+            user
+        }
+        other => {
+            // Unknown, deleted, or another client's user: the same answer, so ids cannot be probed.
+            let reason =
+                if other.is_some() { "token request: another client's user" } else { "token request: unknown user" };
+            audit::emit(AuditEvent::ServiceAuthFailed { client_id: Some(&client.id), user_id: None, reason });
+            return Err(invalid_credentials());
+        }
+    };
+    let ttl = state.settings.service.token_ttl;
+    let iat = now.div_euclid(1000);
+    let claims = ServiceClaims {
+        iss: state.service.issuer.clone(),
+        aud: state.service.audience.clone(),
+        sub: user.id.clone(),
+        client_id: client.id.clone(),
+        jti: crypto::new_id("jti"),
+        iat,
+        exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX),
+    };
+    let token = sign(&state, &claims).await?;
+    let record = IssuedToken {
+        jti: claims.jti.clone(),
+        subject: claims.sub.clone(),
+        client_id: claims.client_id.clone(),
+        expires_at: claims.exp * 1000,
+        created_at: now,
+    };
+    state.recorder.record(record).await.map_err(ApiError::internal)?;
+    audit::emit(AuditEvent::TokenIssued { client_id: &client.id, user_id: &user.id, jti: &claims.jti });
+    let body = TokenResponse { access_token: token, token_type: "Bearer", expires_in: ttl };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Signs with the configured algorithm: inline for ES256/EdDSA (tens of µs), on the blocking pool for
+/// RS256 (~1.6 ms).
+async fn sign(state: &AppState, claims: &ServiceClaims) -> Result<String, ApiError> {
+    let alg = Algorithm::parse(&state.settings.service.algorithm).unwrap_or(Algorithm::Es256);
+    let key = state.key_ring.active(alg).ok_or_else(|| ApiError::internal(crate::tokens::SignError::NoPrivateKey))?;
+    let signed = if alg == Algorithm::Rs256 {
+        let claims = claims.clone();
+        tokio::task::spawn_blocking(move || key.sign(&claims)).await.map_err(ApiError::internal)?
+    } else {
+        key.sign(claims)
+    };
+    signed.map_err(ApiError::internal)
+}
+
+/// `POST /v1/token/revoke` body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RevokeRequest {
+    /// The service token.
+    #[schema(value_type = String, format = Password)]
+    pub token: crate::config::Secret,
+}
+
+/// `{revoked: true}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    /// Always true: revocation is idempotent, and says nothing about tokens that are not the caller's.
+    pub revoked: bool,
+}
+
+/// Revokes one of the calling client's tokens on every node. Idempotent: an unknown, expired, already
+/// revoked or foreign token also answers 200 (RFC 7009 §2.2) — and a foreign one is left alone.
+#[utoipa::path(post, path = paths::V1_TOKEN_REVOKE, tag = "service", request_body = RevokeRequest,
+    responses((status = 200, body = Revoked), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    ClientAuth(client): ClientAuth,
+    ApiJson(body): ApiJson<RevokeRequest>,
+) -> Result<Json<Revoked>, ApiError> {
+    let now = state.clock.now();
+    match verify_service_token(&state, body.token.expose(), now) {
+        Ok(claims) if claims.client_id == client.id => {
+            if revocation::revoke_token(&state.db, &state.revocations, &claims.jti, now).await? {
+                audit::emit(AuditEvent::TokenRevoked { client_id: &client.id, jti: &claims.jti, reason: "revoked" });
+            }
+        }
+        Ok(_) => audit::emit(AuditEvent::ServiceAuthFailed {
+            client_id: Some(&client.id),
+            user_id: None,
+            reason: "revoke: another client's token",
+        }),
+        Err(error) => {
+            tracing::debug!(client_id = %client.id, reason = token_reason(error), "revoke: nothing to revoke")
+        }
+    }
+    Ok(Json(Revoked { revoked: true }))
+}
+
+/// `GET /v1/me` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me<'a> {
+    /// `sub`.
+    pub user_id: &'a str,
+    /// `client_id`.
+    pub client_id: &'a str,
+    /// The client's id for the user.
+    pub external_id: Option<&'a str>,
+    /// Name.
+    pub name: Option<&'a str>,
+    /// ISO 8601 (`exp`).
+    pub expires_at: String,
+}
+
+/// The identity behind a service token.
+#[utoipa::path(get, path = paths::V1_ME, tag = "service",
+    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn me(State(state): State<AppState>, ServiceToken(claims): ServiceToken) -> Result<Response, Response> {
+    let now = state.clock.now();
+    let user = state.service.user(&state.db, &claims.sub, now).await.map_err(|e| ApiError::from(e).into_response())?;
+    // A deleted user's tokens are revoked; this also covers a deletion whose event has not arrived yet.
+    let Some(user) = user.filter(|user| user.client_id == claims.client_id) else {
+        audit::emit(AuditEvent::ServiceAuthFailed {
+            client_id: Some(&claims.client_id),
+            user_id: Some(&claims.sub),
+            reason: "token: user no longer exists",
+        });
+        return Err(invalid_token_response());
+    };
+    let body = Me {
+        user_id: &user.id,
+        client_id: &user.client_id,
+        external_id: user.external_id.as_deref(),
+        name: user.name.as_deref(),
+        expires_at: iso8601(claims.exp * 1000),
+    };
+    Ok(Json(body).into_response())
+}
+
+/// The public signing keys (RFC 7517), cacheable; retired keys stay until the tokens they signed expire.
+#[utoipa::path(get, path = paths::JWKS, tag = "service",
+    responses((status = 200, description = "`{keys: [JWK]}`", content_type = "application/json")))]
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let max_age = format!("public, max-age={}", state.settings.tokens.jwks_max_age);
+    let mut response = state.key_ring.jwks().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(&max_age) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    response
+}

@@ -1,0 +1,248 @@
+//! Issued-token records and revocation (DESIGN.md "Capability 4").
+//!
+//! Every JWT the core issues is recorded by `jti` before it is handed out. Writes go through a
+//! [`Recorder`], which commits concurrent issuances together (one multi-row INSERT, one commit — one fsync
+//! on SQLite) and answers each caller only once its row is durable. Checking a token reads no database:
+//! [`Revocations`] holds, in memory, the revoked `jti`s that have not expired and the subjects and clients
+//! whose every token was revoked (a deleted user or client). It is loaded at start, updated directly by
+//! this node, and by the `cache_events` bus (NOTIFY on PostgreSQL, the periodic poll everywhere) for
+//! revocations made by other nodes.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::store::{self, IssuedToken};
+use crate::{
+    clock::Millis,
+    storage::{notify, Backend, Db, StorageError},
+};
+
+/// Event payload prefix: `token_revoked:<expires_at>:<jti>`.
+pub const JTI_EVENT: &str = "token_revoked:";
+/// Event payload prefix: `tokens_of:<until>:<subject or client id>` — every token of it is dead.
+pub const OWNER_EVENT: &str = "tokens_of:";
+
+#[derive(Debug, Default)]
+struct Revoked {
+    /// `jti` → its `exp` (unix ms), after which it need not be remembered.
+    jtis: HashMap<String, Millis>,
+    /// Subject or client id → until when to remember it (the longest token lifetime from revocation).
+    owners: HashMap<String, Millis>,
+}
+
+/// What is revoked, in memory.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    revoked: RwLock<Revoked>,
+}
+
+impl Revocations {
+    /// True if the token, its subject or its client was revoked.
+    pub fn is_revoked(&self, jti: &str, subject: &str, client_id: &str) -> bool {
+        self.revoked.read().map_or(true, |revoked| {
+            revoked.jtis.contains_key(jti)
+                || revoked.owners.contains_key(subject)
+                || revoked.owners.contains_key(client_id)
+        })
+    }
+
+    /// Remembers one revoked token until its expiry.
+    pub fn insert_jti(&self, jti: &str, expires_at: Millis) {
+        if let Ok(mut revoked) = self.revoked.write() {
+            revoked.jtis.insert(jti.to_owned(), expires_at);
+        }
+    }
+
+    /// Remembers that every token of `owner` (a subject or client id) is revoked, until `until`.
+    pub fn insert_owner(&self, owner: &str, until: Millis) {
+        if let Ok(mut revoked) = self.revoked.write() {
+            let entry = revoked.owners.entry(owner.to_owned()).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
+
+    /// Loads the revoked tokens that have not expired (start-up).
+    pub async fn load(&self, db: &Db, now: Millis) -> Result<usize, StorageError> {
+        let rows = store::revoked_unexpired(db, now).await?;
+        let count = rows.len();
+        if let Ok(mut revoked) = self.revoked.write() {
+            revoked.jtis.extend(rows);
+        }
+        Ok(count)
+    }
+
+    /// Applies a bus event; `false` if it is not a revocation event.
+    pub fn apply_event(&self, payload: &str) -> bool {
+        let parse = |rest: &str| -> Option<(Millis, String)> {
+            let (at, id) = rest.split_once(':')?;
+            Some((at.parse().ok()?, id.to_owned()))
+        };
+        if let Some((expires_at, jti)) = payload.strip_prefix(JTI_EVENT).and_then(parse) {
+            self.insert_jti(&jti, expires_at);
+            true
+        } else if let Some((until, owner)) = payload.strip_prefix(OWNER_EVENT).and_then(parse) {
+            self.insert_owner(&owner, until);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets revocations of tokens that have expired anyway.
+    pub fn prune(&self, now: Millis) {
+        if let Ok(mut revoked) = self.revoked.write() {
+            revoked.jtis.retain(|_, expires_at| *expires_at > now);
+            revoked.owners.retain(|_, until| *until > now);
+        }
+    }
+
+    /// Number of remembered revocations (for `/metrics`).
+    pub fn len(&self) -> usize {
+        self.revoked.read().map_or(0, |revoked| revoked.jtis.len() + revoked.owners.len())
+    }
+
+    /// True if nothing is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Revokes one token: its record, this node's set, and every other node's through the bus. `false` if no
+/// such token was recorded (unknown, or expired and cleaned up).
+pub async fn revoke_token(db: &Db, revocations: &Revocations, jti: &str, now: Millis) -> Result<bool, StorageError> {
+    let Some(expires_at) = store::revoke_jti(db, jti).await? else { return Ok(false) };
+    revocations.insert_jti(jti, expires_at);
+    notify::publish_event(db, &format!("{JTI_EVENT}{expires_at}:{jti}"), now).await?;
+    Ok(true)
+}
+
+/// Whose tokens to revoke all at once.
+#[derive(Clone, Copy, Debug)]
+pub enum Owner<'a> {
+    /// A subject (`sub`), e.g. a deleted service user.
+    Subject(&'a str),
+    /// A client (`client_id`), e.g. a deleted service client.
+    Client(&'a str),
+}
+
+/// Revokes every token of a subject or client: records, this node's set, every other node's. `until` is
+/// how long to remember it in memory (the longest lifetime of a token issued before now).
+pub async fn revoke_owner(
+    db: &Db,
+    revocations: &Revocations,
+    owner: Owner<'_>,
+    until: Millis,
+    now: Millis,
+) -> Result<u64, StorageError> {
+    let (id, count) = match owner {
+        Owner::Subject(id) => (id, store::revoke_subject(db, id).await?),
+        Owner::Client(id) => (id, store::revoke_client(db, id).await?),
+    };
+    revocations.insert_owner(id, until);
+    notify::publish_event(db, &format!("{OWNER_EVENT}{until}:{id}"), now).await?;
+    Ok(count)
+}
+
+/// The record of a token could not be written: the token must not be handed out.
+#[derive(Debug, thiserror::Error)]
+#[error("the issued-token record could not be stored")]
+pub struct RecordError;
+
+struct Pending {
+    token: IssuedToken,
+    done: oneshot::Sender<bool>,
+}
+
+/// Group commit of issued-token records: concurrent issuances share one INSERT and one commit.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    sender: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Starts the writer task (on the current runtime). Batches are written one at a time on SQLite (one
+    /// writer anyway) and up to four at a time on PostgreSQL.
+    pub fn start(db: Db) -> Recorder {
+        let (sender, receiver) = mpsc::channel(4 * store::MAX_BATCH);
+        let concurrency = match db.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        tokio::spawn(write_batches(db, receiver, concurrency));
+        Recorder { sender }
+    }
+
+    /// Records a token; returns once its row is committed.
+    pub async fn record(&self, token: IssuedToken) -> Result<(), RecordError> {
+        let (done, written) = oneshot::channel();
+        self.sender.send(Pending { token, done }).await.map_err(|_| RecordError)?;
+        match written.await {
+            Ok(true) => Ok(()),
+            _ => Err(RecordError),
+        }
+    }
+}
+
+async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>, concurrency: usize) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    while let Some(first) = receiver.recv().await {
+        // While every writer is busy, issuances queue up here and go out together in the next batch.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < store::MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            let records: Vec<IssuedToken> = batch.iter().map(|pending| pending.token.clone()).collect();
+            let written = match store::insert_issued(&db, &records).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(error = %error, tokens = records.len(), "storing issued-token records failed");
+                    false
+                }
+            };
+            for pending in batch {
+                let _ = pending.done.send(written);
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_tokens_owners_and_events() {
+        let revocations = Revocations::default();
+        assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1"));
+        revocations.insert_jti("jti_1", 5_000);
+        assert!(revocations.is_revoked("jti_1", "svu_1", "cli_1"));
+        assert!(!revocations.is_revoked("jti_2", "svu_1", "cli_1"));
+        assert!(revocations.apply_event("tokens_of:9000:svu_2"));
+        assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1"));
+        assert!(revocations.apply_event("token_revoked:7000:jti_4"));
+        assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9"));
+        assert!(!revocations.apply_event("api_key:key_1"));
+        assert!(!revocations.apply_event("token_revoked:notanumber:jti_5"));
+        revocations.prune(6_000);
+        assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1"), "expired anyway: forgotten");
+        assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9"));
+        assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1"));
+    }
+}

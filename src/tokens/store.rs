@@ -1,0 +1,182 @@
+//! SQL of the token core: signing keys and issued-token records.
+
+use crate::{
+    clock::Millis,
+    db_run,
+    storage::{Db, StorageError},
+};
+
+/// A `signing_keys` row.
+#[derive(Clone, sqlx::FromRow)]
+pub struct KeyRow {
+    /// `kid`.
+    pub id: String,
+    /// `ES256`, `RS256` or `EdDSA`.
+    pub algorithm: String,
+    /// Public JWK (JSON).
+    pub public_jwk: String,
+    /// base64 of the sealed PKCS#8 private key.
+    pub private_key: String,
+    /// Unix ms.
+    pub created_at: Millis,
+    /// Stopped signing at.
+    pub retired_at: Option<Millis>,
+    /// Leaves the JWKS at.
+    pub expires_at: Option<Millis>,
+}
+
+const KEY_COLUMNS: &str = "id, algorithm, public_jwk, private_key, created_at, retired_at, expires_at";
+
+/// Keys still published at `now` (active, or retired less than their window ago).
+pub async fn published_keys(db: &Db, now: Millis) -> Result<Vec<KeyRow>, StorageError> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM signing_keys WHERE expires_at IS NULL OR expires_at > $1");
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, KeyRow>(&sql).bind(now).fetch_all(pool).await?))
+}
+
+/// Stores a new key; a second active key of the same algorithm is a unique violation.
+pub async fn insert_key(db: &Db, row: &KeyRow) -> Result<(), StorageError> {
+    const SQL: &str = "INSERT INTO signing_keys (id, algorithm, public_jwk, private_key, created_at, retired_at, \
+                       expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    db_run!(db, |pool| {
+        sqlx::query(SQL)
+            .bind(&row.id)
+            .bind(&row.algorithm)
+            .bind(&row.public_jwk)
+            .bind(&row.private_key)
+            .bind(row.created_at)
+            .bind(row.retired_at)
+            .bind(row.expires_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// In one transaction: retires the active key of the new key's algorithm (if it was created before
+/// `older_than`, when given) and stores the new one. `false` if there was nothing to retire under that
+/// condition and a condition was given (someone else rotated first).
+pub async fn rotate(
+    db: &Db,
+    row: &KeyRow,
+    now: Millis,
+    old_expires_at: Millis,
+    older_than: Option<Millis>,
+) -> Result<bool, StorageError> {
+    const RETIRE: &str = "UPDATE signing_keys SET retired_at = $1, expires_at = $2 \
+                          WHERE algorithm = $3 AND retired_at IS NULL AND created_at <= $4";
+    const INSERT: &str = "INSERT INTO signing_keys (id, algorithm, public_jwk, private_key, created_at, retired_at, \
+                          expires_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL)";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let retired = sqlx::query(RETIRE)
+            .bind(now)
+            .bind(old_expires_at)
+            .bind(&row.algorithm)
+            .bind(older_than.unwrap_or(Millis::MAX))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if retired == 0 && older_than.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(INSERT)
+            .bind(&row.id)
+            .bind(&row.algorithm)
+            .bind(&row.public_jwk)
+            .bind(&row.private_key)
+            .bind(row.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    })
+}
+
+/// Deletes keys whose publication window has passed.
+pub async fn delete_expired_keys(db: &Db, now: Millis) -> Result<u64, StorageError> {
+    db_run!(db, |pool| Ok(sqlx::query("DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()))
+}
+
+/// The record of one issued token.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    /// `jti`.
+    pub jti: String,
+    /// `sub`.
+    pub subject: String,
+    /// `client_id`.
+    pub client_id: String,
+    /// Unix ms.
+    pub expires_at: Millis,
+    /// Unix ms.
+    pub created_at: Millis,
+}
+
+/// Rows per multi-row INSERT (5 parameters each; well under SQLite's and PostgreSQL's limits).
+pub const MAX_BATCH: usize = 256;
+
+/// Stores a batch of records in one statement (one commit, one fsync on SQLite).
+pub async fn insert_issued(db: &Db, batch: &[IssuedToken]) -> Result<(), StorageError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from("INSERT INTO issued_tokens (jti, subject, client_id, expires_at, created_at) VALUES ");
+    for i in 0..batch.len() {
+        let p = i * 5;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5));
+    }
+    db_run!(db, |pool| {
+        let mut query = sqlx::query(&sql);
+        for token in batch {
+            query = query
+                .bind(&token.jti)
+                .bind(&token.subject)
+                .bind(&token.client_id)
+                .bind(token.expires_at)
+                .bind(token.created_at);
+        }
+        query.execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// Marks one token revoked; returns its `(subject, client_id, expires_at)` if it was recorded.
+pub async fn revoke_jti(db: &Db, jti: &str) -> Result<Option<Millis>, StorageError> {
+    const SQL: &str = "UPDATE issued_tokens SET revoked = TRUE WHERE jti = $1 RETURNING expires_at";
+    db_run!(db, |pool| Ok(sqlx::query_scalar::<_, Millis>(SQL).bind(jti).fetch_optional(pool).await?))
+}
+
+/// Marks every token of a subject revoked.
+pub async fn revoke_subject(db: &Db, subject: &str) -> Result<u64, StorageError> {
+    const SQL: &str = "UPDATE issued_tokens SET revoked = TRUE WHERE subject = $1 AND revoked = FALSE";
+    db_run!(db, |pool| Ok(sqlx::query(SQL).bind(subject).execute(pool).await?.rows_affected()))
+}
+
+/// Marks every token issued to a client revoked.
+pub async fn revoke_client(db: &Db, client_id: &str) -> Result<u64, StorageError> {
+    const SQL: &str = "UPDATE issued_tokens SET revoked = TRUE WHERE client_id = $1 AND revoked = FALSE";
+    db_run!(db, |pool| Ok(sqlx::query(SQL).bind(client_id).execute(pool).await?.rows_affected()))
+}
+
+/// `(jti, expires_at)` of revoked tokens that have not expired: the revocation set at start-up.
+pub async fn revoked_unexpired(db: &Db, now: Millis) -> Result<Vec<(String, Millis)>, StorageError> {
+    const SQL: &str = "SELECT jti, expires_at FROM issued_tokens WHERE revoked = TRUE AND expires_at > $1";
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, (String, Millis)>(SQL).bind(now).fetch_all(pool).await?))
+}
+
+/// Deletes records of tokens expired before `before`.
+pub async fn cleanup_issued(db: &Db, before: Millis) -> Result<u64, StorageError> {
+    db_run!(db, |pool| Ok(sqlx::query("DELETE FROM issued_tokens WHERE expires_at < $1")
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected()))
+}
