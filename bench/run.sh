@@ -16,7 +16,11 @@
 #   api-key/verify                     POST /api/auth/api-key/verify {key}          (key cache, no DB read)
 #   check with session cookie          GET /api/auth/check with both cookies        (cookie cache + tenant)
 #   check with Bearer extension token  GET /api/auth/check, Authorization: Bearer   (HS256 + membership cache)
+#   GET /v1/me (service token)         Authorization: Bearer <ES256 service token>  (verified-token cache)
+#   plain insert (SQLite)              one INSERT + commit per request (examples/insert_baseline.rs)
+#   POST /v1/token (SQLite)            client key + user secret → ES256 JWT + record  (ratio: to plain insert)
 #   get-session (DB, PostgreSQL)       as the SQLite one, on a throw-away database  (skipped if unreachable)
+#   plain insert / POST /v1/token (PostgreSQL)   as on SQLite
 #
 # Environment (all optional):
 #   BENCH_DURATION=10s          length of each measured wrk run (wrk syntax: 10s, 1m)
@@ -30,7 +34,9 @@
 #   BENCH_ADJACENT_DURATION=5s  length of each adjacent baseline run
 #   BENCH_PORT_BASE=18080       first of 20 ports tried for the servers
 #   BENCH_PG_HOST=127.0.0.1 BENCH_PG_PORT=5432 BENCH_PG_USER=postgres   (PGPASSWORD is honoured)
-#   BENCH_SKIP_POSTGRES=1       skip the PostgreSQL scenario
+#   BENCH_SKIP_POSTGRES=1       skip the PostgreSQL scenarios
+#   BENCH_ONLY=all              comma list of groups to run: sessions (get-session, sign-in, flood), keys
+#                               (api keys, check, extension tokens), service (/v1), postgres
 #   BENCH_SKIP_BUILD=1          use the binaries already in $CARGO_TARGET_DIR/release
 #   BENCH_BASELINE_ONLY=1       only the hello baseline (checks the harness without Latchkey)
 #   BENCH_SERVER_LOG=<filter>   LATCHKEY_LOG for the server (default: the server's own default)
@@ -64,6 +70,12 @@ PG_USER=${BENCH_PG_USER:-postgres}
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/results/latest.md}
 SERVER_BIN=$CARGO_TARGET_DIR/release/latchkey
 HELLO_BIN=$CARGO_TARGET_DIR/release/examples/hello
+INSERT_BIN=$CARGO_TARGET_DIR/release/examples/insert_baseline
+ONLY=${BENCH_ONLY:-all}
+MASTER_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+
+# wants <group>: true if BENCH_ONLY selects the group.
+wants() { [[ $ONLY == all || ",$ONLY," == *",$1,"* ]]; }
 
 BENCH_NAME="Bench"
 BENCH_EMAIL="bench@example.com"
@@ -184,6 +196,8 @@ rss_mb() { awk -v key="$2:" '$1 == key { printf "%.1f", $2 / 1024 }' "/proc/$1/s
 # Results, in report order.
 ROW_NAMES=()
 declare -A RPS P50 P99 ERR_STATUS ERR_SOCKET ROW_NOTE
+# Rows whose ratio is to another row rather than to hello (token issuance to a plain insert).
+declare -A BASE_OF
 FLAGGED=0
 BASELINE_RPS=""
 
@@ -278,6 +292,7 @@ start_server() {
     "LATCHKEY_DATABASE_URL=$db_url"
     "LATCHKEY_BASE_URL=http://localhost:$SERVER_PORT"
     "LATCHKEY_SECRET=$(random_hex 32)"
+    "MASTER_USERNAME=bench" "MASTER_PASSWORD=$MASTER_PASSWORD"
     "${RATE_LIMIT_ENV[@]}"
   )
   [[ -n ${BENCH_SERVER_LOG:-} ]] && envs+=("LATCHKEY_LOG=$BENCH_SERVER_LOG")
@@ -338,6 +353,51 @@ post_json() {
 # The first "<field>":"<string>" of a JSON file.
 json_field() { grep -o "\"$1\":\"[^\"]*\"" "$2" | head -n 1 | cut -d'"' -f4; }
 
+# Creates a service client, a user and a token; sets CLIENT_KEY, USER_ID, USER_SECRET, SERVICE_TOKEN.
+service_setup() {
+  local out="$TMP/service.json" code
+  code=$(curl -sS --max-time 15 -o "$out" -w '%{http_code}' -u "bench:$MASTER_PASSWORD" \
+    -H 'Content-Type: application/json' --data '{"name":"bench"}' "$SERVER_URL/v1/clients") || die "POST /v1/clients failed"
+  [[ $code == 201 ]] || { cat "$out" >&2; die "POST /v1/clients answered HTTP $code, expected 201"; }
+  CLIENT_KEY=$(json_field apiKey "$out")
+  code=$(curl -sS --max-time 15 -o "$out" -w '%{http_code}' -H "x-api-key: $CLIENT_KEY" \
+    -H 'Content-Type: application/json' --data '{"name":"bench user"}' "$SERVER_URL/v1/users") || die "POST /v1/users failed"
+  [[ $code == 201 ]] || { cat "$out" >&2; die "POST /v1/users answered HTTP $code, expected 201"; }
+  USER_ID=$(json_field userId "$out")
+  USER_SECRET=$(json_field secret "$out")
+  code=$(curl -sS --max-time 15 -o "$out" -w '%{http_code}' -H "x-api-key: $CLIENT_KEY" \
+    -H 'Content-Type: application/json' --data "{\"userId\":\"$USER_ID\",\"secret\":\"$USER_SECRET\"}" \
+    "$SERVER_URL/v1/token") || die "POST /v1/token failed"
+  [[ $code == 200 ]] || { cat "$out" >&2; die "POST /v1/token answered HTTP $code, expected 200"; }
+  SERVICE_TOKEN=$(json_field accessToken "$out")
+  [[ -n $SERVICE_TOKEN ]] || die "POST /v1/token returned no token"
+  export BENCH_CLIENT_KEY=$CLIENT_KEY BENCH_USER_ID=$USER_ID BENCH_USER_SECRET=$USER_SECRET
+}
+
+# bench_token <label> <database url for the insert baseline>: the plain-insert baseline on that database,
+# then POST /v1/token on the running server; the token row's ratio is to the plain insert.
+bench_token() {
+  local label=$1 insert_db=$2 port log
+  port=$(pick_port)
+  log="$TMP/insert-$label.log"
+  log "starting the plain-insert baseline ($label) on 127.0.0.1:$port"
+  INSERT_LISTEN="127.0.0.1:$port" INSERT_DATABASE_URL=$insert_db setsid "$INSERT_BIN" >"$log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST --max-time 2 "http://127.0.0.1:$port/" || true) == 200 ]] && break
+    alive "$pid" || { cat "$log" >&2; die "the insert baseline exited"; }
+    sleep 0.2
+  done
+  warm_up token.lua "http://127.0.0.1:$port/"
+  run_wrk "plain insert ($label)" token.lua "http://127.0.0.1:$port/" "$THREADS" "$CONNECTIONS" "$DURATION"
+  stop_pid "$pid"
+  warm_up token.lua "$SERVER_URL/v1/token"
+  run_wrk "POST /v1/token ($label)" token.lua "$SERVER_URL/v1/token" "$THREADS" "$CONNECTIONS" "$DURATION"
+  BASE_OF["POST /v1/token ($label)"]="plain insert ($label)"
+}
+
 # Fails unless GET <path> with header <name: value> answers 200.
 check_header() {
   local path=$1 header=$2 code
@@ -388,8 +448,8 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
     cargo build --release
   fi
-  log "cargo build --release --example hello"
-  cargo build --release --example hello
+  log "cargo build --release --example hello --example insert_baseline"
+  cargo build --release --example hello --example insert_baseline
 fi
 [[ -x $HELLO_BIN ]] || die "$HELLO_BIN not found (build with: cargo build --release --example hello)"
 if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
@@ -437,59 +497,73 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
   db_url="$SERVER_URL/api/auth/get-session?disableCookieCache=true"
   sign_in_url="$SERVER_URL/api/auth/sign-in/email"
 
-  warm_up get_session.lua "$cached_url"
-  run_wrk "get-session (cookie cache)" get_session.lua "$cached_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+  if wants sessions; then
+    warm_up get_session.lua "$cached_url"
+    run_wrk "get-session (cookie cache)" get_session.lua "$cached_url" "$THREADS" "$CONNECTIONS" "$DURATION"
 
-  warm_up get_session.lua "$db_url"
-  run_wrk "get-session (DB, SQLite)" get_session.lua "$db_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+    warm_up get_session.lua "$db_url"
+    run_wrk "get-session (DB, SQLite)" get_session.lua "$db_url" "$THREADS" "$CONNECTIONS" "$DURATION"
 
-  check_sign_in
-  run_wrk "sign-in (SQLite)" sign_in.lua "$sign_in_url" "$THREADS" "$SIGNIN_CONNECTIONS" "$DURATION" --timeout 10s
+    check_sign_in
+    run_wrk "sign-in (SQLite)" sign_in.lua "$sign_in_url" "$THREADS" "$SIGNIN_CONNECTIONS" "$DURATION" --timeout 10s
 
-  # Sign-ins saturate the CPU for DURATION + 2 s; the cached get-session probe runs inside that window.
-  flood_dur="$(( $(seconds_of "$DURATION") + 2 ))s"
-  flood_out="$TMP/flood-sign-in.txt"
-  log "wrk (background): sign-in flood — -t1 -c$SIGNIN_CONNECTIONS -d$flood_dur"
-  timeout -k 5 $(( $(seconds_of "$flood_dur") + 30 )) wrk -t1 -c"$SIGNIN_CONNECTIONS" -d"$flood_dur" \
-    --latency --timeout 10s -s "$ROOT/bench/sign_in.lua" "$sign_in_url" >"$flood_out" 2>&1 &
-  FLOOD_PID=$!
-  PIDS+=("$FLOOD_PID")
-  sleep 1
-  run_wrk "get-session (cookie cache) under sign-in flood" get_session.lua "$cached_url" 1 "$FLOOD_CONNECTIONS" "$DURATION"
-  flood_rc=0
-  wait "$FLOOD_PID" || flood_rc=$?
-  forget_pid "$FLOOD_PID"
-  sed 's/^/    /' "$flood_out" >&2
-  ((flood_rc == 0)) || die "the background sign-in wrk failed (exit $flood_rc)"
-  record "sign-in during the flood above" "$flood_out"
+    # Sign-ins saturate the CPU for DURATION + 2 s; the cached get-session probe runs inside that window.
+    flood_dur="$(( $(seconds_of "$DURATION") + 2 ))s"
+    flood_out="$TMP/flood-sign-in.txt"
+    log "wrk (background): sign-in flood — -t1 -c$SIGNIN_CONNECTIONS -d$flood_dur"
+    timeout -k 5 $(( $(seconds_of "$flood_dur") + 30 )) wrk -t1 -c"$SIGNIN_CONNECTIONS" -d"$flood_dur" \
+      --latency --timeout 10s -s "$ROOT/bench/sign_in.lua" "$sign_in_url" >"$flood_out" 2>&1 &
+    FLOOD_PID=$!
+    PIDS+=("$FLOOD_PID")
+    sleep 1
+    run_wrk "get-session (cookie cache) under sign-in flood" get_session.lua "$cached_url" 1 "$FLOOD_CONNECTIONS" "$DURATION"
+    flood_rc=0
+    wait "$FLOOD_PID" || flood_rc=$?
+    forget_pid "$FLOOD_PID"
+    sed 's/^/    /' "$flood_out" >&2
+    ((flood_rc == 0)) || die "the background sign-in wrk failed (exit $flood_rc)"
+    record "sign-in during the flood above" "$flood_out"
+  fi
 
-  # Capability 2 and 3 hot paths: an organization, an API key in it, an extension token.
-  post_json /api/auth/organization/create '{"name":"Bench","slug":"bench"}' "$TMP/org.json"
-  post_json /api/auth/api-key/create '{"name":"bench"}' "$TMP/key.json"
-  API_KEY=$(json_field key "$TMP/key.json")
-  [[ $API_KEY == lk_* ]] || die "api-key/create returned no key"
-  post_json /api/extensions/token '{"extensionId":"bench","scopes":["read"],"ttlSeconds":900}' "$TMP/ext.json"
-  EXT_TOKEN=$(json_field token "$TMP/ext.json")
-  [[ -n $EXT_TOKEN ]] || die "extensions/token returned no token"
-  check_url="$SERVER_URL/api/auth/check"
-  check_header /api/auth/check "x-api-key: $API_KEY"
-  check_header /api/auth/check "Authorization: Bearer $EXT_TOKEN"
-  check_header /api/auth/check "Cookie: $COOKIE"
+  if wants keys; then
+    # Capability 2 and 3 hot paths: an organization, an API key in it, an extension token.
+    post_json /api/auth/organization/create '{"name":"Bench","slug":"bench"}' "$TMP/org.json"
+    post_json /api/auth/api-key/create '{"name":"bench"}' "$TMP/key.json"
+    API_KEY=$(json_field key "$TMP/key.json")
+    [[ $API_KEY == lk_* ]] || die "api-key/create returned no key"
+    post_json /api/extensions/token '{"extensionId":"bench","scopes":["read"],"ttlSeconds":900}' "$TMP/ext.json"
+    EXT_TOKEN=$(json_field token "$TMP/ext.json")
+    [[ -n $EXT_TOKEN ]] || die "extensions/token returned no token"
+    check_url="$SERVER_URL/api/auth/check"
+    check_header /api/auth/check "x-api-key: $API_KEY"
+    check_header /api/auth/check "Authorization: Bearer $EXT_TOKEN"
+    check_header /api/auth/check "Cookie: $COOKIE"
 
-  export BENCH_HEADER_NAME=x-api-key BENCH_HEADER_VALUE=$API_KEY
-  warm_up header.lua "$check_url"
-  run_wrk "check with x-api-key" header.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+    export BENCH_HEADER_NAME=x-api-key BENCH_HEADER_VALUE=$API_KEY
+    warm_up header.lua "$check_url"
+    run_wrk "check with x-api-key" header.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
 
-  export BENCH_API_KEY=$API_KEY
-  warm_up verify_key.lua "$SERVER_URL/api/auth/api-key/verify"
-  run_wrk "api-key/verify" verify_key.lua "$SERVER_URL/api/auth/api-key/verify" "$THREADS" "$CONNECTIONS" "$DURATION"
+    export BENCH_API_KEY=$API_KEY
+    warm_up verify_key.lua "$SERVER_URL/api/auth/api-key/verify"
+    run_wrk "api-key/verify" verify_key.lua "$SERVER_URL/api/auth/api-key/verify" "$THREADS" "$CONNECTIONS" "$DURATION"
 
-  warm_up get_session.lua "$check_url"
-  run_wrk "check with session cookie (cookie cache)" get_session.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+    warm_up get_session.lua "$check_url"
+    run_wrk "check with session cookie (cookie cache)" get_session.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
 
-  export BENCH_HEADER_NAME=Authorization BENCH_HEADER_VALUE="Bearer $EXT_TOKEN"
-  warm_up header.lua "$check_url"
-  run_wrk "check with Bearer extension token" header.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+    export BENCH_HEADER_NAME=Authorization BENCH_HEADER_VALUE="Bearer $EXT_TOKEN"
+    warm_up header.lua "$check_url"
+    run_wrk "check with Bearer extension token" header.lua "$check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+  fi
+
+  # Capability 4: a service token on /v1/me, and token issuance against a plain insert.
+  if wants service; then
+    service_setup
+    check_header /v1/me "Authorization: Bearer $SERVICE_TOKEN"
+    export BENCH_HEADER_NAME=Authorization BENCH_HEADER_VALUE="Bearer $SERVICE_TOKEN"
+    warm_up header.lua "$SERVER_URL/v1/me"
+    run_wrk "GET /v1/me (service token)" header.lua "$SERVER_URL/v1/me" "$THREADS" "$CONNECTIONS" "$DURATION"
+    bench_token SQLite "sqlite://$TMP/insert.db"
+  fi
 
   PEAK_RSS_SQLITE=$(rss_mb "$SERVER_PID" VmHWM)
   stop_server
@@ -498,8 +572,8 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
   # 3. Latchkey on PostgreSQL
 
   pg_row="get-session (DB, PostgreSQL)"
-  if [[ ${BENCH_SKIP_POSTGRES:-0} == 1 ]]; then
-    skip_row "$pg_row" "skipped (BENCH_SKIP_POSTGRES=1)"
+  if [[ ${BENCH_SKIP_POSTGRES:-0} == 1 ]] || ! wants postgres; then
+    skip_row "$pg_row" "skipped (BENCH_SKIP_POSTGRES=1 or BENCH_ONLY)"
   elif ! command -v psql >/dev/null 2>&1; then
     log "notice: psql not found; skipping the PostgreSQL scenario"
     skip_row "$pg_row" "skipped (no psql)"
@@ -519,6 +593,8 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     db_url="$SERVER_URL/api/auth/get-session?disableCookieCache=true"
     warm_up get_session.lua "$db_url"
     run_wrk "$pg_row" get_session.lua "$db_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+    service_setup
+    bench_token PostgreSQL "postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB"
     stop_server
     drop_pg_db
   fi
@@ -539,6 +615,7 @@ table() {
       continue
     fi
     base=${ADJ[$name]:-$BASELINE_RPS}
+    [[ -n ${BASE_OF[$name]:-} ]] && base=${RPS[${BASE_OF[$name]}]}
     ratio=$(awk -v a="${RPS[$name]}" -v b="$base" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }')
     label=$name es=${ERR_STATUS[$name]} eo=${ERR_SOCKET[$name]}
     if ((es > 0 || eo > 0)); then

@@ -136,9 +136,9 @@ impl AppStateInner {
         let interval = i64::try_from(self.settings.tokens.rotation_interval).unwrap_or(i64::MAX).saturating_mul(1000);
         if interval > 0 {
             self.key_ring.rotate_due(&self.db, now, interval, self.longest_token_life()).await?;
-        } else {
-            self.key_ring.reload(&self.db, now).await?;
         }
+        // Keys past their window leave the ring (and the JWKS) whether or not a rotation was due.
+        self.key_ring.reload(&self.db, now).await?;
         Ok(removed)
     }
 

@@ -372,12 +372,25 @@ impl FromRequestParts<AppState> for Principal {
 impl FromRequestParts<AppState> for Credential {
     type Rejection = ApiError;
 
-    /// Any credential, extension tokens included (verified, and their subject still a member of `org`).
+    /// Any credential, extension tokens (verified, and their subject still a member of `org`) and service
+    /// tokens (verified and not revoked) included.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if api_key_header(parts).is_none() {
             if let Some(token) = bearer_jwt(parts) {
                 let refused = || ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token");
-                let claims = state.extension_keys.verify(token, state.clock.now()).map_err(|_| refused())?;
+                let now = state.clock.now();
+                let claims = match state.extension_keys.verify(token, now) {
+                    Ok(claims) => claims,
+                    Err(_) => {
+                        // Not an extension token: perhaps a service token (signed by the key ring).
+                        let claims =
+                            crate::service::routes::verify_service_token(state, token, now).map_err(|_| refused())?;
+                        if state.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+                            return Err(refused());
+                        }
+                        return Ok(Credential::Service(claims));
+                    }
+                };
                 if principal::extension_tenant(state, &claims).await?.is_none() {
                     return Err(refused());
                 }

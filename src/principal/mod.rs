@@ -114,6 +114,8 @@ pub enum Credential {
     Principal(Box<Principal>),
     /// A verified extension token.
     Extension(ExtensionClaims),
+    /// A verified, unrevoked service token (capability 4).
+    Service(std::sync::Arc<crate::service::ServiceClaims>),
 }
 
 /// The organization a request acts in.

@@ -25,7 +25,7 @@ pub struct CheckResponse {
     pub user_id: String,
     /// `x-auth-org-id` (absent header when null).
     pub organization_id: Option<String>,
-    /// `x-auth-method`: `session`, `api-key` or `extension-token`.
+    /// `x-auth-method`: `session`, `api-key`, `extension-token` or `service-token`.
     pub method: &'static str,
     /// `x-auth-scopes`, space-separated (empty: the user's own rights).
     pub scopes: String,
@@ -33,7 +33,7 @@ pub struct CheckResponse {
 
 /// 200 with `x-auth-user-id`, `x-auth-method`, `x-auth-scopes` and, when a tenant resolves,
 /// `x-auth-org-id` for any valid credential (session cookie or bearer session token, `x-api-key`, bearer
-/// extension token); 401 otherwise, or when `x-tenant-id` names an organization the caller cannot access.
+/// extension or service token); 401 otherwise, or when `x-tenant-id` names an organization the caller cannot access.
 #[utoipa::path(get, path = paths::AUTH_CHECK, tag = "forward-auth",
     responses((status = 200, body = CheckResponse), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn check(State(state): State<AppState>, credential: Credential) -> Result<Response, ApiError> {
@@ -61,6 +61,12 @@ pub async fn check(State(state): State<AppState>, credential: Credential) -> Res
                 scopes: claims.scope.clone(),
             }
         }
+        Credential::Service(claims) => CheckResponse {
+            user_id: claims.sub.clone(),
+            organization_id: None,
+            method: "service-token",
+            scopes: String::new(),
+        },
     };
     let mut headers = Vec::with_capacity(4);
     let mut push = |name: &'static str, value: &str| {

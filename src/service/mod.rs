@@ -85,6 +85,16 @@ pub struct ServiceClaims {
     pub exp: i64,
 }
 
+impl std::fmt::Debug for ServiceClaims {
+    /// Ids only: the rest of a token's contents stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClaims")
+            .field("sub", &self.sub)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TimeClaims for ServiceClaims {
     fn exp(&self) -> i64 {
         self.exp

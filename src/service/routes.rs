@@ -167,12 +167,14 @@ impl FromRequestParts<AppState> for ServiceToken {
     /// 401 `INVALID_TOKEN` unless `Authorization: Bearer` carries a service token that verifies and is not
     /// revoked. A token verified once is remembered until its `exp`; revocation is checked every time.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         let Some(token) = token else {
             audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: "token: none" });
             return Err(invalid_token_response());

@@ -489,6 +489,10 @@ impl KeyRing {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.current().by_kid.get(&kid).cloned().ok_or(TokenError::UnknownKey)?;
+        // A key past its window is retired for good, even before the next reload drops it.
+        if key.expires_at.is_some_and(|expires_at| expires_at <= now) {
+            return Err(TokenError::UnknownKey);
+        }
         if header.alg != key.algorithm.jose() {
             return Err(TokenError::AlgorithmMismatch);
         }

@@ -16,7 +16,7 @@ use crate::helpers::*;
 const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789abcdef";
 const EXTENSION_SECRET: &str = "cli-extension-secret-0123456789abcdef01234567";
 
-fn latchkey(dir: &std::path::Path) -> Command {
+pub(crate) fn latchkey(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     command
         .env_clear()
@@ -31,14 +31,14 @@ fn latchkey(dir: &std::path::Path) -> Command {
 }
 
 /// A server process whose stdout and stderr are collected.
-struct Server {
-    child: Child,
+pub(crate) struct Server {
+    pub(crate) child: Child,
     output: Arc<Mutex<String>>,
-    address: String,
+    pub(crate) address: String,
 }
 
 impl Server {
-    fn start(mut command: Command) -> Server {
+    pub(crate) fn start(mut command: Command) -> Server {
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn latchkey");
         let output = Arc::new(Mutex::new(String::new()));
         for stream in [
@@ -72,7 +72,7 @@ impl Server {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.output.lock().unwrap().clone()
     }
 }

@@ -10,4 +10,6 @@ mod multi_node;
 mod ops;
 mod orgs;
 mod security;
+mod service;
+mod service_process;
 mod sessions;
