@@ -587,22 +587,44 @@ impl fmt::Display for Settings {
 }
 
 /// Accepts a string or any scalar as a string: environment values such as `LATCHKEY_SECRET=1234…`
-/// arrive typed as numbers.
+/// arrive typed as numbers. A visitor rather than an untagged enum: `Secret` is also deserialized from
+/// request bodies, and an untagged enum buffers every value first.
 fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        String(String),
-        Int(i128),
-        Float(f64),
-        Bool(bool),
+    struct Lenient;
+
+    impl serde::de::Visitor<'_> for Lenient {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
+            Ok(value.to_owned())
+        }
+        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<String, E> {
+            Ok(value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+        fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+        fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<String, E> {
+            Ok(value.to_string())
+        }
     }
-    Ok(match Scalar::deserialize(deserializer)? {
-        Scalar::String(s) => s,
-        Scalar::Int(i) => i.to_string(),
-        Scalar::Float(x) => x.to_string(),
-        Scalar::Bool(b) => b.to_string(),
-    })
+
+    deserializer.deserialize_any(Lenient)
 }
 
 /// A comma-separated string (environment) or a list (TOML).

@@ -387,5 +387,5 @@ pub async fn verify(
     }
     state.usage.record(&cached.key.id, now);
     let view = ApiKeyView::new(&cached.key, &state.usage);
-    Ok(Json(VerifyResponse { valid: true, error: None, key: Some(view) }).into_response())
+    Ok(crate::http::json_sized(&VerifyResponse { valid: true, error: None, key: Some(view) }, 1024))
 }

@@ -227,7 +227,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         session: valid.session,
         user: valid.user,
         set_cookies: SetCookies(set_cookies),
-        cookie_token_hash: Some(sessions::token_hash(token)),
+        cookie_token_hash: Some(valid.token_hash),
     })))
 }
 

@@ -186,6 +186,8 @@ pub struct Valid {
     pub from_cache: bool,
     /// True if the expiry just slid: the session cookie must be re-issued.
     pub refreshed: bool,
+    /// SHA-256 (hex) of the token, computed once per request.
+    pub token_hash: String,
 }
 
 /// Checks a raw session token, from the cookie cache when allowed and valid, else from the DB.
@@ -209,6 +211,7 @@ pub async fn validate(
                     user: cached.user.clone(),
                     from_cache: true,
                     refreshed: false,
+                    token_hash: hash,
                 }));
             }
         }
@@ -225,7 +228,7 @@ pub async fn validate(
         session.updated_at = now;
         refreshed = true;
     }
-    Ok(Some(Valid { session, user, from_cache: false, refreshed }))
+    Ok(Some(Valid { session, user, from_cache: false, refreshed, token_hash: hash }))
 }
 
 /// Revokes sessions: deletes them, records the revocation, refuses their cached cookies on this node at
