@@ -204,14 +204,31 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     if is_state_changing(&parts.method) {
         require_trusted_origin(state, &parts.headers)?;
     }
-    let Some(token) = crypto::verify_cookie_value(key, &cookie_value) else {
-        return Ok(Resolved::Invalid { had_cookie: true });
-    };
     let cache_enabled = state.policy.cache_max_age > 0;
     let disable_cache = parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "disableCookieCache=true"));
     let cache_value =
         if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
-    let cache = cache_value.as_deref().map(|value| (&state.session_memo, state.keys.cache.as_slice(), value));
+    // The hot path: this exact pair of cookies was verified before.
+    let remembered = cache_value.as_deref().and_then(|value| state.session_memo.hit(value, &cookie_value, now));
+    if let Some(valid) =
+        remembered.and_then(|cached| sessions::from_cached(&state.policy, &state.revoked, &cached, now))
+    {
+        return Ok(Resolved::Valid(Box::new(SessionAuth {
+            session: valid.session,
+            user: valid.user,
+            set_cookies: SetCookies::default(),
+            cookie_token_hash: Some(valid.token_hash),
+        })));
+    }
+    let Some(token) = crypto::verify_cookie_value(key, &cookie_value) else {
+        return Ok(Resolved::Invalid { had_cookie: true });
+    };
+    let cache = cache_value.as_deref().map(|value| sessions::CacheProbe {
+        memo: &state.session_memo,
+        key: state.keys.cache.as_slice(),
+        value,
+        token_cookie: &cookie_value,
+    });
     let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, cache, now).await?;
     let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };
 

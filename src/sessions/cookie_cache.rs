@@ -50,32 +50,42 @@ pub fn decode(key: &[u8], value: &str, token_hash: &str, now: Millis) -> Option<
 }
 
 /// Cookie values already verified and decoded, so a client repeating its `session_data` cookie costs a
-/// hash lookup instead of an HMAC, two base64 decodes and a JSON parse. Entries die with the cookie's own
-/// expiry; the token binding and the revocation and expiry checks still run on every request.
+/// hash lookup instead of an HMAC, two base64 decodes and a JSON parse. Each entry also remembers the signed
+/// `session_token` cookie it was verified with: a request presenting that same pair skips the token
+/// cookie's HMAC and hash too ([`Memo::hit`]). Entries die with the cookie's own expiry; the revocation
+/// and expiry checks still run on every request.
 #[derive(Debug, Default)]
 pub struct Memo {
-    entries: RwLock<HashMap<String, Arc<Cached>>>,
+    entries: RwLock<HashMap<String, (Arc<Cached>, String)>>,
 }
 
 /// Beyond this many remembered cookies the memo starts over (bounded memory).
 const MAX_MEMO: usize = 50_000;
 
 impl Memo {
-    /// `decode`, remembering the result.
-    pub fn decode(&self, key: &[u8], value: &str, token_hash: &str, now: Millis) -> Option<Arc<Cached>> {
-        let hit = self.entries.read().ok().and_then(|entries| entries.get(value).cloned());
+    /// `decode`, remembering the result with the signed token cookie (`token_cookie`) whose token hashes
+    /// to `token_hash`.
+    pub fn decode(
+        &self,
+        key: &[u8],
+        value: &str,
+        token_cookie: &str,
+        token_hash: &str,
+        now: Millis,
+    ) -> Option<Arc<Cached>> {
+        let hit = self.entries.read().ok().and_then(|entries| entries.get(value).map(|(cached, _)| Arc::clone(cached)));
         let cached = match hit {
             Some(cached) => cached,
             None => {
                 let cached = Arc::new(decode(key, value, token_hash, now)?);
                 if let Ok(mut entries) = self.entries.write() {
                     if entries.len() >= MAX_MEMO {
-                        entries.retain(|_, c| c.expires_at > now);
+                        entries.retain(|_, (c, _)| c.expires_at > now);
                         if entries.len() >= MAX_MEMO {
                             entries.clear();
                         }
                     }
-                    entries.insert(value.to_owned(), Arc::clone(&cached));
+                    entries.insert(value.to_owned(), (Arc::clone(&cached), token_cookie.to_owned()));
                 }
                 cached
             }
@@ -84,10 +94,19 @@ impl Memo {
         (for_this_token && cached.expires_at > now).then_some(cached)
     }
 
+    /// The entry for `value` if it was verified together with exactly this signed token cookie (compared in
+    /// constant time) and has not expired: the token cookie's signature and its binding were checked then.
+    pub fn hit(&self, value: &str, token_cookie: &str, now: Millis) -> Option<Arc<Cached>> {
+        let entries = self.entries.read().ok()?;
+        let (cached, verified_with) = entries.get(value)?;
+        (crypto::constant_time_eq(verified_with.as_bytes(), token_cookie.as_bytes()) && cached.expires_at > now)
+            .then(|| Arc::clone(cached))
+    }
+
     /// Forgets expired entries.
     pub fn prune(&self, now: Millis) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, cached| cached.expires_at > now);
+            entries.retain(|_, (cached, _)| cached.expires_at > now);
         }
     }
 }
@@ -133,15 +152,27 @@ mod tests {
         let key = [7u8; 32];
         let memo = Memo::default();
         let value = encode(&key, &sample(5_000));
-        assert!(memo.decode(&key, "garbage.tag", "th", 0).is_none());
-        let first = memo.decode(&key, &value, "th", 0).unwrap();
+        assert!(memo.decode(&key, "garbage.tag", "tok.sig", "th", 0).is_none());
+        let first = memo.decode(&key, &value, "tok.sig", "th", 0).unwrap();
         // Remembered: even a wrong key would not be consulted again, so the binding checks must hold.
-        let again = memo.decode(&[8u8; 32], &value, "th", 1).unwrap();
+        let again = memo.decode(&[8u8; 32], &value, "tok.sig", "th", 1).unwrap();
         assert!(Arc::ptr_eq(&first, &again));
-        assert!(memo.decode(&key, &value, "other", 1).is_none(), "bound to its token");
-        assert!(memo.decode(&key, &value, "th", 5_000).is_none(), "expires with the cookie");
+        assert!(memo.decode(&key, &value, "tok.sig", "other", 1).is_none(), "bound to its token");
+        assert!(memo.decode(&key, &value, "tok.sig", "th", 5_000).is_none(), "expires with the cookie");
         memo.prune(5_000);
         assert!(memo.entries.read().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_memo_hit_needs_the_very_token_cookie_the_entry_was_verified_with() {
+        let key = [7u8; 32];
+        let memo = Memo::default();
+        let value = encode(&key, &sample(5_000));
+        assert!(memo.hit(&value, "tok.sig", 0).is_none(), "nothing verified yet");
+        memo.decode(&key, &value, "tok.sig", "th", 0).unwrap();
+        assert!(memo.hit(&value, "tok.sig", 1).is_some());
+        assert!(memo.hit(&value, "tok.forged", 1).is_none(), "another token cookie takes the full path");
+        assert!(memo.hit(&value, "tok.sig", 5_000).is_none(), "expires with the cookie");
     }
 
     #[test]

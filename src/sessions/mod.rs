@@ -190,30 +190,53 @@ pub struct Valid {
     pub token_hash: String,
 }
 
+/// A `session_data` cookie to try before the database: the memo, the cache key, the cookie's value, and the
+/// signed `session_token` cookie it came with.
+pub struct CacheProbe<'a> {
+    /// Verified cookies.
+    pub memo: &'a cookie_cache::Memo,
+    /// The cache signing key.
+    pub key: &'a [u8],
+    /// The `session_data` cookie.
+    pub value: &'a str,
+    /// The signed `session_token` cookie of the same request.
+    pub token_cookie: &'a str,
+}
+
+/// The answer from a cookie cache entry, unless its session was revoked, has expired, or is due for a
+/// sliding refresh (which needs the database).
+pub fn from_cached(
+    policy: &Policy,
+    revoked: &RevokedSessions,
+    cached: &cookie_cache::Cached,
+    now: Millis,
+) -> Option<Valid> {
+    let usable = !revoked.contains(&cached.session.id)
+        && !policy.is_expired(&cached.session, now)
+        && policy.refresh(&cached.session, now).is_none();
+    usable.then(|| Valid {
+        session: cached.session.clone(),
+        user: cached.user.clone(),
+        from_cache: true,
+        refreshed: false,
+        token_hash: cached.token_hash.clone(),
+    })
+}
+
 /// Checks a raw session token, from the cookie cache when allowed and valid, else from the DB.
 pub async fn validate(
     db: &Db,
     policy: &Policy,
     revoked: &RevokedSessions,
     token: &str,
-    cache: Option<(&cookie_cache::Memo, &[u8], &str)>,
+    cache: Option<CacheProbe<'_>>,
     now: Millis,
 ) -> Result<Option<Valid>, StorageError> {
     let hash = token_hash(token);
-    if let Some((memo, key, value)) = cache {
-        if let Some(cached) = memo.decode(key, value, &hash, now) {
-            let usable = !revoked.contains(&cached.session.id)
-                && !policy.is_expired(&cached.session, now)
-                && policy.refresh(&cached.session, now).is_none();
-            if usable {
-                return Ok(Some(Valid {
-                    session: cached.session.clone(),
-                    user: cached.user.clone(),
-                    from_cache: true,
-                    refreshed: false,
-                    token_hash: hash,
-                }));
-            }
+    if let Some(probe) = cache {
+        let cached = probe.memo.decode(probe.key, probe.value, probe.token_cookie, &hash, now);
+        if let Some(valid) = cached.and_then(|cached| from_cached(policy, revoked, &cached, now)) {
+            return Ok(Some(valid));
         }
     }
     let Some((mut session, user)) = store::find_by_token_hash(db, &hash).await? else { return Ok(None) };
