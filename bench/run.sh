@@ -32,6 +32,8 @@
 #                               the scenario's own request, and take that scenario's ratio against it
 #                               (0: every ratio against the first, plain GET / run)
 #   BENCH_ADJACENT_DURATION=5s  length of each adjacent baseline run
+#   BENCH_ROUNDS=1              throughput scenarios run this many (adjacent hello, scenario) pairs and report
+#                               the pair with the median ratio (3 or 5 makes one noisy minute matter less)
 #   BENCH_PORT_BASE=18080       first of 20 ports tried for the servers
 #   BENCH_PG_HOST=127.0.0.1 BENCH_PG_PORT=5432 BENCH_PG_USER=postgres   (PGPASSWORD is honoured)
 #   BENCH_SKIP_POSTGRES=1       skip the PostgreSQL scenarios
@@ -63,6 +65,7 @@ SIGNIN_CONNECTIONS=${BENCH_SIGNIN_CONNECTIONS:-8}
 FLOOD_CONNECTIONS=${BENCH_FLOOD_CONNECTIONS:-4}
 ADJACENT=${BENCH_ADJACENT:-1}
 ADJACENT_DURATION=${BENCH_ADJACENT_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-1}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_PORT=${BENCH_PG_PORT:-5432}
@@ -198,6 +201,8 @@ ROW_NAMES=()
 declare -A RPS P50 P99 ERR_STATUS ERR_SOCKET ROW_NOTE
 # Rows whose ratio is to another row rather than to hello (token issuance to a plain insert).
 declare -A BASE_OF
+# Per-scenario ratios of every round when BENCH_ROUNDS > 1.
+declare -A ROUNDS_NOTE
 FLAGGED=0
 BASELINE_RPS=""
 
@@ -227,19 +232,40 @@ adjacent_baseline() {
 run_wrk() {
   local name=$1 script=$2 url=$3 threads=$4 conns=$5 dur=$6
   shift 6
-  local out="$TMP/wrk.$RANDOM$RANDOM.txt" limit
-  if [[ $threads == "$THREADS" && $conns == "$CONNECTIONS" && $script != hello.lua ]]; then
-    adjacent_baseline "$name" "$script" "$url"
-  fi
+  local limit rounds=1 round
+  local -a outs=() ratios=() adjs=()
   limit=$(( $(seconds_of "$dur") + 30 ))
-  log "wrk: $name — -t$threads -c$conns -d$dur $url"
-  if ! timeout -k 5 "$limit" wrk -t"$threads" -c"$conns" -d"$dur" --latency "$@" \
-      -s "$ROOT/bench/$script" "$url" >"$out" 2>&1; then
-    cat "$out" >&2
-    die "wrk failed for scenario '$name'"
+  local throughput=0
+  if [[ $threads == "$THREADS" && $conns == "$CONNECTIONS" && $script != hello.lua ]]; then
+    throughput=1
+    rounds=$ROUNDS
   fi
-  sed 's/^/    /' "$out" >&2
-  record "$name" "$out"
+  for ((round = 1; round <= rounds; round++)); do
+    local out="$TMP/wrk.$RANDOM$RANDOM.txt"
+    ((throughput)) && adjacent_baseline "$name" "$script" "$url"
+    log "wrk: $name — -t$threads -c$conns -d$dur $url (round $round of $rounds)"
+    if ! timeout -k 5 "$limit" wrk -t"$threads" -c"$conns" -d"$dur" --latency "$@" \
+        -s "$ROOT/bench/$script" "$url" >"$out" 2>&1; then
+      cat "$out" >&2
+      die "wrk failed for scenario '$name'"
+    fi
+    sed 's/^/    /' "$out" >&2
+    outs+=("$out")
+    adjs+=("${ADJ[$name]:-$BASELINE_RPS}")
+    local line rps
+    line=$(grep '^LATCHKEY_BENCH ' "$out" | tail -n 1) || die "no LATCHKEY_BENCH line from wrk for '$name'"
+    rps=${line#*rps=}
+    ratios+=("$(awk -v a="${rps%% *}" -v b="${adjs[-1]}" 'BEGIN { if (b > 0) printf "%.6f", a / b; else print 0 }')")
+  done
+  # The round with the median ratio stands for the scenario (with its own adjacent baseline).
+  local pick=0
+  if ((rounds > 1)); then
+    pick=$(for i in "${!ratios[@]}"; do echo "${ratios[$i]} $i"; done | sort -n | awk -v m=$(( rounds / 2 )) 'NR == m + 1 { print $2 }')
+    log "ratios of '$name' over $rounds rounds: ${ratios[*]} — median round $((pick + 1))"
+    ROUNDS_NOTE[$name]="median of $rounds: $(printf '%.3f ' "${ratios[@]}")"
+  fi
+  ((throughput)) && ADJ[$name]=${adjs[$pick]}
+  record "$name" "${outs[$pick]}"
 }
 
 # record <scenario> <wrk output file>
@@ -621,6 +647,7 @@ table() {
     if ((es > 0 || eo > 0)); then
       label="$name **(ERRORS: $es HTTP ≥ 400, $eo socket — not valid)**"
     fi
+    [[ -n ${ROUNDS_NOTE[$name]:-} && -z ${BASE_OF[$name]:-} ]] && ratio="$ratio (${ROUNDS_NOTE[$name]% })"
     echo "| $label | $(fmt "${RPS[$name]}" 0) | $(fmt "${P50[$name]}" 2) | $(fmt "${P99[$name]}" 2) | $(fmt "$base" 0) | $ratio |"
   done
 }

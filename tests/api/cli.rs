@@ -353,8 +353,14 @@ fn sigterm_shuts_the_server_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(latchkey(dir.path()));
 
-    let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    stop(&mut server);
 
+    assert!(server.logs().contains("shutting down"));
+}
+
+/// Sends SIGTERM and waits (bounded) for a clean exit (status 0), then for the log readers to drain.
+pub(crate) fn stop(server: &mut Server) {
+    let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let started = Instant::now();
     let status = loop {
@@ -365,8 +371,7 @@ fn sigterm_shuts_the_server_down_gracefully() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(server.logs().contains("shutting down"));
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 #[tokio::test]

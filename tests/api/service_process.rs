@@ -13,7 +13,7 @@ use reqwest::{header, Response};
 use serde_json::{json, Value};
 
 use crate::{
-    cli::{latchkey, Server},
+    cli::{latchkey, stop, Server},
     helpers::PgDatabase,
 };
 
@@ -52,22 +52,6 @@ fn admin(mut command: Command, args: &[&str]) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "admin {args:?} failed:\n{stdout}{}", String::from_utf8_lossy(&output.stderr));
     stdout
-}
-
-/// Sends SIGTERM and waits (bounded) for a clean exit, then for the log readers to drain.
-fn stop(server: &mut Server) {
-    let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// An HTTP client for one node's `/v1` API (every request bounded).
