@@ -72,13 +72,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     }
 }
 
-/// Prometheus text: requests and latency by route, sign-in outcomes, DB pool, revoked-session set.
+/// Prometheus text: requests and latency by route, sign-in outcomes, DB pool, revoked-session set, token
+/// core (revocations held, verified tokens cached, signing keys published).
 #[utoipa::path(get, path = paths::METRICS, tag = "ops", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let (size, idle) = state.db.pool_stats();
     metrics::gauge!("latchkey_db_pool_connections", "state" => "open").set(f64::from(size));
     metrics::gauge!("latchkey_db_pool_connections", "state" => "idle").set(idle as f64);
     metrics::gauge!("latchkey_revoked_sessions_cached").set(state.revoked.len() as f64);
+    metrics::gauge!("latchkey_revoked_tokens_cached").set(state.revocations.len() as f64);
+    metrics::gauge!("latchkey_verified_tokens_cached").set(state.service.verified.len() as f64);
+    metrics::gauge!("latchkey_signing_keys_published").set(state.key_ring.kids().len() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 

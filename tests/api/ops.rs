@@ -45,6 +45,12 @@ async fn metrics_report_requests_by_route_sign_in_outcomes_and_the_pool(backend:
     assert!(text.contains(r#"latchkey_sign_in_total{outcome="success"}"#));
     assert!(text.contains(r#"latchkey_sign_in_total{outcome="failure"}"#));
     assert!(text.contains(r#"latchkey_db_pool_connections{state="open"}"#));
+    // The token core's gauges (values are process-wide: other tests' apps set them too).
+    for gauge in
+        ["latchkey_revoked_tokens_cached", "latchkey_verified_tokens_cached", "latchkey_signing_keys_published"]
+    {
+        assert!(text.contains(gauge), "{gauge} missing");
+    }
 }
 
 async fn openapi_documents_every_endpoint(backend: Backend) {
