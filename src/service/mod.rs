@@ -21,6 +21,9 @@ use crate::{
     tokens::{Expectation, TimeClaims},
 };
 
+/// How long an unknown client key hash is remembered (ms).
+const UNKNOWN_KEY_TTL: Millis = 10_000;
+
 /// Prefix of user secrets.
 pub const SECRET_PREFIX: &str = "lks_";
 /// Event payload prefix: this client's key was rotated, or the client deleted.
@@ -114,6 +117,9 @@ pub struct ServiceState {
     pub audience: String,
     /// Clients by key hash.
     pub clients: TtlCache<Client>,
+    /// Key hashes the database did not know, for a few seconds: a client retrying a wrong or rotated-out
+    /// key costs no DB read per request (a new key is random, so it cannot be in here).
+    pub unknown_keys: TtlCache<()>,
     /// Users by id.
     pub users: TtlCache<ServiceUser>,
     /// Verified tokens by the token itself (entries live until `exp`; revocation is checked on every hit).
@@ -138,6 +144,7 @@ impl ServiceState {
             issuer,
             audience,
             clients: TtlCache::default(),
+            unknown_keys: TtlCache::default(),
             users: TtlCache::default(),
             verified: TtlCache::default(),
             cache_ttl,
@@ -154,7 +161,13 @@ impl ServiceState {
         if let Some(client) = self.clients.get(hash, now) {
             return Ok(Some(client));
         }
-        let Some(client) = store::client_by_key_hash(db, hash).await? else { return Ok(None) };
+        if self.unknown_keys.get(hash, now).is_some() {
+            return Ok(None);
+        }
+        let Some(client) = store::client_by_key_hash(db, hash).await? else {
+            self.unknown_keys.insert(hash, Arc::new(()), now + UNKNOWN_KEY_TTL, now);
+            return Ok(None);
+        };
         let client = Arc::new(client);
         self.clients.insert(hash, Arc::clone(&client), now + self.cache_ttl, now);
         Ok(Some(client))
@@ -204,6 +217,7 @@ impl ServiceState {
     /// Drops expired cache entries.
     pub fn prune(&self, now: Millis) {
         self.clients.prune(now);
+        self.unknown_keys.prune(now);
         self.users.prune(now);
         self.verified.prune(now);
     }

@@ -81,6 +81,7 @@ both_backends!(
     a_signing_key_older_than_the_rotation_interval_is_rotated_by_maintenance,
     concurrent_token_requests_are_each_recorded_before_they_are_answered,
     an_rs256_or_eddsa_server_signs_with_that_algorithm,
+    an_unknown_client_key_retried_costs_no_database_read,
 );
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1474,4 +1475,24 @@ async fn an_rs256_or_eddsa_server_signs_with_that_algorithm(backend: Backend) {
         assert_eq!(jwk_for(&published, &kid_of(&token))["kty"], kty);
         assert_token_works(&app, &token, name).await;
     }
+}
+
+/// A wrong client key is remembered as unknown for a few seconds: retries are refused without a DB read
+/// (shown by taking the clients table away under the server), while a known key keeps working.
+async fn an_unknown_client_key_retried_costs_no_database_read(backend: Backend) {
+    let Some(app) = spawn_service_app(backend).await else { return };
+    let client = create_client(&app, "Acme").await;
+    let wrong = format!("lkc_{}", "x".repeat(48));
+    let response = with_key(&app, Method::GET, USERS, &wrong).send().await.unwrap();
+    assert_error(response, 401, "INVALID_CLIENT_KEY", "unknown key").await;
+    assert_eq!(with_key(&app, Method::GET, USERS, &client.key).send().await.unwrap().status(), 200);
+
+    app.execute("ALTER TABLE service_clients RENAME TO service_clients_away").await;
+    let response = with_key(&app, Method::GET, USERS, &wrong).send().await.unwrap();
+    app.execute("ALTER TABLE service_clients_away RENAME TO service_clients").await;
+    assert_error(response, 401, "INVALID_CLIENT_KEY", "unknown key, retried: no DB read").await;
+
+    app.clock.advance(Duration::from_secs(11));
+    let response = with_key(&app, Method::GET, USERS, &wrong).send().await.unwrap();
+    assert_error(response, 401, "INVALID_CLIENT_KEY", "unknown key after the memory ran out").await;
 }
