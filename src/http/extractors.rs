@@ -155,7 +155,7 @@ pub struct SessionAuth {
     /// The session.
     pub session: Session,
     /// Its user.
-    pub user: User,
+    pub user: Arc<User>,
     /// Cookies to send back (sliding refresh, refreshed cookie cache).
     pub set_cookies: SetCookies,
     /// The SHA-256 of the session token when it came in a cookie (binds a re-issued cookie cache to it);
@@ -256,7 +256,7 @@ pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, tok
 fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: String, now: i64) -> String {
     let cached = cookie_cache::Cached {
         session: session.clone(),
-        user: user.clone(),
+        user: Arc::new(user.clone()),
         token_hash,
         expires_at: now + state.policy.cache_max_age,
     };
@@ -374,7 +374,7 @@ impl FromRequestParts<AppState> for Principal {
                     pending.push(std::mem::take(&mut set_cookies.0));
                 }
                 Ok(Principal {
-                    user: Arc::new(user),
+                    user,
                     via: Via::Session(Box::new(session)),
                     tenant_header: None,
                     set_cookies,

@@ -21,8 +21,8 @@ use super::Session;
 pub struct Cached {
     /// The session as of when the cookie was issued.
     pub session: Session,
-    /// The user as of when the cookie was issued.
-    pub user: User,
+    /// The user as of when the cookie was issued (shared with the principals built from it).
+    pub user: std::sync::Arc<User>,
     /// SHA-256 (hex) of the session token this entry belongs to.
     pub token_hash: String,
     /// The cookie is worthless after this instant (unix ms).
@@ -136,7 +136,7 @@ mod tests {
             created_at: 1,
             updated_at: 1,
         };
-        Cached { session, user, token_hash: "th".into(), expires_at }
+        Cached { session, user: user.into(), token_hash: "th".into(), expires_at }
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub struct Valid {
     /// The session (with its new expiry if it was just refreshed).
     pub session: Session,
     /// Its user.
-    pub user: User,
+    pub user: std::sync::Arc<User>,
     /// True if the answer came from the cookie cache, without a DB read.
     pub from_cache: bool,
     /// True if the expiry just slid: the session cookie must be re-issued.
@@ -216,7 +216,7 @@ pub fn from_cached(
         && policy.refresh(&cached.session, now).is_none();
     usable.then(|| Valid {
         session: cached.session.clone(),
-        user: cached.user.clone(),
+        user: std::sync::Arc::clone(&cached.user),
         from_cache: true,
         refreshed: false,
         token_hash: cached.token_hash.clone(),
@@ -251,7 +251,7 @@ pub async fn validate(
         session.updated_at = now;
         refreshed = true;
     }
-    Ok(Some(Valid { session, user, from_cache: false, refreshed, token_hash: hash }))
+    Ok(Some(Valid { session, user: std::sync::Arc::new(user), from_cache: false, refreshed, token_hash: hash }))
 }
 
 /// Revokes sessions: deletes them, records the revocation, refuses their cached cookies on this node at

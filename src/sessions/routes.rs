@@ -95,7 +95,7 @@ pub async fn sign_out(State(state): State<AppState>, maybe: MaybeSession) -> Res
 pub async fn get_session(maybe: MaybeSession, State(state): State<AppState>) -> Response {
     let response = match maybe.auth {
         Some(auth) => {
-            let body = SessionWithUser { session: SessionView::from(&auth.session), user: UserView::from(&auth.user) };
+            let body = SessionWithUser { session: SessionView::from(&auth.session), user: UserView::from(&*auth.user) };
             (auth.set_cookies, Json(Some(body))).into_response()
         }
         None if maybe.clear_cookies => (state.cookies.clear_session(), Json(None::<SessionWithUser>)).into_response(),
@@ -202,7 +202,7 @@ pub async fn api_session(maybe: MaybeSession, State(state): State<AppState>) -> 
     let response = match maybe.auth {
         Some(auth) => {
             let data = SessionData {
-                user: UserView::from(&auth.user),
+                user: UserView::from(&*auth.user),
                 session: SessionSummary {
                     id: auth.session.id.clone(),
                     expires_at: crate::clock::iso8601(auth.session.expires_at),
@@ -234,7 +234,7 @@ pub struct DebugSessionResponse {
     responses((status = 200, body = DebugSessionResponse), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn debug_session(auth: SessionAuth) -> Response {
     let body = DebugSessionResponse {
-        user: UserView::from(&auth.user),
+        user: UserView::from(&*auth.user),
         session: SessionView::from(&auth.session),
         org: auth.session.active_organization_id.clone(),
     };
