@@ -82,6 +82,7 @@ both_backends!(
     concurrent_token_requests_are_each_recorded_before_they_are_answered,
     an_rs256_or_eddsa_server_signs_with_that_algorithm,
     an_unknown_client_key_retried_costs_no_database_read,
+    private_signing_keys_are_sealed_with_the_server_secret,
 );
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1495,4 +1496,32 @@ async fn an_unknown_client_key_retried_costs_no_database_read(backend: Backend) 
     app.clock.advance(Duration::from_secs(11));
     let response = with_key(&app, Method::GET, USERS, &wrong).send().await.unwrap();
     assert_error(response, 401, "INVALID_CLIENT_KEY", "unknown key after the memory ran out").await;
+}
+
+/// The private half of a signing key is stored sealed (AES-256-GCM under a key derived from the server
+/// secret): the column is not a PKCS#8 key, and a node with another secret refuses to start rather than
+/// sign with nothing.
+async fn private_signing_keys_are_sealed_with_the_server_secret(backend: Backend) {
+    let Some(app) = spawn_service_app(backend).await else { return };
+    let (_client, _user, token) = client_user_token(&app).await;
+    let kid = kid_of(&token);
+    let stored: String = latchkey::db_run!(&app.state.db, |pool| {
+        sqlx::query_scalar("SELECT private_key FROM signing_keys WHERE id = $1")
+            .bind(&kid)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    let sealed = STANDARD.decode(&stored).expect("base64");
+    assert!(
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &sealed).is_err(),
+        "the stored bytes are not a usable private key"
+    );
+    assert!(sealed.len() > 12 + 16, "nonce, ciphertext and tag");
+
+    let mut other = test_settings(app.state.settings.database_url.clone());
+    other.secret = Some(Secret::new("another-secret-another-secret-0123456789abcdef"));
+    let refused = latchkey::app::Application::build(other, latchkey::clock::Clock::System).await;
+    let error = format!("{:#}", refused.err().expect("a node with another secret does not start"));
+    assert!(error.contains("cannot be decrypted"), "{error}");
 }
