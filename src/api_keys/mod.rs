@@ -226,7 +226,11 @@ pub struct ApiKeyView<'a> {
 impl<'a> ApiKeyView<'a> {
     /// The view of `key`, with this node's not yet flushed usage folded in.
     pub fn new(key: &'a ApiKey, usage: &UsageBatch) -> ApiKeyView<'a> {
-        let (last, count) = usage.pending(&key.id);
+        ApiKeyView::with_pending(key, usage.pending(&key.id))
+    }
+
+    /// The view of `key` with this node's pending (last use, count), as [`UsageBatch::record`] returned it.
+    pub fn with_pending(key: &'a ApiKey, (last, count): (Option<Millis>, i64)) -> ApiKeyView<'a> {
         let last_request = match (key.last_request, last) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -365,17 +369,18 @@ pub struct UsageBatch {
 }
 
 impl UsageBatch {
-    /// Counts one use.
-    pub fn record(&self, id: &str, now: Millis) {
-        if let Ok(mut pending) = self.pending.lock() {
-            match pending.get_mut(id) {
-                Some((last, count)) => {
-                    *last = (*last).max(now);
-                    *count += 1;
-                }
-                None => {
-                    pending.insert(id.to_owned(), (now, 1));
-                }
+    /// Counts one use; returns the key's not yet flushed (last use, count), this one included.
+    pub fn record(&self, id: &str, now: Millis) -> (Option<Millis>, i64) {
+        let Ok(mut pending) = self.pending.lock() else { return (None, 0) };
+        match pending.get_mut(id) {
+            Some((last, count)) => {
+                *last = (*last).max(now);
+                *count += 1;
+                (Some(*last), *count)
+            }
+            None => {
+                pending.insert(id.to_owned(), (now, 1));
+                (Some(now), 1)
             }
         }
     }
@@ -480,9 +485,9 @@ mod tests {
     #[test]
     fn usage_accumulates_until_flushed() {
         let usage = UsageBatch::default();
-        usage.record("key_1", 10);
-        usage.record("key_1", 30);
-        usage.record("key_1", 20);
+        assert_eq!(usage.record("key_1", 10), (Some(10), 1));
+        assert_eq!(usage.record("key_1", 30), (Some(30), 2));
+        assert_eq!(usage.record("key_1", 20), (Some(30), 3));
         assert_eq!(usage.pending("key_1"), (Some(30), 3));
         assert_eq!(usage.pending("key_2"), (None, 0));
     }

@@ -385,7 +385,7 @@ pub async fn verify(
             return Ok(refused("INSUFFICIENT_PERMISSIONS", "The API key lacks a requested permission", Some(view)));
         }
     }
-    state.usage.record(&cached.key.id, now);
-    let view = ApiKeyView::new(&cached.key, &state.usage);
+    let pending = state.usage.record(&cached.key.id, now);
+    let view = ApiKeyView::with_pending(&cached.key, pending);
     Ok(crate::http::json_sized(&VerifyResponse { valid: true, error: None, key: Some(view) }, 1024))
 }
