@@ -396,17 +396,18 @@ impl FromRequestParts<AppState> for Credential {
             if let Some(token) = bearer_jwt(parts) {
                 let refused = || ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token");
                 let now = state.clock.now();
-                let claims = match state.extension_keys.verify(token, now) {
-                    Ok(claims) => claims,
-                    Err(_) => {
-                        // Not an extension token: perhaps a service token (signed by the key ring).
-                        let claims =
-                            crate::service::routes::verify_service_token(state, token, now).map_err(|_| refused())?;
-                        if state.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
-                            return Err(refused());
-                        }
-                        return Ok(Credential::Service(claims));
+                // A service token verified before skips the extension-token attempt (an HS256 check that
+                // would fail on every request).
+                let known_service_token = state.service.verified.get(token, now).is_some();
+                let extension = if known_service_token { None } else { state.extension_keys.verify(token, now).ok() };
+                let Some(claims) = extension else {
+                    // Not an extension token: perhaps a service token (signed by the key ring).
+                    let claims =
+                        crate::service::routes::verify_service_token(state, token, now).map_err(|_| refused())?;
+                    if state.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+                        return Err(refused());
                     }
+                    return Ok(Credential::Service(claims));
                 };
                 if principal::extension_tenant(state, &claims).await?.is_none() {
                     return Err(refused());

@@ -82,20 +82,20 @@ impl FromRequestParts<AppState> for Master {
         };
         let Some(presented) = basic_credentials(parts) else { return Err(challenge("master: no basic credentials")) };
         // Hashing first makes the comparison independent of the lengths too.
-        let user_ok = crypto::constant_time_eq(&sha256(presented.0.as_bytes()), &sha256(username.expose().as_bytes()));
-        let password_ok =
-            crypto::constant_time_eq(&sha256(presented.1.expose().as_bytes()), &sha256(password.expose().as_bytes()));
+        let user_ok = crypto::constant_time_eq(
+            crypto::sha256_hex(presented.0.as_bytes()).as_bytes(),
+            crypto::sha256_hex(username.expose().as_bytes()).as_bytes(),
+        );
+        let password_ok = crypto::constant_time_eq(
+            crypto::sha256_hex(presented.1.expose().as_bytes()).as_bytes(),
+            crypto::sha256_hex(password.expose().as_bytes()).as_bytes(),
+        );
         if user_ok & password_ok {
             Ok(Master)
         } else {
             Err(challenge("master: wrong credentials"))
         }
     }
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(data).into()
 }
 
 /// `Authorization: Basic base64(user:password)`, decoded.
