@@ -318,10 +318,10 @@ impl Application {
         let Application { listener, state } = self;
         let db = state.db.clone();
         let flush_state = state.clone();
-        let router = http::router(state);
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+            http::app(state),
+        );
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         if let Err(error) = flush_state.flush_usage().await {
             tracing::warn!(error = %error, "final api key usage flush failed");
         }

@@ -4,21 +4,25 @@
 //! refuse once enough *failures* were recorded (per-email sign-in failures). A refusal carries the
 //! seconds until the window ends, for `Retry-After`.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{borrow::Borrow, collections::HashMap, hash::Hash, net::IpAddr, sync::Mutex};
 
 use crate::{clock::Millis, config::RateLimitSettings};
 
-/// One limit: at most `max` events per `window` ms per key.
+/// One limit: at most `max` events per `window` ms per key (`K`: an email, or an IP with `None` for
+/// clients whose address is unknown).
 #[derive(Debug)]
-pub struct Limiter {
+pub struct Limiter<K = String> {
     max: u32,
     window: Millis,
-    windows: Mutex<HashMap<String, (Millis, u32)>>,
+    windows: Mutex<HashMap<K, (Millis, u32)>>,
 }
 
-impl Limiter {
+/// The per-IP limiters' key.
+pub type IpKey = Option<IpAddr>;
+
+impl<K: Hash + Eq> Limiter<K> {
     /// A limiter allowing `max` events per `window_secs`.
-    pub fn new(max: u32, window_secs: u64) -> Limiter {
+    pub fn new(max: u32, window_secs: u64) -> Limiter<K> {
         let window = i64::try_from(window_secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000).max(1);
         Limiter { max, window, windows: Mutex::new(HashMap::new()) }
     }
@@ -28,9 +32,13 @@ impl Limiter {
     }
 
     /// Counts one event for `key`; `Err(retry_after_secs)` if that exceeds the limit.
-    pub fn hit(&self, key: &str, now: Millis) -> Result<(), u64> {
+    pub fn hit<Q>(&self, key: &Q, now: Millis) -> Result<(), u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let Ok(mut windows) = self.windows.lock() else { return Ok(()) };
-        // Look up by `&str` first: the key is only copied the first time it is seen in a window.
+        // Look up by reference first: the key is only copied the first time it is seen in a window.
         if !windows.contains_key(key) {
             windows.insert(key.to_owned(), (now, 0));
         }
@@ -46,7 +54,11 @@ impl Limiter {
     }
 
     /// `Err(retry_after_secs)` if `key` already reached the limit in its window; counts nothing.
-    pub fn check(&self, key: &str, now: Millis) -> Result<(), u64> {
+    pub fn check<Q>(&self, key: &Q, now: Millis) -> Result<(), u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let Ok(windows) = self.windows.lock() else { return Ok(()) };
         match windows.get(key) {
             Some(&(start, count)) if now - start < self.window && count >= self.max => {
@@ -57,7 +69,11 @@ impl Limiter {
     }
 
     /// Counts one event for `key` (a failure), without refusing.
-    pub fn record(&self, key: &str, now: Millis) {
+    pub fn record<Q>(&self, key: &Q, now: Millis)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let _ = self.hit(key, now);
     }
 
@@ -73,13 +89,13 @@ impl Limiter {
 #[derive(Debug)]
 pub struct RateLimits {
     /// Sign-in attempts per IP.
-    pub sign_in_ip: Limiter,
+    pub sign_in_ip: Limiter<IpKey>,
     /// Sign-in failures per email.
     pub sign_in_email: Limiter,
     /// Sign-ups per IP.
-    pub sign_up_ip: Limiter,
+    pub sign_up_ip: Limiter<IpKey>,
     /// Verify and token endpoints per IP.
-    pub verify_ip: Limiter,
+    pub verify_ip: Limiter<IpKey>,
 }
 
 impl RateLimits {
@@ -108,17 +124,19 @@ mod tests {
 
     #[test]
     fn hit_refuses_past_the_limit_until_the_window_ends() {
-        let limiter = Limiter::new(2, 60);
-        assert!(limiter.hit("ip", 0).is_ok());
-        assert!(limiter.hit("ip", 1).is_ok());
-        assert_eq!(limiter.hit("ip", 1_000), Err(59));
-        assert!(limiter.hit("other", 1_000).is_ok());
-        assert!(limiter.hit("ip", 60_000).is_ok());
+        let limiter = Limiter::<IpKey>::new(2, 60);
+        let ip: IpKey = Some(IpAddr::from([192, 0, 2, 1]));
+        assert!(limiter.hit(&ip, 0).is_ok());
+        assert!(limiter.hit(&ip, 1).is_ok());
+        assert_eq!(limiter.hit(&ip, 1_000), Err(59));
+        assert!(limiter.hit(&Some(IpAddr::from([192, 0, 2, 2])), 1_000).is_ok());
+        assert!(limiter.hit(&None, 1_000).is_ok());
+        assert!(limiter.hit(&ip, 60_000).is_ok());
     }
 
     #[test]
     fn check_refuses_only_after_recorded_failures() {
-        let limiter = Limiter::new(2, 900);
+        let limiter = Limiter::<String>::new(2, 900);
         assert!(limiter.check("a@example.com", 0).is_ok());
         limiter.record("a@example.com", 0);
         limiter.record("a@example.com", 0);

@@ -28,7 +28,7 @@ where
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Makes request ids: 16 random alphanumeric characters (from one random `u128`, on the stack: request
+/// Makes request ids: 16 random alphanumeric characters (from two random `u64`s, on the stack: request
 /// ids correlate log lines, they are not secrets).
 #[derive(Clone, Copy, Default)]
 pub struct RandomRequestId;
@@ -36,11 +36,13 @@ pub struct RandomRequestId;
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut bits: u128 = rand::random();
+        // Two u64 words, eight characters from each (62^8 < 2^64): u128 division is a library call.
+        let mut words: [u64; 2] = rand::random();
         let mut id = [0u8; 16];
-        for byte in &mut id {
-            *byte = ALPHABET[(bits % 62) as usize];
-            bits /= 62;
+        for (i, byte) in id.iter_mut().enumerate() {
+            let word = &mut words[i / 8];
+            *byte = ALPHABET[(*word % 62) as usize];
+            *word /= 62;
         }
         HeaderValue::from_bytes(&id).ok().map(RequestId::new)
     }

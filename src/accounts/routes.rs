@@ -163,7 +163,7 @@ pub async fn sign_up_email(
     refuse_untrusted_origin(&state, &headers)?;
     check_callback_url(&state, body.callback_url.as_deref())?;
     let now = state.clock.now();
-    state.limits.sign_up_ip.hit(client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
+    state.limits.sign_up_ip.hit(&client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
     if body.role.is_some() || body.email_verified.is_some() {
         return Err(ApiError::bad_request("FIELD_NOT_ALLOWED", "role and emailVerified cannot be set at sign-up"));
     }
@@ -191,7 +191,7 @@ pub async fn sign_in_email(
     refuse_untrusted_origin(&state, &headers)?;
     check_callback_url(&state, body.callback_url.as_deref())?;
     let now = state.clock.now();
-    state.limits.sign_in_ip.hit(client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
+    state.limits.sign_in_ip.hit(&client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
     let email = Email::parse(&body.email).ok_or(AccountError::InvalidEmail)?;
     state.limits.sign_in_email.check(email.as_str(), now).map_err(|retry| {
         metrics::counter!("latchkey_sign_in_total", "outcome" => "rate_limited").increment(1);

@@ -77,6 +77,8 @@ pub struct ApiKey {
 pub struct Derived {
     permissions: OnceLock<Option<Permissions>>,
     rendered: OnceLock<Rendered>,
+    /// The `api-key/verify` success body around the two per-use fields (see `routes::verified_body`).
+    verified: OnceLock<Option<(String, String)>>,
 }
 
 /// Timestamps and metadata of a key as its view shows them.

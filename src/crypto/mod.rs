@@ -23,7 +23,13 @@ pub fn new_id(prefix: &str) -> String {
 
 /// Lower-case hex SHA-256: how session tokens (and later keys and codes) are stored.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    // `hex::encode` collects an iterator of chars (~1.5k instructions); this fills a stack buffer.
+    let digest = Sha256::digest(data);
+    let mut hex = [0u8; 64];
+    if hex::encode_to_slice(digest, &mut hex).is_err() {
+        return hex::encode(digest);
+    }
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// Constant-time equality of two byte strings (length may leak, content does not).
@@ -125,6 +131,12 @@ mod tests {
         let a = new_id("usr");
         assert!(a.starts_with("usr_") && a.len() == 28);
         assert_ne!(a, new_id("usr"));
+    }
+
+    #[test]
+    fn sha256_hex_is_lower_case_hex() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

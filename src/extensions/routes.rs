@@ -89,7 +89,7 @@ pub async fn issue(
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let now = state.clock.now();
-    state.limits.verify_ip.hit(client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
+    state.limits.verify_ip.hit(&client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
     let settings = &state.settings.extensions;
     if !super::valid_extension_id(&body.extension_id) {
         return Err(ApiError::bad_request("INVALID_EXTENSION_ID", "extensionId must be 1-128 of A-Z a-z 0-9 . _ : -"));
@@ -163,7 +163,7 @@ pub async fn verify(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let now = state.clock.now();
-    state.limits.verify_ip.hit(client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
+    state.limits.verify_ip.hit(&client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
     let claims = state.extension_keys.verify(body.token.expose(), now).map_err(|problem| match problem {
         TokenProblem::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED", "The token has expired"),
         TokenProblem::Invalid => super::invalid_token(),

@@ -37,9 +37,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if !content_type.is_some_and(super::is_json_content_type) {
+            return Err(unsupported_media_type());
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return Err(bytes_rejection(&rejection)),
+        };
+        // The common case parses once with plain serde_json; only a body that fails is parsed again by
+        // axum's `Json` (serde_path_to_error), for the message naming the field.
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(ApiJson(value)),
+            Err(_) => {
+                axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| ApiJson(value)).map_err(json_rejection)
+            }
         }
     }
 }
@@ -71,20 +83,30 @@ pub fn json_column(value: Option<&serde_json::Value>) -> Result<Option<String>, 
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "Expected a request with Content-Type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request("INVALID_JSON", "The request body is not valid JSON")
         }
         // serde's message names the field and the problem, never echoes the value.
         JsonRejection::JsonDataError(error) => ApiError::bad_request("VALIDATION_ERROR", error.body_text()),
-        JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large")
-        }
+        JsonRejection::BytesRejection(error) => bytes_rejection(&error),
         other => ApiError::bad_request("INVALID_BODY", other.body_text()),
+    }
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+        "Expected a request with Content-Type: application/json",
+    )
+}
+
+fn bytes_rejection(error: &axum::extract::rejection::BytesRejection) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large")
+    } else {
+        ApiError::bad_request("INVALID_BODY", error.body_text())
     }
 }
 
@@ -95,7 +117,7 @@ impl FromRequestParts<AppState> for ClientInfo {
         let socket = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
         let ip = socket.map(|ip| client_ip(ip, &parts.headers, &state.trusted_proxies));
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok(ClientInfo { ip: ip.map(|ip| ip.to_string()), user_agent })
+        Ok(ClientInfo { ip, user_agent })
     }
 }
 

@@ -555,7 +555,7 @@ pub async fn issue_token(
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    state.limits.verify_ip.hit(client_info.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
+    state.limits.verify_ip.hit(&client_info.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
     let user = state.service.user(&state.db, &body.user_id, now).await?;
     let presented = crate::api_keys::hash_key(body.secret.expose());
     let user = match user {

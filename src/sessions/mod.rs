@@ -131,15 +131,15 @@ impl Policy {
 #[derive(Clone, Debug, Default)]
 pub struct ClientInfo {
     /// Client IP (socket, or X-Forwarded-For through a trusted proxy).
-    pub ip: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
     /// User agent.
     pub user_agent: Option<String>,
 }
 
 impl ClientInfo {
-    /// The per-IP rate-limit key.
-    pub fn rate_limit_key(&self) -> &str {
-        self.ip.as_deref().unwrap_or("unknown")
+    /// The per-IP rate-limit key (clients whose address is unknown share one).
+    pub fn rate_limit_key(&self) -> Option<std::net::IpAddr> {
+        self.ip
     }
 }
 
@@ -165,7 +165,7 @@ pub async fn create(
         id: crypto::new_id("ses"),
         user_id: user_id.to_owned(),
         expires_at: now + lifetime,
-        ip_address: client.ip.clone(),
+        ip_address: client.ip.map(|ip| ip.to_string()),
         user_agent: client.user_agent.as_ref().map(|ua| ua.chars().take(512).collect()),
         active_organization_id: None,
         created_at: now,
