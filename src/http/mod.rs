@@ -2,7 +2,7 @@
 //! merges and layers), and the cross-cutting middleware.
 //!
 //! Layer order, outermost first: request id → trace span → propagate request id → CORS → timeout →
-//! JSON-only bodies → body limit → metrics (per matched route) → handlers.
+//! body limit → routing → JSON-only bodies and metrics (per matched route, [`RouteLayer`]) → handlers.
 
 pub mod cookies;
 pub mod extractors;
