@@ -174,8 +174,28 @@ async fn malformed_and_oversized_bodies_get_json_errors(backend: Backend) {
     assert_eq!(wrong_type.status(), 400);
     let error: Value = wrong_type.json().await.unwrap();
     assert_eq!(error["code"], "VALIDATION_ERROR");
-    assert!(!error["message"].as_str().unwrap().contains(PASSWORD));
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("email"), "the message names the field: {message}");
+    assert!(!message.contains(PASSWORD));
     assert_eq!(app.count("users").await, 0);
+
+    // JSON under any spelling of its media type is accepted: parameters, case, a `+json` suffix.
+    for (i, content_type) in
+        ["application/json; charset=utf-8", " Application/JSON ;charset=UTF-8", "application/vnd.latchkey+json"]
+            .into_iter()
+            .enumerate()
+    {
+        let body = json!({"name": "A", "email": format!("json{i}@example.com"), "password": PASSWORD});
+        let response = client
+            .post(app.url(paths::SIGN_UP_EMAIL))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{content_type}");
+    }
+    assert_eq!(app.count("users").await, 3);
 }
 
 async fn sign_in_failures_are_rate_limited_per_email(backend: Backend) {
