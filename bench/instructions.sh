@@ -25,6 +25,8 @@
 #   check with Bearer extension token  GET /api/auth/check, Authorization: Bearer <extension token>
 #
 # Environment (all optional): BENCH_CG_DURATION=5s, BENCH_CG_CONNECTIONS=4, BENCH_PORT_BASE=18300,
+# BENCH_CG_ONLY=<text> (only the scenarios whose name contains it), BENCH_CG_KEEP=<dir> (keep each
+# scenario's callgrind dumps there, for `callgrind_annotate --inclusive=yes <file>`),
 # BENCH_SKIP_BUILD=1 (use the binaries in $CARGO_TARGET_DIR/release), CARGO_TARGET_DIR (default
 # /tmp/latchkey-target), BENCH_RESULTS=<file> (default bench/results/instructions.md).
 # Needs valgrind (callgrind_control), wrk, curl and python3. Takes about 3 minutes after the build.
@@ -149,11 +151,19 @@ measure() {
 }
 
 ROWS=()
+KEEP=${BENCH_CG_KEEP:-}
+[[ -n $KEEP ]] && mkdir -p "$KEEP"
 scenario() { # scenario <name> <lua> <path>
-  local name=$1 lua=$2 path=$3 hello lk
+  local name=$1 lua=$2 path=$3 hello lk slug
+  [[ -z ${BENCH_CG_ONLY:-} || $name == *"$BENCH_CG_ONLY"* ]] || return 0
   log "$name"
   read -r hello hello_n < <(measure "$HELLO_PID" "$TMP/hello.cg" "$lua" "http://127.0.0.1:$HELLO_PORT$path")
   read -r lk lk_n < <(measure "$SERVER_PID" "$TMP/latchkey.cg" "$lua" "$SERVER_URL$path")
+  if [[ -n $KEEP ]]; then
+    slug=$(tr -c 'a-zA-Z0-9\n' '-' <<<"$name")
+    cp "$(ls -t "$TMP"/hello.cg.* | head -n 1)" "$KEEP/hello-$slug.cg"
+    cp "$(ls -t "$TMP"/latchkey.cg.* | head -n 1)" "$KEEP/latchkey-$slug.cg"
+  fi
   log "  hello $hello instr/req ($hello_n requests), latchkey $lk instr/req ($lk_n requests)"
   ROWS+=("| $name | $lk | $hello | $(python3 -c "print(f'{$lk / $hello:.2f}')") |")
 }

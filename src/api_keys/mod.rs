@@ -72,8 +72,9 @@ pub struct ApiKey {
     pub derived: Derived,
 }
 
-/// Parsed permissions and the rendered fields of a key, computed on first use.
-#[derive(Clone, Debug, Default)]
+/// Parsed permissions and the rendered fields of a key, computed on first use. A clone starts empty: a
+/// cloned key may be edited, and must not carry renderings of the original's fields.
+#[derive(Debug, Default)]
 pub struct Derived {
     permissions: OnceLock<Option<Permissions>>,
     rendered: OnceLock<Rendered>,
@@ -88,6 +89,12 @@ struct Rendered {
     created_at: String,
     updated_at: String,
     metadata: Option<serde_json::Value>,
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Derived {
+        Derived::default()
+    }
 }
 
 impl ApiKey {

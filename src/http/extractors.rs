@@ -183,6 +183,9 @@ pub struct SessionAuth {
     /// The SHA-256 of the session token when it came in a cookie (binds a re-issued cookie cache to it);
     /// `None` for bearer tokens, which get no cookies.
     pub cookie_token_hash: Option<String>,
+    /// The remembered cookie-cache entry `session` and `user` are exact copies of, when they came from
+    /// one unchanged (it holds renderings of them that can be reused).
+    pub remembered: Option<Arc<cookie_cache::Cached>>,
 }
 
 /// What the credentials on a request amount to.
@@ -217,6 +220,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
                 user: valid.user,
                 set_cookies: SetCookies::default(),
                 cookie_token_hash: None,
+                remembered: None,
             })),
             None => Resolved::Invalid { had_cookie: false },
         });
@@ -232,15 +236,16 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
     // The hot path: this exact pair of cookies was verified before.
     let remembered = cache_value.as_deref().and_then(|value| state.session_memo.hit(value, &cookie_value, now));
-    if let Some(valid) =
-        remembered.and_then(|cached| sessions::from_cached(&state.policy, &state.revoked, &cached, now))
-    {
-        return Ok(Resolved::Valid(Box::new(SessionAuth {
-            session: valid.session,
-            user: valid.user,
-            set_cookies: SetCookies::default(),
-            cookie_token_hash: Some(valid.token_hash),
-        })));
+    if let Some(remembered) = remembered {
+        if let Some(valid) = sessions::from_cached(&state.policy, &state.revoked, &remembered, now) {
+            return Ok(Resolved::Valid(Box::new(SessionAuth {
+                session: valid.session,
+                user: valid.user,
+                set_cookies: SetCookies::default(),
+                cookie_token_hash: Some(valid.token_hash),
+                remembered: Some(remembered),
+            })));
+        }
     }
     let Some(token) = crypto::verify_cookie_value(key, &cookie_value) else {
         return Ok(Resolved::Invalid { had_cookie: true });
@@ -267,6 +272,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         user: valid.user,
         set_cookies: SetCookies(set_cookies),
         cookie_token_hash: Some(valid.token_hash),
+        remembered: None,
     })))
 }
 
@@ -281,6 +287,7 @@ fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: St
         user: Arc::new(user.clone()),
         token_hash,
         expires_at: now + state.policy.cache_max_age,
+        rendered: Default::default(),
     };
     let value = cookie_cache::encode(&state.keys.cache, &cached);
     state.cookies.set(&state.cookies.session_data, &value, Some(state.policy.cache_max_age / 1000))
@@ -389,7 +396,7 @@ impl FromRequestParts<AppState> for Principal {
         }
         match resolve(parts, state).await? {
             Resolved::Valid(auth) => {
-                let SessionAuth { session, user, set_cookies, cookie_token_hash } = *auth;
+                let SessionAuth { session, user, set_cookies, cookie_token_hash, .. } = *auth;
                 // Handlers taking a `Principal` answer plain JSON: the route layer adds these cookies.
                 let mut set_cookies = set_cookies;
                 if let Some(pending) = parts.extensions.get::<PendingCookies>() {

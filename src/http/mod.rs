@@ -218,7 +218,8 @@ fn non_json_body(request: &Request) -> bool {
     (content_type.is_some() || has_body) && !content_type.is_some_and(is_json_content_type)
 }
 
-/// `application/json` or `application/<anything>+json`, with or without parameters, in any case.
+/// `application/json` or `application/<token>+json`, in any case, with or without parameters (optional
+/// whitespace before `;` is allowed, as RFC 9110 allows it; parameters are not validated).
 pub fn is_json_content_type(content_type: &str) -> bool {
     let bytes = content_type.as_bytes();
     let essence = bytes[..bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len())].trim_ascii();
@@ -226,8 +227,11 @@ pub fn is_json_content_type(content_type: &str) -> bool {
     else {
         return false;
     };
-    subtype.eq_ignore_ascii_case(b"json")
-        || (subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json"))
+    // The subtype is an RFC 9110 token (no whitespace, no second `/`).
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    subtype.iter().all(tchar)
+        && (subtype.eq_ignore_ascii_case(b"json")
+            || (subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json")))
 }
 
 /// The per-route layer: refuses non-JSON bodies (415), then records the request count and latency of the
@@ -403,6 +407,8 @@ mod tests {
             "text/json",
             "+json",
             "application/+jso",
+            "application/a b+json",
+            "application/x/y+json",
         ] {
             assert!(!is_json_content_type(refused), "{refused}");
         }

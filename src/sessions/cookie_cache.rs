@@ -27,6 +27,10 @@ pub struct Cached {
     pub token_hash: String,
     /// The cookie is worthless after this instant (unix ms).
     pub expires_at: Millis,
+    /// A response body rendered from `session` and `user` alone (get-session's), made on first use: a
+    /// remembered entry is immutable, so a client repeating its cookies gets the same bytes again.
+    #[serde(skip)]
+    pub rendered: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 /// Encodes and signs a cache entry.
@@ -136,7 +140,7 @@ mod tests {
             created_at: 1,
             updated_at: 1,
         };
-        Cached { session, user: user.into(), token_hash: "th".into(), expires_at }
+        Cached { session, user: user.into(), token_hash: "th".into(), expires_at, rendered: Default::default() }
     }
 
     #[test]

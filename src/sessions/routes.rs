@@ -95,8 +95,18 @@ pub async fn sign_out(State(state): State<AppState>, maybe: MaybeSession) -> Res
 pub async fn get_session(maybe: MaybeSession, State(state): State<AppState>) -> Response {
     let response = match maybe.auth {
         Some(auth) => {
-            let body = SessionWithUser { session: SessionView::from(&auth.session), user: UserView::from(&*auth.user) };
-            (auth.set_cookies, Json(Some(body))).into_response()
+            let render = || {
+                let body =
+                    SessionWithUser { session: SessionView::from(&auth.session), user: UserView::from(&*auth.user) };
+                axum::body::Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+            };
+            // A session from a remembered cookie-cache entry, unchanged: its body was rendered before.
+            let body = match &auth.remembered {
+                Some(remembered) => remembered.rendered.get_or_init(render).clone(),
+                None => render(),
+            };
+            let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+            (auth.set_cookies, json, body).into_response()
         }
         None if maybe.clear_cookies => (state.cookies.clear_session(), Json(None::<SessionWithUser>)).into_response(),
         None => Json(None::<SessionWithUser>).into_response(),

@@ -14,6 +14,7 @@ both_backends!(
     get_session_is_null_and_not_cached_when_signed_out,
     get_session_never_returns_the_raw_token,
     a_cached_session_check_reads_no_database,
+    repeated_cached_checks_answer_what_the_database_answers_and_follow_session_changes,
     a_revoked_session_is_refused_at_once_despite_the_cookie_cache,
     sign_out_deletes_the_session_and_expires_the_cookies,
     a_session_older_than_update_age_slides_and_its_cookie_is_reissued,
@@ -78,6 +79,38 @@ async fn a_cached_session_check_reads_no_database(backend: Backend) {
 
     assert_eq!(cached["user"]["email"], "alice@example.com");
     assert_eq!(uncached.text().await.unwrap(), "null");
+}
+
+async fn repeated_cached_checks_answer_what_the_database_answers_and_follow_session_changes(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.sign_up("alice@example.com").await;
+    let body = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        response.text().await.unwrap()
+    };
+
+    // The first check verifies and remembers the cookies; the next ones answer from the remembered entry
+    // (its body rendered once): byte-for-byte the same, and what the database path answers.
+    let first = body(app.get(paths::GET_SESSION).await).await;
+    let second = body(app.get(paths::GET_SESSION).await).await;
+    let third = body(app.get(paths::GET_SESSION).await).await;
+    assert_eq!(first, second);
+    assert_eq!(second, third);
+    let from_db = body(app.get(&format!("{}?disableCookieCache=true", paths::GET_SESSION)).await).await;
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    assert_eq!(parse(&third), parse(&from_db));
+    assert_eq!(parse(&third)["session"]["activeOrganizationId"], Value::Null);
+
+    // A change to the session re-issues the cookie cache: the next checks show it, not the old body.
+    let org: Value = app.post(paths::ORG_CREATE, &json!({"name": "Acme", "slug": "acme"})).await.json().await.unwrap();
+    let response = app.post(paths::ORG_SET_ACTIVE, &json!({"organizationId": org["id"]})).await;
+    assert_eq!(response.status(), 200);
+    for _ in 0..3 {
+        let text = body(app.get(paths::GET_SESSION).await).await;
+        assert_eq!(parse(&text)["session"]["activeOrganizationId"], org["id"]);
+    }
 }
 
 async fn a_revoked_session_is_refused_at_once_despite_the_cookie_cache(backend: Backend) {
