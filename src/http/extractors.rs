@@ -200,7 +200,8 @@ enum Resolved {
 
 async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> {
     let now = state.clock.now();
-    let cookie_value = cookies::get(&parts.headers, &state.cookies.session_token);
+    // As sent (percent-encoded): a remembered pair is recognised without decoding the token cookie.
+    let raw_token = cookies::get_raw(&parts.headers, &state.cookies.session_token);
     let bearer = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -226,7 +227,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         });
     }
 
-    let Some(cookie_value) = cookie_value else { return Ok(Resolved::Anonymous) };
+    let Some(raw_token) = raw_token else { return Ok(Resolved::Anonymous) };
     if is_state_changing(&parts.method) {
         require_trusted_origin(state, &parts.headers)?;
     }
@@ -235,7 +236,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     let cache_value =
         if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
     // The hot path: this exact pair of cookies was verified before.
-    let remembered = cache_value.as_deref().and_then(|value| state.session_memo.hit(value, &cookie_value, now));
+    let remembered = cache_value.as_deref().and_then(|value| state.session_memo.hit(value, raw_token, now));
     if let Some(remembered) = remembered {
         if let Some(valid) = sessions::from_cached(&state.policy, &state.revoked, &remembered, now) {
             return Ok(Resolved::Valid(Box::new(SessionAuth {
@@ -247,6 +248,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
             })));
         }
     }
+    let Some(cookie_value) = cookies::decode(raw_token) else { return Ok(Resolved::Invalid { had_cookie: true }) };
     let Some(token) = crypto::verify_cookie_value(key, &cookie_value) else {
         return Ok(Resolved::Invalid { had_cookie: true });
     };
@@ -254,7 +256,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         memo: &state.session_memo,
         key: state.keys.cache.as_slice(),
         value,
-        token_cookie: &cookie_value,
+        token_cookie: raw_token,
     });
     let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, cache, now).await?;
     let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };

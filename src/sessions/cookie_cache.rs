@@ -58,9 +58,28 @@ pub fn decode(key: &[u8], value: &str, token_hash: &str, now: Millis) -> Option<
 /// `session_token` cookie it was verified with: a request presenting that same pair skips the token
 /// cookie's HMAC and hash too ([`Memo::hit`]). Entries die with the cookie's own expiry; the revocation
 /// and expiry checks still run on every request.
+///
+/// Entries are keyed by the value's signature part (its last 43 characters) rather than the whole
+/// ~600-byte value, which hashing dominated; the whole value is then compared. Only verified values are
+/// inserted, so an entry's key is the HMAC of its value: a forged value cannot displace one, and reaching
+/// the comparison at all takes knowing a valid 256-bit tag.
 #[derive(Debug, Default)]
 pub struct Memo {
-    entries: RwLock<HashMap<String, (Arc<Cached>, String)>>,
+    entries: RwLock<HashMap<String, MemoEntry>>,
+}
+
+#[derive(Debug)]
+struct MemoEntry {
+    cached: Arc<Cached>,
+    /// The whole cookie value.
+    value: String,
+    /// The signed token cookie it was verified with.
+    verified_with: String,
+}
+
+/// The memo key of a cookie value: its signature part (the whole value if it has none).
+fn memo_key(value: &str) -> &str {
+    value.rsplit_once('.').map_or(value, |(_, tag)| tag)
 }
 
 /// Beyond this many remembered cookies the memo starts over (bounded memory).
@@ -77,19 +96,26 @@ impl Memo {
         token_hash: &str,
         now: Millis,
     ) -> Option<Arc<Cached>> {
-        let hit = self.entries.read().ok().and_then(|entries| entries.get(value).map(|(cached, _)| Arc::clone(cached)));
+        let hit = self.entries.read().ok().and_then(|entries| {
+            entries.get(memo_key(value)).filter(|entry| entry.value == value).map(|entry| Arc::clone(&entry.cached))
+        });
         let cached = match hit {
             Some(cached) => cached,
             None => {
                 let cached = Arc::new(decode(key, value, token_hash, now)?);
                 if let Ok(mut entries) = self.entries.write() {
                     if entries.len() >= MAX_MEMO {
-                        entries.retain(|_, (c, _)| c.expires_at > now);
+                        entries.retain(|_, entry| entry.cached.expires_at > now);
                         if entries.len() >= MAX_MEMO {
                             entries.clear();
                         }
                     }
-                    entries.insert(value.to_owned(), (Arc::clone(&cached), token_cookie.to_owned()));
+                    let entry = MemoEntry {
+                        cached: Arc::clone(&cached),
+                        value: value.to_owned(),
+                        verified_with: token_cookie.to_owned(),
+                    };
+                    entries.insert(memo_key(value).to_owned(), entry);
                 }
                 cached
             }
@@ -102,15 +128,16 @@ impl Memo {
     /// constant time) and has not expired: the token cookie's signature and its binding were checked then.
     pub fn hit(&self, value: &str, token_cookie: &str, now: Millis) -> Option<Arc<Cached>> {
         let entries = self.entries.read().ok()?;
-        let (cached, verified_with) = entries.get(value)?;
-        (crypto::constant_time_eq(verified_with.as_bytes(), token_cookie.as_bytes()) && cached.expires_at > now)
-            .then(|| Arc::clone(cached))
+        let entry = entries.get(memo_key(value)).filter(|entry| entry.value == value)?;
+        (crypto::constant_time_eq(entry.verified_with.as_bytes(), token_cookie.as_bytes())
+            && entry.cached.expires_at > now)
+            .then(|| Arc::clone(&entry.cached))
     }
 
     /// Forgets expired entries.
     pub fn prune(&self, now: Millis) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, (cached, _)| cached.expires_at > now);
+            entries.retain(|_, entry| entry.cached.expires_at > now);
         }
     }
 }
@@ -177,6 +204,24 @@ mod tests {
         assert!(memo.hit(&value, "tok.sig", 1).is_some());
         assert!(memo.hit(&value, "tok.forged", 1).is_none(), "another token cookie takes the full path");
         assert!(memo.hit(&value, "tok.sig", 5_000).is_none(), "expires with the cookie");
+    }
+
+    #[test]
+    fn a_forged_value_carrying_a_remembered_signature_neither_hits_nor_displaces_the_entry() {
+        let key = [7u8; 32];
+        let memo = Memo::default();
+        let value = encode(&key, &sample(5_000));
+        let first = memo.decode(&key, &value, "tok.sig", "th", 0).unwrap();
+        let (payload, tag) = value.split_once('.').unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        json["user"]["role"] = "admin".into();
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json).unwrap()));
+
+        assert!(memo.hit(&forged, "tok.sig", 1).is_none());
+        assert!(memo.decode(&key, &forged, "tok.sig", "th", 1).is_none());
+        let again = memo.hit(&value, "tok.sig", 1).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(again.user.role, first.user.role);
     }
 
     #[test]

@@ -199,7 +199,8 @@ pub struct CacheProbe<'a> {
     pub key: &'a [u8],
     /// The `session_data` cookie.
     pub value: &'a str,
-    /// The signed `session_token` cookie of the same request.
+    /// The signed `session_token` cookie of the same request, as sent (still percent-encoded): what a
+    /// later [`cookie_cache::Memo::hit`] compares.
     pub token_cookie: &'a str,
 }
 
