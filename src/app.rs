@@ -127,6 +127,8 @@ impl AppStateInner {
         self.limits.prune(now);
         self.session_memo.prune(now);
         self.extension_keys.prune(now);
+        self.api_keys.prune(now);
+        self.memberships.prune(now);
         self.revocations.prune(now);
         self.service.prune(now);
         notify::cleanup_events(&self.db, now - EVENT_RETENTION).await?;

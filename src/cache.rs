@@ -1,5 +1,6 @@
 //! A bounded in-process map whose entries carry their own expiry: the shape of every hot-path cache that
-//! is invalidated by events (service clients and users by id or key hash, verified tokens by token).
+//! is invalidated by events (API keys by hash, memberships by user, service clients and users by id or
+//! key hash, verified tokens by token).
 
 use std::{
     collections::HashMap,
@@ -49,6 +50,20 @@ impl<V> TtlCache<V> {
     pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
         if let Ok(mut entries) = self.entries.write() {
             entries.retain(|_, (_, value)| keep(value));
+        }
+    }
+
+    /// Drops the entry under `key`.
+    pub fn remove(&self, key: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(key);
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
         }
     }
 

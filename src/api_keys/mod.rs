@@ -10,13 +10,14 @@ pub mod store;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, OnceLock, RwLock},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use serde::Serialize;
 
 use crate::{
     accounts::User,
+    cache::TtlCache,
     clock::{iso8601, Millis},
     crypto,
     storage::{notify, Db, StorageError},
@@ -293,16 +294,13 @@ pub struct CachedKey {
     pub user: Arc<User>,
 }
 
-/// Beyond this many cached keys the cache starts over (bounded memory).
-const MAX_CACHED_KEYS: usize = 100_000;
-
 /// Verified keys by hash, and recently unknown hashes.
 #[derive(Debug)]
 pub struct KeyCache {
-    entries: RwLock<HashMap<String, (Millis, Arc<CachedKey>)>>,
-    /// Hashes the DB did not know, until when: a client retrying a deleted or mistyped key costs no DB
-    /// read per request. Needs no invalidation — a new key is random, so its hash cannot be in here.
-    unknown: RwLock<HashMap<String, Millis>>,
+    entries: TtlCache<CachedKey>,
+    /// Hashes the DB did not know: a client retrying a deleted or mistyped key costs no DB read per
+    /// request. Needs no invalidation — a new key is random, so its hash cannot be in here.
+    unknown: TtlCache<()>,
     ttl: Millis,
 }
 
@@ -312,62 +310,45 @@ const UNKNOWN_TTL: Millis = 10_000;
 impl KeyCache {
     /// An empty cache whose entries live `ttl` ms.
     pub fn new(ttl: Millis) -> KeyCache {
-        KeyCache { entries: RwLock::new(HashMap::new()), unknown: RwLock::new(HashMap::new()), ttl }
+        KeyCache { entries: TtlCache::default(), unknown: TtlCache::default(), ttl }
     }
 
     /// The key with this hash: from the cache while fresh, else from the DB.
     pub async fn lookup(&self, db: &Db, hash: &str, now: Millis) -> Result<Option<Arc<CachedKey>>, StorageError> {
-        if let Ok(entries) = self.entries.read() {
-            if let Some((loaded, cached)) = entries.get(hash) {
-                if now - *loaded < self.ttl && now >= *loaded {
-                    return Ok(Some(Arc::clone(cached)));
-                }
-            }
+        if let Some(cached) = self.entries.get(hash, now) {
+            return Ok(Some(cached));
         }
-        if self.unknown.read().ok().and_then(|unknown| unknown.get(hash).copied()).is_some_and(|until| now < until) {
+        if self.unknown.get(hash, now).is_some() {
             return Ok(None);
         }
         let Some((key, user)) = store::find_by_hash(db, hash).await? else {
-            if let Ok(mut unknown) = self.unknown.write() {
-                if unknown.len() >= MAX_CACHED_KEYS {
-                    unknown.retain(|_, until| *until > now);
-                    if unknown.len() >= MAX_CACHED_KEYS {
-                        unknown.clear();
-                    }
-                }
-                unknown.insert(hash.to_owned(), now + UNKNOWN_TTL);
-            }
+            self.unknown.insert(hash, Arc::new(()), now + UNKNOWN_TTL, now);
             return Ok(None);
         };
         let cached = Arc::new(CachedKey { key, user: Arc::new(user) });
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= MAX_CACHED_KEYS {
-                entries.clear();
-            }
-            entries.insert(hash.to_owned(), (now, Arc::clone(&cached)));
-        }
+        self.entries.insert(hash, Arc::clone(&cached), now + self.ttl, now);
         Ok(Some(cached))
     }
 
     /// Forgets the key with this id.
     pub fn evict_id(&self, id: &str) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, (_, cached)| cached.key.id != id);
-        }
+        self.entries.retain(|cached| cached.key.id != id);
     }
 
     /// Forgets every key of this owner (their role or email may have changed).
     pub fn evict_owner(&self, user_id: &str) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, (_, cached)| cached.key.reference_id != user_id);
-        }
+        self.entries.retain(|cached| cached.key.reference_id != user_id);
     }
 
     /// Forgets everything.
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.clear();
-        }
+        self.entries.clear();
+    }
+
+    /// Drops expired entries (maintenance).
+    pub fn prune(&self, now: Millis) {
+        self.entries.prune(now);
+        self.unknown.prune(now);
     }
 }
 

@@ -7,14 +7,12 @@
 pub mod routes;
 pub mod store;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    cache::TtlCache,
     clock::{iso8601, Millis},
     storage::{notify, Db, StorageError},
 };
@@ -277,53 +275,39 @@ impl Membership {
 /// `cache_events` poll); `ttl` bounds anything else.
 #[derive(Debug)]
 pub struct MembershipCache {
-    entries: RwLock<HashMap<String, CachedMemberships>>,
+    entries: TtlCache<Vec<Membership>>,
     ttl: Millis,
 }
-
-/// When loaded, and what.
-type CachedMemberships = (Millis, Arc<Vec<Membership>>);
-
-/// Beyond this many cached users the cache starts over (bounded memory).
-const MAX_CACHED_USERS: usize = 100_000;
 
 impl MembershipCache {
     /// An empty cache whose entries live `ttl` ms.
     pub fn new(ttl: Millis) -> MembershipCache {
-        MembershipCache { entries: RwLock::new(HashMap::new()), ttl }
+        MembershipCache { entries: TtlCache::default(), ttl }
     }
 
     /// The user's memberships, oldest first.
     pub async fn get(&self, db: &Db, user_id: &str, now: Millis) -> Result<Arc<Vec<Membership>>, StorageError> {
-        if let Ok(entries) = self.entries.read() {
-            if let Some((loaded, memberships)) = entries.get(user_id) {
-                if now - *loaded < self.ttl && now >= *loaded {
-                    return Ok(Arc::clone(memberships));
-                }
-            }
+        if let Some(memberships) = self.entries.get(user_id, now) {
+            return Ok(memberships);
         }
         let memberships = Arc::new(store::memberships_of(db, user_id).await?);
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= MAX_CACHED_USERS {
-                entries.clear();
-            }
-            entries.insert(user_id.to_owned(), (now, Arc::clone(&memberships)));
-        }
+        self.entries.insert(user_id, Arc::clone(&memberships), now + self.ttl, now);
         Ok(memberships)
     }
 
     /// Forgets one user's memberships.
     pub fn evict(&self, user_id: &str) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.remove(user_id);
-        }
+        self.entries.remove(user_id);
     }
 
     /// Forgets everything (notifications may have been missed).
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.clear();
-        }
+        self.entries.clear();
+    }
+
+    /// Drops expired entries (maintenance).
+    pub fn prune(&self, now: Millis) {
+        self.entries.prune(now);
     }
 }
 
