@@ -12,12 +12,16 @@ use crate::clock::Millis;
 /// Beyond this many entries a cache drops what expired, and starts over if that is not enough.
 const DEFAULT_CAPACITY: usize = 100_000;
 
-/// `key → (until, value)`.
+/// `key → (inserted at, until, value)`. An entry is valid from its insertion until `until`: a clock that
+/// steps back before the insertion also invalidates it (the entry may be older than it looks).
 #[derive(Debug)]
 pub struct TtlCache<V> {
-    entries: RwLock<HashMap<String, (Millis, Arc<V>)>>,
+    entries: RwLock<HashMap<String, Entry<V>>>,
     capacity: usize,
 }
+
+/// (inserted at, until, value).
+type Entry<V> = (Millis, Millis, Arc<V>);
 
 impl<V> Default for TtlCache<V> {
     fn default() -> Self {
@@ -29,27 +33,27 @@ impl<V> TtlCache<V> {
     /// The value under `key` if it is still valid at `now`.
     pub fn get(&self, key: &str, now: Millis) -> Option<Arc<V>> {
         let entries = self.entries.read().ok()?;
-        let (until, value) = entries.get(key)?;
-        (now < *until).then(|| Arc::clone(value))
+        let (inserted, until, value) = entries.get(key)?;
+        (*inserted <= now && now < *until).then(|| Arc::clone(value))
     }
 
     /// Keeps `value` under `key` until `until`.
     pub fn insert(&self, key: &str, value: Arc<V>, until: Millis, now: Millis) {
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= self.capacity {
-                entries.retain(|_, (until, _)| *until > now);
+                entries.retain(|_, (_, until, _)| *until > now);
                 if entries.len() >= self.capacity {
                     entries.clear();
                 }
             }
-            entries.insert(key.to_owned(), (until, value));
+            entries.insert(key.to_owned(), (now, until, value));
         }
     }
 
     /// Keeps only the entries for which `keep` is true.
     pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, (_, value)| keep(value));
+            entries.retain(|_, (_, _, value)| keep(value));
         }
     }
 
@@ -70,7 +74,7 @@ impl<V> TtlCache<V> {
     /// Drops expired entries.
     pub fn prune(&self, now: Millis) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, (until, _)| *until > now);
+            entries.retain(|_, (_, until, _)| *until > now);
         }
     }
 
@@ -101,5 +105,13 @@ mod tests {
         assert_eq!(cache.get("c", 60).as_deref(), Some(&3));
         cache.retain(|v| *v != 3);
         assert_eq!(cache.get("c", 60), None);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_before_an_insertion_invalidates_it() {
+        let cache = TtlCache::default();
+        cache.insert("a", Arc::new(1), 1_100, 1_000);
+        assert_eq!(cache.get("a", 1_000).as_deref(), Some(&1));
+        assert_eq!(cache.get("a", 999), None);
     }
 }

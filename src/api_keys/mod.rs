@@ -322,11 +322,11 @@ impl KeyCache {
             return Ok(None);
         }
         let Some((key, user)) = store::find_by_hash(db, hash).await? else {
-            self.unknown.insert(hash, Arc::new(()), now + UNKNOWN_TTL, now);
+            self.unknown.insert(hash, Arc::new(()), now.saturating_add(UNKNOWN_TTL), now);
             return Ok(None);
         };
         let cached = Arc::new(CachedKey { key, user: Arc::new(user) });
-        self.entries.insert(hash, Arc::clone(&cached), now + self.ttl, now);
+        self.entries.insert(hash, Arc::clone(&cached), now.saturating_add(self.ttl), now);
         Ok(Some(cached))
     }
 

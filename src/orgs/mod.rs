@@ -291,7 +291,7 @@ impl MembershipCache {
             return Ok(memberships);
         }
         let memberships = Arc::new(store::memberships_of(db, user_id).await?);
-        self.entries.insert(user_id, Arc::clone(&memberships), now + self.ttl, now);
+        self.entries.insert(user_id, Arc::clone(&memberships), now.saturating_add(self.ttl), now);
         Ok(memberships)
     }
 

@@ -165,11 +165,11 @@ impl ServiceState {
             return Ok(None);
         }
         let Some(client) = store::client_by_key_hash(db, hash).await? else {
-            self.unknown_keys.insert(hash, Arc::new(()), now + UNKNOWN_KEY_TTL, now);
+            self.unknown_keys.insert(hash, Arc::new(()), now.saturating_add(UNKNOWN_KEY_TTL), now);
             return Ok(None);
         };
         let client = Arc::new(client);
-        self.clients.insert(hash, Arc::clone(&client), now + self.cache_ttl, now);
+        self.clients.insert(hash, Arc::clone(&client), now.saturating_add(self.cache_ttl), now);
         Ok(Some(client))
     }
 
@@ -180,7 +180,7 @@ impl ServiceState {
         }
         let Some(user) = store::user_by_id(db, id).await? else { return Ok(None) };
         let user = Arc::new(user);
-        self.users.insert(id, Arc::clone(&user), now + self.cache_ttl, now);
+        self.users.insert(id, Arc::clone(&user), now.saturating_add(self.cache_ttl), now);
         Ok(Some(user))
     }
 

@@ -16,8 +16,8 @@ use crate::{accounts::User, clock::Millis, crypto};
 
 use super::Session;
 
-/// A verified cache entry.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A verified cache entry. A clone starts without a rendered body (a clone may be edited).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Cached {
     /// The session as of when the cookie was issued.
     pub session: Session,
@@ -31,6 +31,18 @@ pub struct Cached {
     /// remembered entry is immutable, so a client repeating its cookies gets the same bytes again.
     #[serde(skip)]
     pub rendered: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+impl Clone for Cached {
+    fn clone(&self) -> Cached {
+        Cached {
+            session: self.session.clone(),
+            user: Arc::clone(&self.user),
+            token_hash: self.token_hash.clone(),
+            expires_at: self.expires_at,
+            rendered: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// Encodes and signs a cache entry.
