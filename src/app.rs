@@ -2,8 +2,7 @@
 //! real socket and return the bound port, so tests run exactly what production runs.
 
 use std::{
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    net::IpAddr,
     sync::{
         atomic::{AtomicI64, Ordering},
         Arc,
@@ -17,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::{
     api_keys::{self, KeyCache, UsageBatch},
     clock::Clock,
-    config::{origin_of, Secret, Settings},
+    config::{Secret, Settings},
     crypto::{self, password::PasswordHasher},
     extensions::ExtensionKeys,
     http::{self, cookies::CookieSettings},
@@ -207,7 +206,7 @@ pub fn server_secret(settings: &Settings) -> anyhow::Result<Secret> {
         return Ok(secret.clone());
     }
     anyhow::ensure!(!settings.is_production(), "LATCHKEY_SECRET is required in production");
-    let path = secret_path(&settings.database_url);
+    let path = settings.development_secret_path();
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim();
         if existing.len() >= 32 {
@@ -218,14 +217,6 @@ pub fn server_secret(settings: &Settings) -> anyhow::Result<Secret> {
     write_private(&path, &secret)?;
     tracing::warn!(path = %path.display(), "LATCHKEY_SECRET is not set: generated a development secret and stored it");
     Ok(Secret::new(secret))
-}
-
-fn secret_path(database_url: &str) -> PathBuf {
-    let file = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"));
-    match file.map(|f| f.split('?').next().unwrap_or_default()) {
-        Some(file) if !file.is_empty() && !file.contains(":memory:") => PathBuf::from(format!("{file}.secret")),
-        _ => PathBuf::from("latchkey.secret"),
-    }
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
@@ -249,6 +240,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    limits: http::serve::ConnectionLimits,
 }
 
 impl Application {
@@ -260,8 +252,7 @@ impl Application {
         let secret = server_secret(&settings)?;
         let db = open_database(&settings).await?;
         let policy = Policy::from(&settings.session);
-        let mut trusted_origins = vec![settings.base_origin()];
-        trusted_origins.extend(settings.trusted_origins.iter().filter_map(|o| origin_of(o)));
+        let trusted_origins = settings.effective_trusted_origins();
         let cache_ttl = i64::try_from(settings.api_keys.cache_ttl).unwrap_or(60).saturating_mul(1000);
         let extension_keys = ExtensionKeys::new(&settings.extensions, &secret);
         let events_from = clock.now();
@@ -302,7 +293,26 @@ impl Application {
         state.revoked.resync(&state.db, state.clock.now()).await?;
         spawn_background_tasks(&state);
         let listener = TcpListener::bind(&state.settings.listen).await?;
-        Ok(Application { listener, state })
+        let server = &state.settings.server;
+        let open_files = http::serve::raise_open_files_limit();
+        // Room for the pool, the listener, the SQLite files and logs, beside the connections.
+        let reserved =
+            usize::try_from(state.settings.database_max_connections).unwrap_or(usize::MAX).saturating_add(64);
+        let max_connections = http::serve::effective_max_connections(server.max_connections, open_files, reserved);
+        if max_connections < server.max_connections {
+            tracing::info!(
+                max_connections,
+                configured = server.max_connections,
+                open_files_limit = open_files,
+                "connection cap lowered to fit the open-files limit"
+            );
+        }
+        let limits = http::serve::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(server.header_read_timeout),
+            keep_alive_timeout: Duration::from_secs(server.keep_alive_timeout),
+            max_connections,
+        };
+        Ok(Application { listener, state, limits })
     }
 
     /// The bound port.
@@ -317,13 +327,10 @@ impl Application {
 
     /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { listener, state } = self;
+        let Application { listener, state, limits } = self;
         let db = state.db.clone();
         let flush_state = state.clone();
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
-            http::app(state),
-        );
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        http::serve::serve(listener, http::app(state), limits, shutdown_signal()).await;
         if let Err(error) = flush_state.flush_usage().await {
             tracing::warn!(error = %error, "final api key usage flush failed");
         }
@@ -362,6 +369,9 @@ fn spawn_background_tasks(state: &AppState) {
         let mut interval = tokio::time::interval(Duration::from_secs(maintenance.settings.maintenance_interval.max(1)));
         loop {
             interval.tick().await;
+            if maintenance.db.is_closed() {
+                return;
+            }
             match maintenance.run_maintenance().await {
                 Ok(removed) if removed > 0 => tracing::info!(removed, "expired sessions removed"),
                 Ok(_) => {}
@@ -401,6 +411,9 @@ fn spawn_background_tasks(state: &AppState) {
         let mut interval = tokio::time::interval(poll_every);
         loop {
             interval.tick().await;
+            if poll_state.db.is_closed() {
+                return;
+            }
             let now = poll_state.clock.now();
             if let Err(error) = poll_state.revoked.resync(&poll_state.db, now).await {
                 tracing::warn!(error = %error, "revocation poll failed");
@@ -428,6 +441,9 @@ fn spawn_background_tasks(state: &AppState) {
         let mut interval = tokio::time::interval(flush_every);
         loop {
             interval.tick().await;
+            if usage_state.db.is_closed() {
+                return;
+            }
             if let Err(error) = usage_state.flush_usage().await {
                 tracing::warn!(error = %error, "api key usage flush failed");
             }

@@ -140,7 +140,7 @@ pub enum AdminCommand {
         #[arg(long, default_value = "member")]
         role: String,
     },
-    /// Create a service client (capability 4); its key (`lkc_…`) is printed once.
+    /// Create a service client for the `/v1` token API; its key (`lkc_…`) is printed once.
     CreateClient {
         /// Name.
         #[arg(long)]
@@ -271,7 +271,13 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             } else {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line)?;
-                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+                let password = line.trim_end_matches(['\r', '\n']).to_owned();
+                anyhow::ensure!(
+                    !password.is_empty(),
+                    "no password came on stdin: pipe one in (e.g. `printf '%s' \"$PASSWORD\" | latchkey admin create-user …`), \
+                     or run from a terminal to have one generated"
+                );
+                (password, false)
             };
             let hasher = PasswordHasher::start(1)?;
             let new = NewUser { name, email, password: Secret::new(password.clone()), image: None, admin };

@@ -233,6 +233,26 @@ impl Default for ServiceSettings {
     }
 }
 
+/// Connection handling (see `http::serve`); times in seconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// A request head must arrive within this of a connection opening, or of its first byte on a
+    /// keep-alive connection (10 s).
+    pub header_read_timeout: u64,
+    /// An idle keep-alive connection is closed after this (75 s: longer than load balancers' usual 60 s
+    /// idle timeout, so a balancer never reuses a connection Latchkey is closing).
+    pub keep_alive_timeout: u64,
+    /// Most connections open at once (10 000); kept below the open-files limit in any case.
+    pub max_connections: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { header_read_timeout: 10, keep_alive_timeout: 75, max_connections: 10_000 }
+    }
+}
+
 /// The whole configuration. `Debug` is the redacted `Display` (the database URL may hold a password).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -283,6 +303,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// Service-token API.
     pub service: ServiceSettings,
+    /// Connection timeouts and cap.
+    pub server: ServerSettings,
 }
 
 impl Default for Settings {
@@ -308,6 +330,7 @@ impl Default for Settings {
             api_keys: ApiKeySettings::default(),
             tokens: TokenSettings::default(),
             service: ServiceSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }
@@ -348,6 +371,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("LATCHKEY_API_KEYS_", "api_keys."),
     ("LATCHKEY_TOKENS_", "tokens."),
     ("LATCHKEY_SERVICE_", "service."),
+    ("LATCHKEY_SERVER_", "server."),
 ];
 /// Not settings, but known: the config path and the test harness's database.
 const OTHER_KNOWN_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_TEST_POSTGRES_URL", "LATCHKEY_LOG"];
@@ -489,6 +513,13 @@ impl Settings {
         if self.tokens.rotation_interval != 0 && self.tokens.rotation_interval < 3600 {
             problems.push("tokens.rotation_interval: 0 (manual) or at least 3600 seconds".into());
         }
+        let server = &self.server;
+        if server.header_read_timeout == 0 || server.keep_alive_timeout == 0 {
+            problems.push("server: header_read_timeout and keep_alive_timeout must be at least 1 second".into());
+        }
+        if !(1..=1_000_000).contains(&server.max_connections) {
+            problems.push("server.max_connections: 1 to 1000000".into());
+        }
         if self.database_max_connections == 0 {
             problems.push("database_max_connections must be at least 1".into());
         }
@@ -498,6 +529,44 @@ impl Settings {
     /// The base URL's origin (`scheme://host[:port]`).
     pub fn base_origin(&self) -> String {
         origin_of(&self.base_url).unwrap_or_default()
+    }
+
+    /// The trusted origins in force: the base URL's origin, then the configured ones (normalised).
+    pub fn effective_trusted_origins(&self) -> Vec<String> {
+        let mut origins = vec![self.base_origin()];
+        for origin in self.trusted_origins.iter().filter_map(|o| origin_of(o)) {
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        origins
+    }
+
+    /// Where the development secret lives when `secret` is unset: next to the SQLite database
+    /// (`latchkey.db.secret`), or `latchkey.secret` in the working directory for other databases.
+    pub fn development_secret_path(&self) -> std::path::PathBuf {
+        let url = &self.database_url;
+        let file = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+        match file.map(|f| f.split('?').next().unwrap_or_default()) {
+            Some(file) if !file.is_empty() && !file.contains(":memory:") => format!("{file}.secret").into(),
+            _ => "latchkey.secret".into(),
+        }
+    }
+
+    /// What `config check` shows for the server secret: never the secret, but where it comes from.
+    fn secret_source(&self) -> String {
+        match (&self.secret, self.env) {
+            (Some(_), _) => "***".into(),
+            (None, Mode::Production) => "(unset: required in production)".into(),
+            (None, Mode::Development) => {
+                let path = self.development_secret_path();
+                if path.exists() {
+                    format!("(development secret from {})", path.display())
+                } else {
+                    format!("(unset: a development secret is generated into {} on first start)", path.display())
+                }
+            }
+        }
     }
 
     /// True in production mode.
@@ -538,9 +607,13 @@ impl fmt::Display for Settings {
         writeln!(f, "base_url = {:?}", self.base_url)?;
         writeln!(f, "database_url = {database:?}")?;
         writeln!(f, "database_max_connections = {}", self.database_max_connections)?;
-        writeln!(f, "secret = {:?}", self.secret.as_ref().map_or("(unset)", |_| "***"))?;
+        writeln!(f, "secret = {:?}", self.secret_source())?;
         writeln!(f, "cors_origins = {:?}", self.cors_origins)?;
-        writeln!(f, "trusted_origins = {:?}", self.trusted_origins)?;
+        writeln!(
+            f,
+            "trusted_origins = {:?}  # the base URL's origin is always trusted",
+            self.effective_trusted_origins()
+        )?;
         writeln!(f, "trusted_proxies = {:?}", self.trusted_proxies)?;
         writeln!(f, "cookie_domain = {:?}", self.cookie_domain.as_deref().unwrap_or("(derived)"))?;
         writeln!(f, "debug_endpoints = {}", self.debug_endpoints)?;
@@ -582,7 +655,11 @@ impl fmt::Display for Settings {
         writeln!(f, "master_username = {:?}", shown(&v.master_username))?;
         writeln!(f, "master_password = {:?}", shown(&v.master_password))?;
         writeln!(f, "client_api_key = {:?}", shown(&v.client_api_key))?;
-        writeln!(f, "token_ttl = {}\nalgorithm = {:?}", v.token_ttl, v.algorithm)
+        writeln!(f, "token_ttl = {}\nalgorithm = {:?}", v.token_ttl, v.algorithm)?;
+        let n = &self.server;
+        writeln!(f, "\n[server]")?;
+        writeln!(f, "header_read_timeout = {}\nkeep_alive_timeout = {}", n.header_read_timeout, n.keep_alive_timeout)?;
+        writeln!(f, "max_connections = {}", n.max_connections)
     }
 }
 

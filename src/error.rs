@@ -69,10 +69,33 @@ impl ApiError {
         }
     }
 
+    /// 503 `DATABASE_UNAVAILABLE`: the database cannot be reached; the request may succeed later.
+    pub fn database_unavailable() -> ApiError {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "The database is unavailable. Please try again shortly.",
+            )
+        }
+    }
+
     /// 500: logs the whole cause chain once (inside the request's span, so with its request id) and
-    /// answers an opaque body.
+    /// answers an opaque body. An unreachable database, wherever in the chain, is a 503 instead
+    /// ([`ApiError::database_unavailable`]), logged as a warning: it is an outage, not a bug.
     pub fn internal(error: impl Into<anyhow::Error>) -> ApiError {
         let error = error.into();
+        let unavailable = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<crate::storage::StorageError>(),
+                Some(crate::storage::StorageError::Unavailable(_))
+            ) || cause.downcast_ref::<sqlx::Error>().is_some_and(crate::storage::is_unavailable)
+        });
+        if unavailable {
+            tracing::warn!(request_id = %crate::telemetry::CurrentRequestId, error = format!("{error:#}"), "database unavailable");
+            return ApiError::database_unavailable();
+        }
         tracing::error!(request_id = %crate::telemetry::CurrentRequestId, error = format!("{error:#}"), "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error")
     }

@@ -1,7 +1,7 @@
 //! `/api/auth/api-key/*` (Better Auth api-key plugin shapes, plus `verify` for resource servers).
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -17,7 +17,7 @@ use crate::{
     crypto,
     error::ApiError,
     http::{
-        extractors::{json_column, ApiJson},
+        extractors::{json_column, ApiJson, ApiQuery},
         paths,
     },
     principal::{self, Principal},
@@ -192,7 +192,7 @@ pub struct GetQuery {
 pub async fn get_key(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<GetQuery>,
+    ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Response, ApiError> {
     let key = owned_key(&state, &principal, &query.id).await?;
     Ok(Json(ApiKeyView::new(&key, &state.usage)).into_response())
@@ -227,7 +227,7 @@ pub struct ListResponse<'a> {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0).max(0);

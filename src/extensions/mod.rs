@@ -40,6 +40,9 @@ pub struct ExtensionClaims {
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// Not before, unix seconds: Latchkey never sets it, but a token carrying one is refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl ExtensionClaims {
@@ -131,6 +134,10 @@ impl ExtensionKeys {
         if claims.iat > now_secs + 60 || claims.exp <= claims.iat {
             return Err(TokenProblem::Invalid);
         }
+        // Checked on every use, like `exp`: a remembered token may not be valid yet.
+        if claims.nbf.is_some_and(|nbf| nbf > now_secs) {
+            return Err(TokenProblem::Invalid);
+        }
         if now_secs >= claims.exp {
             return Err(TokenProblem::Expired);
         }
@@ -147,6 +154,8 @@ impl ExtensionKeys {
 
     /// The signature check: HS256 only, any configured secret, `aud`.
     fn verify_signature(&self, token: &str) -> Result<ExtensionClaims, TokenProblem> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::Invalid)?;
+        crate::tokens::refuse_critical(&header).map_err(|_| TokenProblem::Invalid)?;
         self.decoding
             .iter()
             .find_map(|key| jsonwebtoken::decode::<ExtensionClaims>(token, key, &self.validation).ok())
@@ -193,6 +202,7 @@ mod tests {
             iat,
             exp,
             jti: "etk_1".into(),
+            nbf: None,
         }
     }
 

@@ -122,6 +122,7 @@ pub async fn issue(
         iat,
         exp: iat + ttl,
         jti: crypto::new_id("etk"),
+        nbf: None,
     };
     let token = state.extension_keys.sign(&claims).map_err(ApiError::internal)?;
     audit::emit(AuditEvent::ExtensionTokenIssued {

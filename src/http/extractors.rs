@@ -45,6 +45,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Ok(bytes) => bytes,
             Err(rejection) => return Err(bytes_rejection(&rejection)),
         };
+        // Refused before any work (an Argon2 hash, a query): see `json_has_nul`.
+        if json_has_nul(&bytes) {
+            return Err(nul_refused());
+        }
         // The common case parses once with plain serde_json; only a body that fails is parsed again by
         // axum's `Json` (serde_path_to_error), for the message naming the field.
         match serde_json::from_slice(&bytes) {
@@ -71,6 +75,75 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
         }
         <ApiJson<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
     }
+}
+
+/// `Query<T>` whose rejections (a missing or malformed parameter) come out as 400 `VALIDATION_ERROR`
+/// `{code, message}` rather than axum's `text/plain`, and which refuses U+0000 like [`ApiJson`].
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if query_has_nul(parts.uri.query().unwrap_or_default()) {
+            return Err(nul_refused());
+        }
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            // The message names the parameter and the problem (`missing field `id``), never the whole URI.
+            .map_err(|rejection| ApiError::bad_request("VALIDATION_ERROR", rejection.body_text()))
+    }
+}
+
+/// `Path<T>` whose rejections come out as 400 `VALIDATION_ERROR` `{code, message}`, and which refuses a
+/// path segment holding U+0000 (`%00`) like [`ApiJson`].
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A path has no escape for `%` other than `%25`, so `%00` always decodes to U+0000.
+        if memchr::memmem::find(parts.uri.path().as_bytes(), b"%00").is_some() {
+            return Err(nul_refused());
+        }
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::bad_request("VALIDATION_ERROR", rejection.body_text()))
+    }
+}
+
+/// 400 `VALIDATION_ERROR` for text holding U+0000. PostgreSQL's TEXT cannot store it (SQLite can), so
+/// one rule serves both databases: no string a client sends may hold it, refused at the input boundary.
+pub fn nul_refused() -> ApiError {
+    ApiError::bad_request("VALIDATION_ERROR", "Text must not contain the NUL character (U+0000)")
+}
+
+/// True if a JSON document holds U+0000 in any string or object key. JSON can carry U+0000 only as the
+/// escape `\u0000` (a raw control character is a syntax error), so almost every body costs one byte
+/// scan; only a body with those six bytes is parsed, since they may also be an escaped backslash
+/// followed by `u0000`. A body that does not parse is left to the caller's own parse (400 `INVALID_JSON`).
+pub fn json_has_nul(bytes: &[u8]) -> bool {
+    fn holds_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds_nul),
+            serde_json::Value::Object(fields) => {
+                fields.iter().any(|(key, value)| key.contains('\0') || holds_nul(value))
+            }
+            _ => false,
+        }
+    }
+    memchr::memmem::find(bytes, b"\\u0000").is_some()
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|value| holds_nul(&value))
+}
+
+/// True if any name or value of a query string decodes to text holding U+0000.
+pub fn query_has_nul(query: &str) -> bool {
+    memchr::memmem::find(query.as_bytes(), b"%00").is_some()
+        && url::form_urlencoded::parse(query.as_bytes())
+            .any(|(name, value)| name.contains('\0') || value.contains('\0'))
 }
 
 /// A client-supplied JSON value as stored (JSON in a TEXT column): `null` and absence both store NULL.
@@ -336,6 +409,31 @@ impl FromRequestParts<AppState> for MaybeSession {
     }
 }
 
+/// The caller of `get-session`: a session (or none), or an `x-api-key` in its place (Better Auth's
+/// "session for API keys": DESIGN.md lets any endpoint take a key instead of a session). A key wins over
+/// a cookie, as it does for [`Principal`]; an unusable key is a 401, never a silent `null`.
+pub enum SessionOrKey {
+    /// No `x-api-key`: whatever the session cookie or bearer token amounts to.
+    Session(MaybeSession),
+    /// A valid `x-api-key`, and who sent it (the session view shows the address and user agent).
+    Key(Principal, ClientInfo),
+}
+
+impl FromRequestParts<AppState> for SessionOrKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match api_key_header(parts) {
+            Some(key) => {
+                let principal = api_key_principal(parts, state, key).await?;
+                let Ok(client) = ClientInfo::from_request_parts(parts, state).await;
+                Ok(SessionOrKey::Key(principal, client))
+            }
+            None => MaybeSession::from_request_parts(parts, state).await.map(SessionOrKey::Session),
+        }
+    }
+}
+
 /// The `x-api-key` header, if any.
 fn api_key_header(parts: &Parts) -> Option<&str> {
     parts.headers.get("x-api-key").map(|v| v.to_str().unwrap_or_default().trim())
@@ -370,7 +468,20 @@ async fn api_key_principal(parts: &Parts, state: &AppState, key: &str) -> Result
         return Err(invalid_api_key(problem));
     }
     state.usage.record(&cached.key.id, now);
-    let tenant_header = parts.headers.get("x-tenant-id").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
+    let tenant_header = match parts.headers.get("x-tenant-id") {
+        None => None,
+        // Bytes that are not UTF-8 name no organization; refusing them beats falling back to the key's
+        // default organization, which would act in a tenant the caller did not ask for.
+        Some(value) => match std::str::from_utf8(value.as_bytes()) {
+            Ok(value) => Some(value.trim().to_owned()),
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "VALIDATION_ERROR",
+                    "The x-tenant-id header must be an organization id or slug in UTF-8",
+                ))
+            }
+        },
+    };
     Ok(Principal {
         user: Arc::clone(&cached.user),
         via: Via::ApiKey(cached),

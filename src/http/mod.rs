@@ -8,6 +8,7 @@ pub mod cookies;
 pub mod extractors;
 pub mod ops;
 pub mod route_metrics;
+pub mod serve;
 
 use std::time::{Duration, Instant};
 

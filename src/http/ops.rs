@@ -3,13 +3,7 @@
 
 use std::sync::OnceLock;
 
-use axum::{
-    extract::State,
-    http::{header, StatusCode},
-    response::IntoResponse,
-    routing::get,
-    Json, Router,
-};
+use axum::{extract::State, http::header, response::IntoResponse, routing::get, Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::OpenApi;
@@ -67,7 +61,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         Ok(()) => Ok(Json(Health { status: "ok" })),
         Err(error) => {
             tracing::warn!(request_id = %crate::telemetry::CurrentRequestId, error = %error, "readiness check failed");
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "Database unreachable"))
+            Err(ApiError::database_unavailable())
         }
     }
 }

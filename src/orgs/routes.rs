@@ -5,7 +5,7 @@
 //! tenant rules and org-scoped keys are checked in one place.
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -23,7 +23,7 @@ use crate::{
     crypto,
     error::ApiError,
     http::{
-        extractors::{json_column, session_data_cookie_for, ApiJson},
+        extractors::{json_column, session_data_cookie_for, ApiJson, ApiQuery},
         paths,
     },
     principal::{self, Principal, Tenant, Via},
@@ -476,7 +476,7 @@ impl OrgQuery {
 pub async fn get_full(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<OrgQuery>,
+    ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> Result<Json<FullOrganization>, ApiError> {
     let (_, org) = acting_in(&state, &principal, query.named()).await?;
     Ok(Json(full_organization(&state, &org).await?))
@@ -497,7 +497,7 @@ pub struct MembersPage {
 pub async fn list_members(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<OrgQuery>,
+    ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> Result<Json<MembersPage>, ApiError> {
     let (_, org) = acting_in(&state, &principal, query.named()).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);

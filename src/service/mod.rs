@@ -86,6 +86,9 @@ pub struct ServiceClaims {
     pub iat: i64,
     /// Expires at (seconds).
     pub exp: i64,
+    /// Not before (seconds): Latchkey never sets it, but a token carrying one is refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl std::fmt::Debug for ServiceClaims {
@@ -104,6 +107,9 @@ impl TimeClaims for ServiceClaims {
     }
     fn iat(&self) -> i64 {
         self.iat
+    }
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
     }
 }
 

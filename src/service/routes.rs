@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, Path, Query, State},
+    extract::{FromRequestParts, State},
     http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
@@ -24,7 +24,10 @@ use crate::{
     clock::iso8601,
     crypto,
     error::ApiError,
-    http::{extractors::ApiJson, paths},
+    http::{
+        extractors::{ApiJson, ApiPath, ApiQuery},
+        paths,
+    },
     sessions::ClientInfo,
     tokens::{
         revocation::{self, Owner},
@@ -218,6 +221,7 @@ fn token_reason(error: TokenError) -> &'static str {
         TokenError::Invalid => "token: bad signature or claims",
         TokenError::Expired => "token: expired",
         TokenError::NotYetValid => "token: not yet valid",
+        TokenError::CriticalExtension => "token: critical header extension",
         TokenError::Revoked => "token: revoked",
     }
 }
@@ -335,7 +339,7 @@ pub async fn list_clients(State(state): State<AppState>, _master: Master) -> Res
 pub async fn rotate_client_key(
     State(state): State<AppState>,
     _master: Master,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ClientWithKey>, ApiError> {
     let now = state.clock.now();
     let (key, hash, start) = super::generate_client_key();
@@ -354,7 +358,7 @@ pub async fn rotate_client_key(
 pub async fn delete_client(
     State(state): State<AppState>,
     _master: Master,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     let now = state.clock.now();
     if !super::store::delete_client(&state.db, &id).await? {
@@ -474,7 +478,7 @@ pub async fn create_user(
 pub async fn list_users(
     State(state): State<AppState>,
     ClientAuth(client): ClientAuth,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<UserList>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0).max(0);
@@ -499,7 +503,7 @@ pub async fn list_users(
 pub async fn delete_user(
     State(state): State<AppState>,
     ClientAuth(client): ClientAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     let now = state.clock.now();
     // Another client's user is "not found": a client never learns of other clients' users.
@@ -588,6 +592,7 @@ pub async fn issue_token(
         jti: crypto::new_id("jti"),
         iat,
         exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX),
+        nbf: None,
     };
     let token = sign(&state, &claims).await?;
     let record = IssuedToken {

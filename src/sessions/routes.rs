@@ -10,15 +10,17 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{store, SessionView};
+use super::{store, ClientInfo, SessionView};
 use crate::{
     accounts::UserView,
+    api_keys::ApiKey,
     app::AppState,
     audit::{self, AuditEvent},
+    clock::{iso8601, Millis},
     error::ApiError,
     http::{
         cookies::SetCookies,
-        extractors::{ApiJson, MaybeSession, SessionAuth},
+        extractors::{ApiJson, MaybeSession, SessionAuth, SessionOrKey},
         paths,
     },
 };
@@ -92,7 +94,16 @@ pub async fn sign_out(State(state): State<AppState>, maybe: MaybeSession) -> Res
 #[utoipa::path(get, path = paths::GET_SESSION, tag = "sessions",
     params(("disableCookieCache" = Option<bool>, Query, description = "Force a database read")),
     responses((status = 200, body = Option<SessionWithUser>)))]
-pub async fn get_session(maybe: MaybeSession, State(state): State<AppState>) -> Response {
+pub async fn get_session(caller: SessionOrKey, State(state): State<AppState>) -> Response {
+    let maybe = match caller {
+        SessionOrKey::Session(maybe) => maybe,
+        SessionOrKey::Key(principal, client) => {
+            let Some(key) = principal.api_key() else { return no_store(Json(None::<SessionWithUser>).into_response()) };
+            let session = key_session_view(key, &client, state.clock.now(), state.policy.expires_in);
+            let body = SessionWithUser { session, user: UserView::from(&*principal.user) };
+            return no_store(Json(body).into_response());
+        }
+    };
     let response = match maybe.auth {
         Some(auth) => {
             let render = || {
@@ -112,6 +123,24 @@ pub async fn get_session(maybe: MaybeSession, State(state): State<AppState>) -> 
         None => Json(None::<SessionWithUser>).into_response(),
     };
     no_store(response)
+}
+
+/// The session view of a request authenticated by an API key, as Better Auth's `enableSessionForAPIKeys`
+/// builds it: the key's id stands for the session's (and, as everywhere, `token` is an opaque handle,
+/// never the key); `expiresAt` is the key's, or a session lifetime from now for a key that never expires;
+/// `activeOrganizationId` is the organization the key is scoped to, as a session's is the one it chose.
+fn key_session_view(key: &ApiKey, client: &ClientInfo, now: Millis, lifetime: Millis) -> SessionView {
+    SessionView {
+        id: key.id.clone(),
+        token: key.id.clone(),
+        user_id: key.reference_id.clone(),
+        expires_at: iso8601(key.expires_at.unwrap_or(now.saturating_add(lifetime))),
+        ip_address: client.ip.map(|ip| ip.to_string()),
+        user_agent: client.user_agent.clone(),
+        active_organization_id: key.organization_id.clone(),
+        created_at: iso8601(key.created_at),
+        updated_at: iso8601(key.updated_at),
+    }
 }
 
 /// The signed-in user's sessions.

@@ -42,7 +42,13 @@ pub enum StorageError {
     /// A UNIQUE constraint refused the write (e.g. an email already taken).
     #[error("unique constraint violated: {0}")]
     UniqueViolation(String),
-    /// Anything else: connection lost, bad SQL, pool timeout. Always a 500, never "not found".
+    /// The database cannot be reached right now: no connection within the pool's timeout, the pool is
+    /// closed (shutting down), or the connection was refused, lost or shut down by the server. A 503:
+    /// the request may succeed later, and `/readyz` says the same.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: bad SQL, a constraint other than unique, a decoding error. Always a 500, never
+    /// "not found".
     #[error("database error")]
     Other(#[source] sqlx::Error),
 }
@@ -54,7 +60,24 @@ impl From<sqlx::Error> for StorageError {
                 return StorageError::UniqueViolation(db_error.constraint().unwrap_or_default().to_owned());
             }
         }
+        if is_unavailable(&error) {
+            return StorageError::Unavailable(error);
+        }
         StorageError::Other(error)
+    }
+}
+
+/// True if `error` means the database cannot be reached (as opposed to refusing this statement).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // SQLSTATE class 08 (connection exception); 57P01-57P03: the server is shutting down or starting
+        // (admin_shutdown, crash_shutdown, cannot_connect_now); 53300: too many connections. SQLite's
+        // busy/locked errors stay 500s: its busy timeout already waited.
+        sqlx::Error::Database(db_error) => db_error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")),
+        _ => false,
     }
 }
 
@@ -138,6 +161,11 @@ impl Db {
     /// (size, idle) of the pool, for `/metrics`.
     pub fn pool_stats(&self) -> (u32, usize) {
         db_run!(self, |pool| (pool.size(), pool.num_idle()))
+    }
+
+    /// True once [`Db::close`] was called: background tasks end quietly instead of reporting failures.
+    pub fn is_closed(&self) -> bool {
+        db_run!(self, |pool| pool.is_closed())
     }
 
     /// Closes every connection (graceful shutdown).

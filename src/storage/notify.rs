@@ -71,6 +71,7 @@ pub fn spawn_listener(db: &Db) -> Option<mpsc::UnboundedReceiver<BusMessage>> {
     tokio::spawn(async move {
         loop {
             match PgListener::connect_with(&pool).await {
+                Err(_) if pool.is_closed() => return,
                 Ok(mut listener) => {
                     if let Err(error) = listener.listen(CHANNEL).await {
                         tracing::warn!(error = %error, "LISTEN failed; retrying");
@@ -87,12 +88,15 @@ pub fn spawn_listener(db: &Db) -> Option<mpsc::UnboundedReceiver<BusMessage>> {
                                         return;
                                     }
                                 }
+                                Ok(None) if pool.is_closed() => return,
                                 Ok(None) => {
                                     tracing::warn!("notification listener lost its connection; resyncing");
                                     if tx.send(BusMessage::Reconnected).is_err() {
                                         return;
                                     }
                                 }
+                                // Shutting down: the pool was closed under the listener; nothing to report.
+                                Err(_) if pool.is_closed() => return,
                                 Err(error) => {
                                     tracing::warn!(error = %error, "notification listener failed; reconnecting");
                                     break;
@@ -103,7 +107,7 @@ pub fn spawn_listener(db: &Db) -> Option<mpsc::UnboundedReceiver<BusMessage>> {
                 }
                 Err(error) => tracing::warn!(error = %error, "cannot connect notification listener; retrying"),
             }
-            if tx.is_closed() {
+            if tx.is_closed() || pool.is_closed() {
                 return;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -99,6 +99,10 @@ pub enum TokenError {
     /// Before `nbf`, or `iat` in the future (beyond the leeway).
     #[error("not yet valid")]
     NotYetValid,
+    /// The header has a `crit` member: it names extensions the token's meaning depends on, and Latchkey
+    /// understands none (RFC 7515 §4.1.11: such a token must be refused).
+    #[error("critical header extension not understood")]
+    CriticalExtension,
     /// Its `jti` (or its subject or client) was revoked.
     #[error("revoked")]
     Revoked,
@@ -110,9 +114,17 @@ pub trait TimeClaims {
     fn exp(&self) -> i64;
     /// `iat`.
     fn iat(&self) -> i64;
-    /// `nbf`, if present.
-    fn nbf(&self) -> Option<i64> {
-        None
+    /// `nbf`, if present. No default: a claims type that forgot to read `nbf` would accept a token
+    /// before its time.
+    fn nbf(&self) -> Option<i64>;
+}
+
+/// Refuses a header with a `crit` member. Latchkey implements no JWS extension, so whatever `crit` names
+/// is not understood, and an empty list is itself invalid (RFC 7515 §4.1.11).
+pub fn refuse_critical(header: &jsonwebtoken::Header) -> Result<(), TokenError> {
+    match header.crit {
+        Some(_) => Err(TokenError::CriticalExtension),
+        None => Ok(()),
     }
 }
 
@@ -487,6 +499,7 @@ impl KeyRing {
         now: Millis,
     ) -> Result<C, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        refuse_critical(&header)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.current().by_kid.get(&kid).cloned().ok_or(TokenError::UnknownKey)?;
         // A key past its window is retired for good, even before the next reload drops it.
@@ -612,6 +625,56 @@ mod tests {
             let other_audience = Expectation::new("https://a", "https://b", 0);
             assert_eq!(ring.verify::<Claims>(&token, &other_audience, now * 1000).err(), Some(TokenError::Invalid));
         }
+    }
+
+    #[test]
+    fn a_header_with_crit_is_refused_even_when_its_signature_is_good() {
+        let alg = Algorithm::Es256;
+        let (private, _) = PrivateKey::generate(alg).unwrap();
+        let row = store::KeyRow {
+            id: "key_crit".into(),
+            algorithm: alg.as_str().into(),
+            public_jwk: private.public_jwk("key_crit", alg).to_string(),
+            private_key: String::new(),
+            created_at: 0,
+            retired_at: None,
+            expires_at: None,
+        };
+        let key = SigningKey::new(row, Some(private)).unwrap();
+        let now = 1_000_000_000;
+        let claims = Claims {
+            iss: "https://a".into(),
+            aud: "https://a/v1".into(),
+            sub: "u".into(),
+            iat: now,
+            exp: now + 60,
+            nbf: None,
+        };
+        // The same claims under a header naming a critical extension, signed by the ring's own key.
+        let signed_with = |header: serde_json::Value| {
+            let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+            token.push('.');
+            token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()));
+            let signature = key.private.as_ref().unwrap().sign(token.as_bytes()).unwrap();
+            format!("{token}.{}", URL_SAFE_NO_PAD.encode(signature))
+        };
+        let plain = signed_with(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "key_crit"}));
+        let critical =
+            signed_with(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "key_crit", "crit": ["exp"]}));
+        let empty_crit = signed_with(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "key_crit", "crit": []}));
+        let ring = KeyRing::new(b"secret");
+        if let Ok(mut current) = ring.ring.write() {
+            let mut by_kid = HashMap::new();
+            by_kid.insert(key.kid.clone(), Arc::new(key));
+            *current = Arc::new(Ring { by_kid, ..Ring::default() });
+        }
+        let expected = Expectation::new("https://a", "https://a/v1", 0);
+        assert!(ring.verify::<Claims>(&plain, &expected, now * 1000).is_ok(), "the control token verifies");
+        assert_eq!(ring.verify::<Claims>(&critical, &expected, now * 1000).err(), Some(TokenError::CriticalExtension));
+        assert_eq!(
+            ring.verify::<Claims>(&empty_crit, &expected, now * 1000).err(),
+            Some(TokenError::CriticalExtension)
+        );
     }
 
     #[test]

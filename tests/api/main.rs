@@ -6,6 +6,7 @@ mod accounts;
 mod api_keys;
 mod cli;
 mod extensions;
+mod hardening;
 mod multi_node;
 mod ops;
 mod orgs;
