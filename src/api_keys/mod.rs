@@ -174,7 +174,7 @@ pub enum KeyProblem {
 }
 
 impl KeyProblem {
-    /// The error code `verify` answers.
+    /// The error code `verify` answers (DESIGN.md "Capability 2").
     pub fn code(self) -> &'static str {
         match self {
             KeyProblem::NotFound => "KEY_NOT_FOUND",
@@ -183,13 +183,69 @@ impl KeyProblem {
         }
     }
 
-    /// The message `verify` answers.
+    /// The message `verify` answers (Better Auth's).
     pub fn message(self) -> &'static str {
         match self {
-            KeyProblem::NotFound => "API key not found",
-            KeyProblem::Disabled => "API key is disabled",
-            KeyProblem::Expired => "API key has expired",
+            KeyProblem::NotFound => "API Key not found",
+            KeyProblem::Disabled => "API Key is disabled",
+            KeyProblem::Expired => "API Key has expired",
         }
+    }
+
+    /// Code and message of the 401 for such a key sent as a credential (`x-api-key`): Better Auth's
+    /// api-key plugin answers an unknown or deleted key `INVALID_API_KEY`, the others as `verify` does.
+    pub fn as_credential(self) -> (&'static str, &'static str) {
+        match self {
+            KeyProblem::NotFound => ("INVALID_API_KEY", "Invalid API key."),
+            KeyProblem::Disabled | KeyProblem::Expired => (self.code(), self.message()),
+        }
+    }
+}
+
+/// What a caller of the key management endpoints can act on: Better Auth's api-key plugin codes
+/// (`API_KEY_ERROR_CODES`) with the statuses it throws them with, Latchkey's where it has no such case.
+/// Mapped to `ApiError` once, in `routes.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    /// 404 `KEY_NOT_FOUND`: unknown, deleted, or another user's key.
+    #[error("key not found")]
+    NotFound,
+    /// 400 `EXPIRES_IN_IS_TOO_SMALL`: `expiresIn` under one second.
+    #[error("expiresIn too small")]
+    ExpiresInTooSmall,
+    /// 400 `EXPIRES_IN_IS_TOO_LARGE`: `expiresIn` over ten years.
+    #[error("expiresIn too large")]
+    ExpiresInTooLarge,
+    /// 400 `INVALID_PREFIX_LENGTH`: a prefix not 1–16 characters long.
+    #[error("invalid prefix length")]
+    InvalidPrefixLength,
+    /// 400 `INVALID_PREFIX` (Latchkey's): characters outside `A-Z a-z 0-9 _ -`, or the service-client
+    /// prefix `lkc_`.
+    #[error("invalid prefix")]
+    InvalidPrefix,
+    /// 400 `INVALID_NAME_LENGTH`: a name over 256 characters.
+    #[error("invalid name length")]
+    InvalidNameLength,
+    /// 400 `VALIDATION_ERROR`: permissions that are not `{resource: [actions]}` of short words.
+    #[error("invalid permissions")]
+    InvalidPermissions,
+    /// 401 `UNAUTHORIZED_SESSION`: a user who is not an admin names another user (`userId`).
+    #[error("not allowed to act for another user")]
+    UnauthorizedSession,
+    /// 404 `NOT_FOUND` (Latchkey's): an admin names a user who does not exist.
+    #[error("no such user")]
+    UserNotFound,
+    /// 403 `USER_NOT_MEMBER_OF_ORGANIZATION`: the key's owner is not a member of its `organizationId`.
+    #[error("not a member of the organization")]
+    NotMemberOfOrganization,
+    /// 500.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StorageError> for ApiKeyError {
+    fn from(error: StorageError) -> Self {
+        ApiKeyError::Internal(error.into())
     }
 }
 
@@ -265,11 +321,22 @@ impl<'a> ApiKeyView<'a> {
     }
 }
 
-/// True for an acceptable key prefix: 1–16 of `A-Z a-z 0-9 _ -`, and not the service-client prefix.
+/// True for an acceptable key prefix (see [`check_prefix`]).
 pub fn valid_prefix(prefix: &str) -> bool {
-    (1..=16).contains(&prefix.len())
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && !prefix.starts_with(CLIENT_KEY_PREFIX)
+    check_prefix(prefix).is_ok()
+}
+
+/// Checks a key prefix: 1–16 of `A-Z a-z 0-9 _ -`, and not the service-client prefix.
+pub fn check_prefix(prefix: &str) -> Result<(), ApiKeyError> {
+    if !(1..=16).contains(&prefix.len()) {
+        return Err(ApiKeyError::InvalidPrefixLength);
+    }
+    if !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        || prefix.starts_with(CLIENT_KEY_PREFIX)
+    {
+        return Err(ApiKeyError::InvalidPrefix);
+    }
+    Ok(())
 }
 
 /// A new key with `prefix`: (the key, its SHA-256 hex, its display start).
@@ -446,8 +513,11 @@ mod tests {
 
     #[test]
     fn prefixes_are_short_words_and_never_the_client_prefix() {
-        assert!(valid_prefix("lk_") && valid_prefix("acme-prod_"));
-        assert!(!valid_prefix("") && !valid_prefix("lkc_x") && !valid_prefix("a b") && !valid_prefix(&"a".repeat(17)));
+        assert!(check_prefix("lk_").is_ok() && check_prefix("acme-prod_").is_ok());
+        for (prefix, length) in [("", true), (&"a".repeat(17), true), ("lkc_x", false), ("a b", false)] {
+            let error = check_prefix(prefix).unwrap_err();
+            assert_eq!(matches!(error, ApiKeyError::InvalidPrefixLength), length, "{prefix:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ApiKey, ApiKeyView, KeyProblem, Permissions};
+use super::{ApiKey, ApiKeyError, ApiKeyView, KeyProblem, Permissions};
 use crate::{
     app::AppState,
     audit::{self, AuditEvent},
@@ -20,7 +20,7 @@ use crate::{
         extractors::{json_column, ApiJson, ApiQuery},
         paths,
     },
-    principal::{self, Principal},
+    principal::Principal,
     sessions::ClientInfo,
 };
 
@@ -38,44 +38,86 @@ pub fn router() -> Router<AppState> {
 /// Longest `expiresIn`: ten years.
 const MAX_EXPIRES_IN: i64 = 10 * 365 * 86_400;
 
-fn key_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, KeyProblem::NotFound.code(), KeyProblem::NotFound.message())
-}
-
-fn check_expires_in(expires_in: Option<i64>, now: i64) -> Result<Option<i64>, ApiError> {
-    match expires_in {
-        None => Ok(None),
-        Some(seconds) if (1..=MAX_EXPIRES_IN).contains(&seconds) => Ok(Some(now + seconds * 1000)),
-        Some(_) => Err(ApiError::bad_request("INVALID_EXPIRES_IN", "expiresIn must be between 1 second and 10 years")),
+impl From<ApiKeyError> for ApiError {
+    fn from(error: ApiKeyError) -> Self {
+        use ApiKeyError::*;
+        let (status, code, message) = match error {
+            NotFound => (StatusCode::NOT_FOUND, KeyProblem::NotFound.code(), KeyProblem::NotFound.message()),
+            ExpiresInTooSmall => (
+                StatusCode::BAD_REQUEST,
+                "EXPIRES_IN_IS_TOO_SMALL",
+                "The expiresIn is smaller than the predefined minimum value.",
+            ),
+            ExpiresInTooLarge => (
+                StatusCode::BAD_REQUEST,
+                "EXPIRES_IN_IS_TOO_LARGE",
+                "The expiresIn is larger than the predefined maximum value.",
+            ),
+            InvalidPrefixLength => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_PREFIX_LENGTH",
+                "The prefix length is either too large or too small.",
+            ),
+            InvalidPrefix => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_PREFIX",
+                "prefix must be 1-16 of A-Z a-z 0-9 _ - and must not start with lkc_",
+            ),
+            InvalidNameLength => {
+                (StatusCode::BAD_REQUEST, "INVALID_NAME_LENGTH", "The name length is either too large or too small.")
+            }
+            InvalidPermissions => (
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "permissions must be {resource: [actions]} of short words",
+            ),
+            UnauthorizedSession => {
+                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED_SESSION", "Unauthorized or invalid session")
+            }
+            UserNotFound => return ApiError::not_found("No such user"),
+            NotMemberOfOrganization => (
+                StatusCode::FORBIDDEN,
+                "USER_NOT_MEMBER_OF_ORGANIZATION",
+                "You are not a member of the organization that owns this API key.",
+            ),
+            Internal(error) => return ApiError::internal(error),
+        };
+        ApiError::new(status, code, message)
     }
 }
 
-fn check_permissions(permissions: &Option<Permissions>) -> Result<Option<String>, ApiError> {
+fn check_expires_in(expires_in: Option<i64>, now: i64) -> Result<Option<i64>, ApiKeyError> {
+    match expires_in {
+        None => Ok(None),
+        Some(seconds) if seconds < 1 => Err(ApiKeyError::ExpiresInTooSmall),
+        Some(seconds) if seconds > MAX_EXPIRES_IN => Err(ApiKeyError::ExpiresInTooLarge),
+        Some(seconds) => Ok(Some(now + seconds * 1000)),
+    }
+}
+
+fn check_permissions(permissions: &Option<Permissions>) -> Result<Option<String>, ApiKeyError> {
     let Some(permissions) = permissions else { return Ok(None) };
     let word = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
     if permissions.len() > 64
         || !permissions.iter().all(|(r, actions)| word(r) && actions.len() <= 64 && actions.iter().all(|a| word(a)))
     {
-        return Err(ApiError::bad_request(
-            "VALIDATION_ERROR",
-            "permissions must be {resource: [actions]} of short words",
-        ));
+        return Err(ApiKeyError::InvalidPermissions);
     }
-    serde_json::to_string(permissions).map(Some).map_err(ApiError::internal)
+    serde_json::to_string(permissions).map(Some).map_err(|error| ApiKeyError::Internal(error.into()))
 }
 
-fn check_name(name: &Option<String>) -> Result<(), ApiError> {
+fn check_name(name: &Option<String>) -> Result<(), ApiKeyError> {
     match name {
-        Some(name) if name.chars().count() > 256 => Err(ApiError::bad_request("VALIDATION_ERROR", "name is too long")),
+        Some(name) if name.chars().count() > 256 => Err(ApiKeyError::InvalidNameLength),
         _ => Ok(()),
     }
 }
 
 /// A key the caller may manage: their own, or any for admins; anything else is not found.
-async fn owned_key(state: &AppState, principal: &Principal, id: &str) -> Result<ApiKey, ApiError> {
+async fn owned_key(state: &AppState, principal: &Principal, id: &str) -> Result<ApiKey, ApiKeyError> {
     match super::store::find(&state.db, id).await? {
         Some(key) if key.reference_id == principal.user.id || principal.is_admin() => Ok(key),
-        _ => Err(key_not_found()),
+        _ => Err(ApiKeyError::NotFound),
     }
 }
 
@@ -124,27 +166,16 @@ pub async fn create(
     let now = state.clock.now();
     let owner_id = match &body.user_id {
         Some(user_id) if *user_id != principal.user.id => {
+            // Better Auth refuses `userId` from every client; Latchkey lets admins name another user.
             if !principal.is_admin() {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "FORBIDDEN",
-                    "Only admins create keys for other users",
-                ));
+                return Err(ApiKeyError::UnauthorizedSession.into());
             }
-            crate::accounts::store::find_user_by_id(&state.db, user_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("No such user"))?
-                .id
+            crate::accounts::store::find_user_by_id(&state.db, user_id).await?.ok_or(ApiKeyError::UserNotFound)?.id
         }
         _ => principal.user.id.clone(),
     };
     let prefix = body.prefix.clone().unwrap_or_else(|| state.settings.api_keys.default_prefix.clone());
-    if !super::valid_prefix(&prefix) {
-        return Err(ApiError::bad_request(
-            "INVALID_PREFIX",
-            "prefix must be 1-16 of A-Z a-z 0-9 _ - and must not start with lkc_",
-        ));
-    }
+    super::check_prefix(&prefix)?;
     check_name(&body.name)?;
     let expires_at = check_expires_in(body.expires_in, now)?;
     let permissions = check_permissions(&body.permissions)?;
@@ -152,7 +183,7 @@ pub async fn create(
     if let Some(org) = &body.organization_id {
         let memberships = state.memberships.get(&state.db, &owner_id, now).await?;
         if !memberships.iter().any(|m| m.organization_id == *org) {
-            return Err(principal::access_denied());
+            return Err(ApiKeyError::NotMemberOfOrganization.into());
         }
     }
     let (secret, hash, start) = super::generate(&prefix);
@@ -319,7 +350,7 @@ pub async fn delete(
     principal.require_session()?;
     let key = owned_key(&state, &principal, &body.key_id).await?;
     if !super::store::delete(&state.db, &key.id).await? {
-        return Err(key_not_found());
+        return Err(ApiKeyError::NotFound.into());
     }
     super::key_changed(&state.db, &state.api_keys, &key.id, state.clock.now()).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "deleted" });
@@ -353,12 +384,13 @@ pub struct VerifyResponse<'a> {
     pub valid: bool,
     /// Why not.
     pub error: Option<VerifyError>,
-    /// The key's fields when it exists.
+    /// The key's fields when `valid`; null otherwise (as Better Auth: a refused key, even an existing
+    /// one, tells the caller nothing about itself).
     pub key: Option<ApiKeyView<'a>>,
 }
 
-fn refused(code: &'static str, message: &'static str, key: Option<ApiKeyView>) -> Response {
-    Json(VerifyResponse { valid: false, error: Some(VerifyError { code, message }), key }).into_response()
+fn refused(code: &'static str, message: &'static str) -> Response {
+    Json(VerifyResponse { valid: false, error: Some(VerifyError { code, message }), key: None }).into_response()
 }
 
 /// Checks a key for a resource server; needs no other credential, rate-limited per IP.
@@ -371,19 +403,18 @@ pub async fn verify(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     if state.limits.verify_ip.hit(&client.rate_limit_key(), now).is_err() {
-        return Ok(refused("RATE_LIMITED", "Too many requests. Please try again later.", None));
+        return Ok(refused("RATE_LIMITED", "Too many requests. Please try again later."));
     }
     let cached = state.api_keys.lookup(&state.db, &super::hash_key(body.key.expose()), now).await?;
     let Some(cached) = cached else {
-        return Ok(refused(KeyProblem::NotFound.code(), KeyProblem::NotFound.message(), None));
+        return Ok(refused(KeyProblem::NotFound.code(), KeyProblem::NotFound.message()));
     };
     if let Some(problem) = cached.key.unusable(now) {
-        return Ok(refused(problem.code(), problem.message(), Some(ApiKeyView::new(&cached.key, &state.usage))));
+        return Ok(refused(problem.code(), problem.message()));
     }
     if let Some(wanted) = body.permissions.as_ref().filter(|wanted| !wanted.is_empty()) {
         if !cached.key.holds(wanted) {
-            let view = ApiKeyView::new(&cached.key, &state.usage);
-            return Ok(refused("INSUFFICIENT_PERMISSIONS", "The API key lacks a requested permission", Some(view)));
+            return Ok(refused("INSUFFICIENT_PERMISSIONS", "The API key lacks a requested permission"));
         }
     }
     let pending = state.usage.record(&cached.key.id, now);

@@ -450,8 +450,10 @@ fn bearer_jwt(parts: &Parts) -> Option<&str> {
         .filter(|token| extensions::looks_like_jwt(token))
 }
 
+/// 401 with Better Auth's code for a refused `x-api-key` (`INVALID_API_KEY`, `KEY_DISABLED`, `KEY_EXPIRED`).
 fn invalid_api_key(problem: KeyProblem) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", problem.message())
+    let (code, message) = problem.as_credential();
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
 /// Authenticates an `x-api-key`: from the key cache (no DB read while cached), refused at once when

@@ -77,6 +77,14 @@ pub mod paths {
     pub const ORG_GET_FULL: &str = "/api/auth/organization/get-full-organization";
     /// `GET` an organization's members.
     pub const ORG_LIST_MEMBERS: &str = "/api/auth/organization/list-members";
+    /// `GET` the caller's membership in the tenant organization.
+    pub const ORG_GET_ACTIVE_MEMBER: &str = "/api/auth/organization/get-active-member";
+    /// `GET` the caller's (or a member's) role in the tenant organization.
+    pub const ORG_GET_ACTIVE_MEMBER_ROLE: &str = "/api/auth/organization/get-active-member-role";
+    /// `GET` an organization's invitations.
+    pub const ORG_LIST_INVITATIONS: &str = "/api/auth/organization/list-invitations";
+    /// `GET` the invitations addressed to the caller.
+    pub const ORG_LIST_USER_INVITATIONS: &str = "/api/auth/organization/list-user-invitations";
     /// `POST` invite a member.
     pub const ORG_INVITE_MEMBER: &str = "/api/auth/organization/invite-member";
     /// `POST` accept an invitation.

@@ -245,6 +245,139 @@ impl From<&Invitation> for InvitationView {
     }
 }
 
+/// An invitation with its organization's name (what the invitee is shown).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ReceivedInvitation {
+    /// The invitation.
+    #[sqlx(flatten)]
+    pub invitation: Invitation,
+    /// The organization's name.
+    pub organization_name: String,
+}
+
+/// The JSON shape of a received invitation (Better Auth's `list-user-invitations` item).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedInvitationView {
+    /// The invitation.
+    #[serde(flatten)]
+    pub invitation: InvitationView,
+    /// The organization's name.
+    pub organization_name: String,
+}
+
+impl From<&ReceivedInvitation> for ReceivedInvitationView {
+    fn from(received: &ReceivedInvitation) -> Self {
+        ReceivedInvitationView {
+            invitation: InvitationView::from(&received.invitation),
+            organization_name: received.organization_name.clone(),
+        }
+    }
+}
+
+/// What a caller of the organization endpoints can act on. The codes, messages and statuses are Better
+/// Auth's (its organization plugin's `ORGANIZATION_ERROR_CODES`, thrown with the status noted), because
+/// its `organizationClient` and the apps built on it match on them; Latchkey's own codes remain only
+/// where Better Auth has no such case. Mapped to `ApiError` once, in `routes.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    /// 400 `ORGANIZATION_NOT_FOUND`: the named organization does not exist (or no longer does).
+    #[error("organization not found")]
+    OrganizationNotFound,
+    /// 400 `NO_ACTIVE_ORGANIZATION`: none named, and the caller belongs to none.
+    #[error("no active organization")]
+    NoActiveOrganization,
+    /// 400 `USER_IS_NOT_A_MEMBER_OF_THE_ORGANIZATION` (update, delete).
+    #[error("user is not a member of the organization")]
+    NotAMemberToChange,
+    /// 403 `USER_IS_NOT_A_MEMBER_OF_THE_ORGANIZATION` (get-full-organization, set-active).
+    #[error("user is not a member of the organization")]
+    NotAMemberToRead,
+    /// 403 `YOU_ARE_NOT_A_MEMBER_OF_THIS_ORGANIZATION` (list-members, get-active-member-role,
+    /// list-invitations).
+    #[error("you are not a member of this organization")]
+    YouAreNotAMember,
+    /// 400 `MEMBER_NOT_FOUND`: the caller (get-active-member, invite, cancel, remove, update-role, leave)
+    /// or the member acted on is not a member.
+    #[error("member not found")]
+    MemberNotFound,
+    /// 401 `ORGANIZATION_ACCESS_DENIED` (Latchkey's): an org-scoped API key used in another organization;
+    /// Better Auth has no org-scoped keys.
+    #[error("outside the API key's organization")]
+    OutsideKeyScope,
+    /// 400 `ORGANIZATION_ALREADY_EXISTS`: create with a taken slug.
+    #[error("organization already exists")]
+    AlreadyExists,
+    /// 400 `ORGANIZATION_SLUG_ALREADY_TAKEN`: check-slug, or update to a taken slug.
+    #[error("slug taken")]
+    SlugTaken,
+    /// 400 `INVALID_SLUG` (Latchkey's: Better Auth does not validate slugs).
+    #[error("invalid slug")]
+    InvalidSlug,
+    /// 400 `ROLE_NOT_FOUND`: not owner, admin or member.
+    #[error("role not found")]
+    RoleNotFound,
+    /// 403 `YOU_ARE_NOT_ALLOWED_TO_UPDATE_THIS_ORGANIZATION`.
+    #[error("not allowed to update the organization")]
+    NotAllowedToUpdate,
+    /// 403 `YOU_ARE_NOT_ALLOWED_TO_DELETE_THIS_ORGANIZATION`.
+    #[error("not allowed to delete the organization")]
+    NotAllowedToDelete,
+    /// 403 `YOU_ARE_NOT_ALLOWED_TO_INVITE_USERS_TO_THIS_ORGANIZATION`.
+    #[error("not allowed to invite")]
+    NotAllowedToInvite,
+    /// 403 `YOU_ARE_NOT_ALLOWED_TO_INVITE_USER_WITH_THIS_ROLE`: only owners invite owners.
+    #[error("not allowed to invite with this role")]
+    NotAllowedToInviteWithRole,
+    /// 403 `YOU_ARE_NOT_ALLOWED_TO_CANCEL_THIS_INVITATION`.
+    #[error("not allowed to cancel the invitation")]
+    NotAllowedToCancel,
+    /// 403 `YOU_ARE_NOT_ALLOWED_TO_LIST_INVITATIONS`: members see no invitations.
+    #[error("not allowed to list invitations")]
+    NotAllowedToListInvitations,
+    /// 401 `YOU_ARE_NOT_ALLOWED_TO_DELETE_THIS_MEMBER` (401 as Better Auth).
+    #[error("not allowed to remove the member")]
+    NotAllowedToRemove,
+    /// 403 `YOU_ARE_NOT_ALLOWED_TO_UPDATE_THIS_MEMBER`.
+    #[error("not allowed to update the member")]
+    NotAllowedToUpdateMember,
+    /// 400 `YOU_CANNOT_LEAVE_THE_ORGANIZATION_AS_THE_ONLY_OWNER`: leaving as, or removing, the last
+    /// owner — and, as Better Auth, a non-owner removing an owner.
+    #[error("the only owner cannot leave")]
+    OnlyOwnerCannotLeave,
+    /// 400 `YOU_CANNOT_LEAVE_THE_ORGANIZATION_WITHOUT_AN_OWNER`: the last owner demoting themselves.
+    #[error("the organization would have no owner")]
+    WouldHaveNoOwner,
+    /// 400 `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`.
+    #[error("already a member")]
+    AlreadyAMember,
+    /// 400 `USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION`.
+    #[error("already invited")]
+    AlreadyInvited,
+    /// 400 `INVITATION_NOT_FOUND`: unknown, no longer pending, or expired (Better Auth answers all three
+    /// alike).
+    #[error("invitation not found")]
+    InvitationNotFound,
+    /// 403 `YOU_ARE_NOT_THE_RECIPIENT_OF_THE_INVITATION`.
+    #[error("not the recipient of the invitation")]
+    NotTheRecipient,
+    /// 400 `INVALID_EMAIL`.
+    #[error("invalid email")]
+    InvalidEmail,
+    /// 400 `VALIDATION_ERROR` with the message.
+    #[error("{0}")]
+    Validation(String),
+    /// 500.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StorageError> for OrgError {
+    fn from(error: StorageError) -> Self {
+        OrgError::Internal(error.into())
+    }
+}
+
 /// True for a valid slug: 1–64 of `a-z 0-9 -`.
 pub fn valid_slug(slug: &str) -> bool {
     (1..=64).contains(&slug.len()) && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

@@ -1,8 +1,10 @@
-//! `/api/auth/organization/*` (Better Auth organization plugin shapes).
+//! `/api/auth/organization/*` (Better Auth organization plugin shapes and error codes).
 //!
 //! Every endpoint that acts inside an organization takes it from its `organizationId` (or slug) or,
 //! failing that, from the caller's tenant, through `principal::resolve_tenant` — so membership, the
-//! tenant rules and org-scoped keys are checked in one place.
+//! tenant rules and org-scoped keys are checked in one place. Its refusals, like every other outcome
+//! here, are answered with Better Auth's codes and statuses ([`OrgError`], mapped below), which differ
+//! per endpoint; the tenant path (`/api/auth/check`, extension tokens) keeps DESIGN's messages.
 
 use axum::{
     extract::State,
@@ -14,7 +16,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    store, Invitation, InvitationView, Member, MemberView, Organization, OrganizationView, Role, INVITATION_LIFETIME,
+    store, Invitation, InvitationView, Member, MemberView, OrgError, Organization, OrganizationView,
+    ReceivedInvitationView, Role, INVITATION_LIFETIME,
 };
 use crate::{
     accounts::email::Email,
@@ -26,7 +29,7 @@ use crate::{
         extractors::{json_column, session_data_cookie_for, ApiJson, ApiQuery},
         paths,
     },
-    principal::{self, Principal, Tenant, Via},
+    principal::{self, Principal, Tenant, TenantError, Via},
 };
 
 /// The routes of this capability.
@@ -40,6 +43,10 @@ pub fn router() -> Router<AppState> {
         .route(paths::ORG_SET_ACTIVE, post(set_active))
         .route(paths::ORG_GET_FULL, get(get_full))
         .route(paths::ORG_LIST_MEMBERS, get(list_members))
+        .route(paths::ORG_GET_ACTIVE_MEMBER, get(get_active_member))
+        .route(paths::ORG_GET_ACTIVE_MEMBER_ROLE, get(get_active_member_role))
+        .route(paths::ORG_LIST_INVITATIONS, get(list_invitations))
+        .route(paths::ORG_LIST_USER_INVITATIONS, get(list_user_invitations))
         .route(paths::ORG_INVITE_MEMBER, post(invite_member))
         .route(paths::ORG_ACCEPT_INVITATION, post(accept_invitation))
         .route(paths::ORG_REJECT_INVITATION, post(reject_invitation))
@@ -49,49 +56,173 @@ pub fn router() -> Router<AppState> {
         .route(paths::ORG_LEAVE, post(leave))
 }
 
-fn forbidden(message: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+impl From<OrgError> for ApiError {
+    fn from(error: OrgError) -> Self {
+        use OrgError::*;
+        let (status, code, message) = match error {
+            OrganizationNotFound => (StatusCode::BAD_REQUEST, "ORGANIZATION_NOT_FOUND", "Organization not found"),
+            NoActiveOrganization => (StatusCode::BAD_REQUEST, "NO_ACTIVE_ORGANIZATION", "No active organization"),
+            NotAMemberToChange => (
+                StatusCode::BAD_REQUEST,
+                "USER_IS_NOT_A_MEMBER_OF_THE_ORGANIZATION",
+                "User is not a member of the organization",
+            ),
+            NotAMemberToRead => (
+                StatusCode::FORBIDDEN,
+                "USER_IS_NOT_A_MEMBER_OF_THE_ORGANIZATION",
+                "User is not a member of the organization",
+            ),
+            YouAreNotAMember => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_A_MEMBER_OF_THIS_ORGANIZATION",
+                "You are not a member of this organization",
+            ),
+            MemberNotFound => (StatusCode::BAD_REQUEST, "MEMBER_NOT_FOUND", "Member not found"),
+            OutsideKeyScope => return principal::access_denied(),
+            AlreadyExists => (StatusCode::BAD_REQUEST, "ORGANIZATION_ALREADY_EXISTS", "Organization already exists"),
+            SlugTaken => {
+                (StatusCode::BAD_REQUEST, "ORGANIZATION_SLUG_ALREADY_TAKEN", "Organization slug already taken")
+            }
+            InvalidSlug => (StatusCode::BAD_REQUEST, "INVALID_SLUG", "slug must be 1-64 of a-z 0-9 -"),
+            RoleNotFound => (StatusCode::BAD_REQUEST, "ROLE_NOT_FOUND", "Role not found"),
+            NotAllowedToUpdate => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_ALLOWED_TO_UPDATE_THIS_ORGANIZATION",
+                "You are not allowed to update this organization",
+            ),
+            NotAllowedToDelete => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_ALLOWED_TO_DELETE_THIS_ORGANIZATION",
+                "You are not allowed to delete this organization",
+            ),
+            NotAllowedToInvite => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_ALLOWED_TO_INVITE_USERS_TO_THIS_ORGANIZATION",
+                "You are not allowed to invite users to this organization",
+            ),
+            NotAllowedToInviteWithRole => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_ALLOWED_TO_INVITE_USER_WITH_THIS_ROLE",
+                "You are not allowed to invite a user with this role",
+            ),
+            NotAllowedToCancel => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_ALLOWED_TO_CANCEL_THIS_INVITATION",
+                "You are not allowed to cancel this invitation",
+            ),
+            NotAllowedToListInvitations => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_ALLOWED_TO_LIST_INVITATIONS",
+                "You are not allowed to list invitations for this organization",
+            ),
+            NotAllowedToRemove => (
+                StatusCode::UNAUTHORIZED,
+                "YOU_ARE_NOT_ALLOWED_TO_DELETE_THIS_MEMBER",
+                "You are not allowed to delete this member",
+            ),
+            NotAllowedToUpdateMember => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_ALLOWED_TO_UPDATE_THIS_MEMBER",
+                "You are not allowed to update this member",
+            ),
+            OnlyOwnerCannotLeave => (
+                StatusCode::BAD_REQUEST,
+                "YOU_CANNOT_LEAVE_THE_ORGANIZATION_AS_THE_ONLY_OWNER",
+                "You cannot leave the organization as the only owner",
+            ),
+            WouldHaveNoOwner => (
+                StatusCode::BAD_REQUEST,
+                "YOU_CANNOT_LEAVE_THE_ORGANIZATION_WITHOUT_AN_OWNER",
+                "You cannot leave the organization without an owner",
+            ),
+            AlreadyAMember => (
+                StatusCode::BAD_REQUEST,
+                "USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION",
+                "User is already a member of this organization",
+            ),
+            AlreadyInvited => (
+                StatusCode::BAD_REQUEST,
+                "USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION",
+                "User is already invited to this organization",
+            ),
+            InvitationNotFound => (StatusCode::BAD_REQUEST, "INVITATION_NOT_FOUND", "Invitation not found"),
+            NotTheRecipient => (
+                StatusCode::FORBIDDEN,
+                "YOU_ARE_NOT_THE_RECIPIENT_OF_THE_INVITATION",
+                "You are not the recipient of the invitation",
+            ),
+            InvalidEmail => (StatusCode::BAD_REQUEST, "INVALID_EMAIL", "Invalid email"),
+            Validation(message) => return ApiError::bad_request("VALIDATION_ERROR", message),
+            Internal(error) => return ApiError::internal(error),
+        };
+        ApiError::new(status, code, message)
+    }
 }
 
-fn last_owner() -> ApiError {
-    ApiError::bad_request("LAST_OWNER", "An organization must keep at least one owner")
+fn parse_role(role: &str) -> Result<Role, OrgError> {
+    Role::parse(role).ok_or(OrgError::RoleNotFound)
 }
 
-fn member_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "MEMBER_NOT_FOUND", "Member not found")
-}
-
-fn invitation_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "INVITATION_NOT_FOUND", "Invitation not found")
-}
-
-fn parse_role(role: &str) -> Result<Role, ApiError> {
-    Role::parse(role).ok_or_else(|| ApiError::bad_request("INVALID_ROLE", "role must be owner, admin or member"))
-}
-
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), OrgError> {
     if value.trim().is_empty() || value.chars().count() > max {
-        return Err(ApiError::bad_request("VALIDATION_ERROR", format!("{field} must be 1-{max} characters")));
+        return Err(OrgError::Validation(format!("{field} must be 1-{max} characters")));
     }
     Ok(())
 }
 
-fn require_valid_slug(slug: &str) -> Result<(), ApiError> {
+fn require_valid_slug(slug: &str) -> Result<(), OrgError> {
     if super::valid_slug(slug) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("INVALID_SLUG", "slug must be 1-64 of a-z 0-9 -"))
+        Err(OrgError::InvalidSlug)
     }
 }
 
-/// The organization a request acts in, and the caller's role there.
+/// How an endpoint refuses an organization it cannot act in. Better Auth's endpoints answer the same
+/// situation with different codes and statuses, and its clients match on them, so each endpoint names
+/// its own.
+struct Refusals {
+    /// The caller is not a member of the named (or tenant) organization.
+    not_member: OrgError,
+    /// Nothing named, and the caller belongs to no organization.
+    none: OrgError,
+}
+
+/// update, delete.
+const TO_CHANGE: Refusals = Refusals { not_member: OrgError::NotAMemberToChange, none: OrgError::OrganizationNotFound };
+/// get-full-organization, set-active.
+const TO_READ: Refusals = Refusals { not_member: OrgError::NotAMemberToRead, none: OrgError::NoActiveOrganization };
+/// list-members, get-active-member-role, list-invitations.
+const AS_MEMBER: Refusals = Refusals { not_member: OrgError::YouAreNotAMember, none: OrgError::NoActiveOrganization };
+/// get-active-member, invite-member, cancel-invitation, remove-member, update-member-role, leave.
+const AS_ACTOR: Refusals = Refusals { not_member: OrgError::MemberNotFound, none: OrgError::NoActiveOrganization };
+
+/// The organization a request acts in, and the caller's role there. Tenant resolution decides; its
+/// refusals become Better Auth's answers: a named organization that does not exist is
+/// `ORGANIZATION_NOT_FOUND` (as Better Auth, which also tells outsiders so), one the caller is not in is
+/// the endpoint's `not_member`.
 async fn acting_in(
     state: &AppState,
     principal: &Principal,
     explicit: Option<&str>,
-) -> Result<(Tenant, Organization), ApiError> {
-    let tenant = principal::resolve_tenant(state, principal, explicit).await?;
-    let org = store::find(&state.db, &tenant.organization_id).await?.ok_or_else(principal::access_denied)?;
+    refusals: Refusals,
+) -> Result<(Tenant, Organization), OrgError> {
+    let tenant = match principal::resolve_tenant(state, principal, explicit).await {
+        Ok(tenant) => tenant,
+        Err(TenantError::NoOrganization) => return Err(refusals.none),
+        Err(TenantError::Denied { outside_key_scope: true }) => return Err(OrgError::OutsideKeyScope),
+        Err(TenantError::Denied { outside_key_scope: false }) => {
+            let key_org = principal.api_key().and_then(|key| key.organization_id.as_deref());
+            let named = explicit.or(principal.tenant_header.as_deref().filter(|_| principal.api_key().is_some()));
+            return match named.or(key_org) {
+                Some(named) if store::find_by_id_or_slug(&state.db, named).await?.is_some() => Err(refusals.not_member),
+                _ => Err(OrgError::OrganizationNotFound),
+            };
+        }
+        Err(TenantError::Storage(error)) => return Err(error.into()),
+    };
+    // Deleted since the membership cache was filled.
+    let org = store::find(&state.db, &tenant.organization_id).await?.ok_or(OrgError::OrganizationNotFound)?;
     Ok((tenant, org))
 }
 
@@ -99,6 +230,16 @@ async fn acting_in(
 async fn memberships_changed(state: &AppState, users: &[String]) -> Result<(), ApiError> {
     super::memberships_changed(&state.db, &state.memberships, users, state.clock.now()).await?;
     Ok(())
+}
+
+/// The invitations a member with `role` may see (Better Auth's `canViewInvitations` and
+/// `withoutCreatorRoleInvitations`): none for members, all but owner invitations for admins.
+fn visible_invitations(invitations: Vec<Invitation>, role: Role) -> Vec<Invitation> {
+    match role {
+        Role::Owner => invitations,
+        Role::Admin => invitations.into_iter().filter(|inv| inv.role != Role::Owner.as_str()).collect(),
+        Role::Member => Vec::new(),
+    }
 }
 
 /// Organization with members (create's answer).
@@ -123,9 +264,10 @@ pub struct FullOrganization {
     pub invitations: Vec<InvitationView>,
 }
 
-async fn full_organization(state: &AppState, org: &Organization) -> Result<FullOrganization, ApiError> {
+/// The organization with its members and the invitations a member with `role` may see.
+async fn full_organization(state: &AppState, org: &Organization, role: Role) -> Result<FullOrganization, ApiError> {
     let members = store::members(&state.db, &org.id, 10_000, 0).await?;
-    let invitations = store::invitations(&state.db, &org.id).await?;
+    let invitations = visible_invitations(store::invitations(&state.db, &org.id).await?, role);
     Ok(FullOrganization {
         organization: OrganizationView::from(org),
         members: members.iter().map(MemberView::from).collect(),
@@ -207,9 +349,7 @@ pub async fn create(
     let member_id = crypto::new_id("mem");
     match store::insert_with_owner(&state.db, &org, &member_id, &principal.user.id).await {
         Ok(()) => {}
-        Err(crate::storage::StorageError::UniqueViolation(_)) => {
-            return Err(ApiError::bad_request("ORGANIZATION_ALREADY_EXISTS", "Organization already exists"));
-        }
+        Err(crate::storage::StorageError::UniqueViolation(_)) => return Err(OrgError::AlreadyExists.into()),
         Err(error) => return Err(error.into()),
     }
     memberships_changed(&state, std::slice::from_ref(&principal.user.id)).await?;
@@ -263,10 +403,10 @@ pub async fn update(
     principal: Principal,
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> Result<Json<OrganizationView>, ApiError> {
-    let (tenant, mut org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    let (tenant, mut org) = acting_in(&state, &principal, body.organization_id.as_deref(), TO_CHANGE).await?;
     principal.require_permission("organization", "update")?;
     if !tenant.role.can_manage() {
-        return Err(forbidden("Only owners and admins may update the organization"));
+        return Err(OrgError::NotAllowedToUpdate.into());
     }
     let data = body.data;
     if let Some(name) = data.name {
@@ -287,9 +427,7 @@ pub async fn update(
     }
     match store::update(&state.db, &org).await {
         Ok(()) => {}
-        Err(crate::storage::StorageError::UniqueViolation(_)) => {
-            return Err(ApiError::bad_request("ORGANIZATION_ALREADY_EXISTS", "Organization already exists"));
-        }
+        Err(crate::storage::StorageError::UniqueViolation(_)) => return Err(OrgError::SlugTaken.into()),
         Err(error) => return Err(error.into()),
     }
     if slug_changed {
@@ -322,10 +460,10 @@ pub async fn delete(
     principal: Principal,
     ApiJson(body): ApiJson<OrganizationRef>,
 ) -> Result<Json<OrganizationView>, ApiError> {
-    let (tenant, org) = acting_in(&state, &principal, Some(&body.organization_id)).await?;
+    let (tenant, org) = acting_in(&state, &principal, Some(&body.organization_id), TO_CHANGE).await?;
     principal.require_permission("organization", "delete")?;
     if tenant.role != Role::Owner {
-        return Err(forbidden("Only owners may delete the organization"));
+        return Err(OrgError::NotAllowedToDelete.into());
     }
     let users = store::member_user_ids(&state.db, &org.id).await?;
     store::delete(&state.db, &org.id).await?;
@@ -370,7 +508,7 @@ pub struct SlugStatus {
     pub status: bool,
 }
 
-/// Whether a slug is free (400 `SLUG_IS_TAKEN` if not).
+/// Whether a slug is free (400 `ORGANIZATION_SLUG_ALREADY_TAKEN` if not).
 #[utoipa::path(post, path = paths::ORG_CHECK_SLUG, tag = "organizations", request_body = SlugRequest,
     responses((status = 200, body = SlugStatus), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn check_slug(
@@ -380,7 +518,7 @@ pub async fn check_slug(
 ) -> Result<Json<SlugStatus>, ApiError> {
     require_valid_slug(&body.slug)?;
     if store::slug_taken(&state.db, &body.slug).await? {
-        return Err(ApiError::bad_request("SLUG_IS_TAKEN", "Slug is taken"));
+        return Err(OrgError::SlugTaken.into());
     }
     Ok(Json(SlugStatus { status: true }))
 }
@@ -443,8 +581,13 @@ pub async fn set_active(
     match named {
         None => with_active_org(&state, &principal, None, serde_json::Value::Null).await,
         Some(named) => {
-            let (_, org) = acting_in(&state, &principal, Some(&named)).await?;
-            let full = full_organization(&state, &org).await?;
+            let by_id = matches!(body.organization_id, NullableId::Value(_));
+            let (tenant, org) = match acting_in(&state, &principal, Some(&named), TO_READ).await {
+                // Better Auth checks membership before looking an id up: an unknown id is "not a member".
+                Err(OrgError::OrganizationNotFound) if by_id => return Err(OrgError::NotAMemberToRead.into()),
+                result => result?,
+            };
+            let full = full_organization(&state, &org, tenant.role).await?;
             with_active_org(&state, &principal, Some(&org.id), full).await
         }
     }
@@ -470,16 +613,22 @@ impl OrgQuery {
     }
 }
 
-/// The organization with its members and invitations.
+/// The organization with its members and the invitations the caller may see (none for members, no
+/// owner invitations for admins); `null` when the caller belongs to no organization (as Better Auth
+/// without an active one).
 #[utoipa::path(get, path = paths::ORG_GET_FULL, tag = "organizations", params(OrgQuery),
-    responses((status = 200, body = FullOrganization), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Option<FullOrganization>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn get_full(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(query): ApiQuery<OrgQuery>,
-) -> Result<Json<FullOrganization>, ApiError> {
-    let (_, org) = acting_in(&state, &principal, query.named()).await?;
-    Ok(Json(full_organization(&state, &org).await?))
+) -> Result<Json<Option<FullOrganization>>, ApiError> {
+    let (tenant, org) = match acting_in(&state, &principal, query.named(), TO_READ).await {
+        Err(OrgError::NoActiveOrganization) => return Ok(Json(None)),
+        result => result?,
+    };
+    Ok(Json(Some(full_organization(&state, &org, tenant.role).await?)))
 }
 
 /// `list-members` answer.
@@ -493,18 +642,78 @@ pub struct MembersPage {
 
 /// The organization's members.
 #[utoipa::path(get, path = paths::ORG_LIST_MEMBERS, tag = "organizations", params(OrgQuery),
-    responses((status = 200, body = MembersPage), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = MembersPage), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn list_members(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> Result<Json<MembersPage>, ApiError> {
-    let (_, org) = acting_in(&state, &principal, query.named()).await?;
+    let (_, org) = acting_in(&state, &principal, query.named(), AS_MEMBER).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0).max(0);
     let members = store::members(&state.db, &org.id, limit, offset).await?;
     let total = store::member_count(&state.db, &org.id).await?;
     Ok(Json(MembersPage { members: members.iter().map(MemberView::from).collect(), total }))
+}
+
+/// The caller's own membership (with its user) in the tenant organization: the session's active one,
+/// else the first joined; an API key's `x-tenant-id`, else its organization.
+#[utoipa::path(get, path = paths::ORG_GET_ACTIVE_MEMBER, tag = "organizations",
+    responses((status = 200, body = MemberView), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+pub async fn get_active_member(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<MemberView>, ApiError> {
+    let (_, org) = acting_in(&state, &principal, None, AS_ACTOR).await?;
+    let member = store::find_member(&state.db, &org.id, &principal.user.id).await?.ok_or(OrgError::MemberNotFound)?;
+    Ok(Json(MemberView::from(&member)))
+}
+
+/// get-active-member-role query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveMemberRoleQuery {
+    /// Another member's user id (default: the caller).
+    pub user_id: Option<String>,
+    /// Organization id (default: the tenant).
+    pub organization_id: Option<String>,
+    /// Organization slug (default: the tenant).
+    pub organization_slug: Option<String>,
+}
+
+/// `{role}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MemberRole {
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+}
+
+/// The caller's role (or, with `userId`, another member's) in the named or tenant organization.
+#[utoipa::path(get, path = paths::ORG_GET_ACTIVE_MEMBER_ROLE, tag = "organizations", params(ActiveMemberRoleQuery),
+    responses((status = 200, body = MemberRole), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn get_active_member_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ActiveMemberRoleQuery>,
+) -> Result<Json<MemberRole>, ApiError> {
+    let named = query.organization_id.as_deref().or(query.organization_slug.as_deref());
+    let (tenant, org) = acting_in(&state, &principal, named, AS_MEMBER).await?;
+    let role = match query.user_id.as_deref().filter(|id| *id != principal.user.id) {
+        None => tenant.role.as_str().to_owned(),
+        // Only a member id, user id or email of this organization matches; anyone else is, as in Better
+        // Auth, "not a member".
+        Some(user_id) => {
+            let member = store::find_member(&state.db, &org.id, user_id).await?.ok_or(OrgError::YouAreNotAMember)?;
+            if member.user_id != user_id {
+                return Err(OrgError::YouAreNotAMember.into());
+            }
+            member.role
+        }
+    };
+    Ok(Json(MemberRole { role }))
 }
 
 /// Invite body.
@@ -532,26 +741,24 @@ pub async fn invite_member(
     principal: Principal,
     ApiJson(body): ApiJson<InviteRequest>,
 ) -> Result<Json<InvitationView>, ApiError> {
-    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref(), AS_ACTOR).await?;
     principal.require_permission("invitation", "create")?;
-    let role = parse_role(&body.role)?;
-    if !tenant.role.can_manage() || (role == Role::Owner && tenant.role != Role::Owner) {
-        return Err(forbidden("You are not allowed to invite users with this role to this organization"));
+    // Better Auth's order: the email, then the right to invite at all, then the role.
+    let email = Email::parse(&body.email).ok_or(OrgError::InvalidEmail)?;
+    if !tenant.role.can_manage() {
+        return Err(OrgError::NotAllowedToInvite.into());
     }
-    let email = Email::parse(&body.email).ok_or_else(|| ApiError::bad_request("INVALID_EMAIL", "Invalid email"))?;
+    let role = parse_role(&body.role)?;
+    if role == Role::Owner && tenant.role != Role::Owner {
+        return Err(OrgError::NotAllowedToInviteWithRole.into());
+    }
     if store::find_member(&state.db, &org.id, email.as_str()).await?.is_some() {
-        return Err(ApiError::bad_request(
-            "USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION",
-            "User is already a member of this organization",
-        ));
+        return Err(OrgError::AlreadyAMember.into());
     }
     let now = state.clock.now();
     if let Some(mut pending) = store::pending_invitation(&state.db, &org.id, email.as_str()).await? {
         if !body.resend && pending.expires_at > now {
-            return Err(ApiError::bad_request(
-                "USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION",
-                "User is already invited to this organization",
-            ));
+            return Err(OrgError::AlreadyInvited.into());
         }
         // Resending (or replacing an expired one) renews the pending invitation.
         pending.expires_at = now + INVITATION_LIFETIME;
@@ -595,17 +802,15 @@ pub struct InvitationOutcome {
     pub member: Option<MemberView>,
 }
 
-/// The invitation, if it is addressed to the caller and still pending.
-async fn invitation_for_me(state: &AppState, principal: &Principal, id: &str) -> Result<Invitation, ApiError> {
-    let invitation = store::find_invitation(&state.db, id).await?.ok_or_else(invitation_not_found)?;
+/// The invitation, if it is still pending and addressed to the caller. As Better Auth, an unknown, used
+/// or expired invitation is `INVITATION_NOT_FOUND` before the recipient is compared.
+async fn invitation_for_me(state: &AppState, principal: &Principal, id: &str) -> Result<Invitation, OrgError> {
+    let invitation = store::find_invitation(&state.db, id)
+        .await?
+        .filter(|inv| inv.status == "pending" && inv.expires_at > state.clock.now())
+        .ok_or(OrgError::InvitationNotFound)?;
     if invitation.email != principal.user.email {
-        return Err(forbidden("This invitation is addressed to someone else"));
-    }
-    if invitation.status != "pending" {
-        return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"));
-    }
-    if invitation.expires_at <= state.clock.now() {
-        return Err(ApiError::bad_request("INVITATION_EXPIRED", "The invitation has expired"));
+        return Err(OrgError::NotTheRecipient);
     }
     Ok(invitation)
 }
@@ -625,15 +830,8 @@ pub async fn accept_invitation(
     let member_id = crypto::new_id("mem");
     match store::accept_invitation(&state.db, &invitation, &member_id, &principal.user.id, now).await {
         Ok(true) => {}
-        Ok(false) => {
-            return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"))
-        }
-        Err(crate::storage::StorageError::UniqueViolation(_)) => {
-            return Err(ApiError::bad_request(
-                "USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION",
-                "User is already a member of this organization",
-            ))
-        }
+        Ok(false) => return Err(OrgError::InvitationNotFound.into()),
+        Err(crate::storage::StorageError::UniqueViolation(_)) => return Err(OrgError::AlreadyAMember.into()),
         Err(error) => return Err(error.into()),
     }
     invitation.status = "accepted".into();
@@ -644,7 +842,7 @@ pub async fn accept_invitation(
         action: "member.joined",
         target: Some(&member_id),
     });
-    let member = store::find_member_by_id(&state.db, &member_id).await?.ok_or_else(member_not_found)?;
+    let member = store::find_member_by_id(&state.db, &member_id).await?.ok_or(OrgError::MemberNotFound)?;
     let org_id = invitation.organization_id.clone();
     let outcome =
         InvitationOutcome { invitation: InvitationView::from(&invitation), member: Some(MemberView::from(&member)) };
@@ -662,7 +860,7 @@ pub async fn reject_invitation(
 ) -> Result<Json<InvitationOutcome>, ApiError> {
     let mut invitation = invitation_for_me(&state, &principal, &body.invitation_id).await?;
     if !store::set_invitation_status(&state.db, &invitation.id, "rejected", None).await? {
-        return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"));
+        return Err(OrgError::InvitationNotFound.into());
     }
     invitation.status = "rejected".into();
     Ok(Json(InvitationOutcome { invitation: InvitationView::from(&invitation), member: None }))
@@ -679,17 +877,70 @@ pub async fn cancel_invitation(
     ApiJson(body): ApiJson<InvitationRef>,
 ) -> Result<Json<InvitationView>, ApiError> {
     let mut invitation =
-        store::find_invitation(&state.db, &body.invitation_id).await?.ok_or_else(invitation_not_found)?;
-    let (tenant, _) = acting_in(&state, &principal, Some(&invitation.organization_id)).await?;
+        store::find_invitation(&state.db, &body.invitation_id).await?.ok_or(OrgError::InvitationNotFound)?;
+    let (tenant, _) = acting_in(&state, &principal, Some(&invitation.organization_id), AS_ACTOR).await?;
     principal.require_permission("invitation", "cancel")?;
     if !tenant.role.can_manage() {
-        return Err(forbidden("Only owners and admins may cancel invitations"));
+        return Err(OrgError::NotAllowedToCancel.into());
     }
+    // Better Auth cancels whatever the status; Latchkey leaves a decided invitation alone and answers as
+    // for one that is gone.
     if !store::set_invitation_status(&state.db, &invitation.id, "canceled", None).await? {
-        return Err(ApiError::bad_request("INVITATION_NOT_PENDING", "The invitation is no longer pending"));
+        return Err(OrgError::InvitationNotFound.into());
     }
     invitation.status = "canceled".into();
     Ok(Json(InvitationView::from(&invitation)))
+}
+
+/// list-invitations query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct ListInvitationsQuery {
+    /// Organization id (default: the tenant).
+    pub organization_id: Option<String>,
+}
+
+/// The organization's invitations, every status, newest first (owners and admins; admins do not see
+/// invitations to become an owner).
+#[utoipa::path(get, path = paths::ORG_LIST_INVITATIONS, tag = "organizations", params(ListInvitationsQuery),
+    responses((status = 200, body = [InvitationView]), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListInvitationsQuery>,
+) -> Result<Json<Vec<InvitationView>>, ApiError> {
+    let (tenant, org) = acting_in(&state, &principal, query.organization_id.as_deref(), AS_MEMBER).await?;
+    if !tenant.role.can_manage() {
+        return Err(OrgError::NotAllowedToListInvitations.into());
+    }
+    let invitations = visible_invitations(store::invitations(&state.db, &org.id).await?, tenant.role);
+    Ok(Json(invitations.iter().map(InvitationView::from).collect()))
+}
+
+/// list-user-invitations query: Better Auth accepts `email` only from its server-side API.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListUserInvitationsQuery {
+    /// Refused: the caller's own email is used.
+    pub email: Option<String>,
+}
+
+/// The pending invitations addressed to the caller's email, with each organization's name. Better Auth
+/// lists them only for a verified email; Latchkey verifies no email yet, so an invitation is only ever
+/// shown to the account holding its address.
+#[utoipa::path(get, path = paths::ORG_LIST_USER_INVITATIONS, tag = "organizations", params(ListUserInvitationsQuery),
+    responses((status = 200, body = [ReceivedInvitationView]), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list_user_invitations(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListUserInvitationsQuery>,
+) -> Result<Json<Vec<ReceivedInvitationView>>, ApiError> {
+    if query.email.is_some() {
+        return Err(OrgError::Validation("User email cannot be passed for client side API calls.".into()).into());
+    }
+    let received = store::pending_invitations_to(&state.db, &principal.user.email).await?;
+    Ok(Json(received.iter().map(ReceivedInvitationView::from).collect()))
 }
 
 /// Remove-member body.
@@ -711,7 +962,9 @@ pub struct MemberEnvelope {
 
 async fn remove(state: &AppState, actor: &Principal, member: &Member, action: &str) -> Result<(), ApiError> {
     if !store::delete_member_keeping_an_owner(&state.db, member).await? {
-        return Err(if member.role() == Role::Owner { last_owner() } else { member_not_found() });
+        let refused =
+            if member.role() == Role::Owner { OrgError::OnlyOwnerCannotLeave } else { OrgError::MemberNotFound };
+        return Err(refused.into());
     }
     memberships_changed(state, std::slice::from_ref(&member.user_id)).await?;
     audit::emit(AuditEvent::OrganizationChanged {
@@ -733,18 +986,20 @@ pub async fn remove_member(
     principal: Principal,
     ApiJson(body): ApiJson<RemoveMemberRequest>,
 ) -> Result<Json<MemberEnvelope>, ApiError> {
-    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref(), AS_ACTOR).await?;
     principal.require_permission("member", "delete")?;
-    if !tenant.role.can_manage() {
-        return Err(forbidden("Only owners and admins may remove members"));
-    }
     let needle = body.member_id_or_email.trim().to_lowercase();
     let member = match store::find_member(&state.db, &org.id, body.member_id_or_email.trim()).await? {
         Some(member) => member,
-        None => store::find_member(&state.db, &org.id, &needle).await?.ok_or_else(member_not_found)?,
+        None => store::find_member(&state.db, &org.id, &needle).await?.ok_or(OrgError::MemberNotFound)?,
     };
+    // Better Auth's order and codes: an owner can be removed only by an owner, and a non-owner trying
+    // hears the "only owner" answer; the right to remove anyone is checked after that (and is a 401).
     if member.role() == Role::Owner && tenant.role != Role::Owner {
-        return Err(forbidden("Only owners may remove an owner"));
+        return Err(OrgError::OnlyOwnerCannotLeave.into());
+    }
+    if !tenant.role.can_manage() {
+        return Err(OrgError::NotAllowedToRemove.into());
     }
     remove(&state, &principal, &member, "member.removed").await?;
     Ok(Json(MemberEnvelope { member: MemberView::from(&member) }))
@@ -773,18 +1028,19 @@ pub async fn update_member_role(
     principal: Principal,
     ApiJson(body): ApiJson<UpdateRoleRequest>,
 ) -> Result<Json<MemberView>, ApiError> {
-    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref()).await?;
+    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref(), AS_ACTOR).await?;
     principal.require_permission("member", "update")?;
     let role = parse_role(&body.role)?;
-    if !tenant.role.can_manage() {
-        return Err(forbidden("Only owners and admins may change roles"));
-    }
-    let mut member = store::find_member(&state.db, &org.id, &body.member_id).await?.ok_or_else(member_not_found)?;
+    let mut member = store::find_member(&state.db, &org.id, &body.member_id).await?.ok_or(OrgError::MemberNotFound)?;
     if (member.role() == Role::Owner || role == Role::Owner) && tenant.role != Role::Owner {
-        return Err(forbidden("Only owners may grant or take away the owner role"));
+        return Err(OrgError::NotAllowedToUpdateMember.into());
     }
+    if !tenant.role.can_manage() {
+        return Err(OrgError::NotAllowedToUpdateMember.into());
+    }
+    // Refused only when the last owner demotes themselves (another owner's demotion leaves this one).
     if !store::set_role_keeping_an_owner(&state.db, &member.id, role.as_str()).await? {
-        return Err(last_owner());
+        return Err(OrgError::WouldHaveNoOwner.into());
     }
     member.role = role.as_str().to_owned();
     memberships_changed(&state, std::slice::from_ref(&member.user_id)).await?;
@@ -806,9 +1062,9 @@ pub async fn leave(
     principal: Principal,
     ApiJson(body): ApiJson<OrganizationRef>,
 ) -> Result<Json<MemberView>, ApiError> {
-    let (_, org) = acting_in(&state, &principal, Some(&body.organization_id)).await?;
+    let (_, org) = acting_in(&state, &principal, Some(&body.organization_id), AS_ACTOR).await?;
     principal.require_permission("member", "delete")?;
-    let member = store::find_member(&state.db, &org.id, &principal.user.id).await?.ok_or_else(member_not_found)?;
+    let member = store::find_member(&state.db, &org.id, &principal.user.id).await?.ok_or(OrgError::MemberNotFound)?;
     remove(&state, &principal, &member, "member.left").await?;
     Ok(Json(MemberView::from(&member)))
 }

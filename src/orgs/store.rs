@@ -6,7 +6,7 @@ use crate::{
     storage::{Db, StorageError},
 };
 
-use super::{Invitation, Member, Membership, Organization};
+use super::{Invitation, Member, Membership, Organization, ReceivedInvitation};
 
 const ORG_COLUMNS: &str = "id, name, slug, logo, metadata, created_at";
 const MEMBER_SELECT: &str = "SELECT m.id, m.organization_id, m.user_id, m.role, m.created_at, u.name AS user_name, \
@@ -241,6 +241,14 @@ pub async fn invitations(db: &Db, org_id: &str) -> Result<Vec<Invitation>, Stora
     let sql =
         format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE organization_id = $1 ORDER BY created_at DESC");
     Ok(db_run!(db, |pool| sqlx::query_as::<_, Invitation>(&sql).bind(org_id).fetch_all(pool).await)?)
+}
+
+/// The pending invitations addressed to `email`, newest first, with their organizations' names.
+pub async fn pending_invitations_to(db: &Db, email: &str) -> Result<Vec<ReceivedInvitation>, StorageError> {
+    const SQL: &str = "SELECT i.id, i.organization_id, i.email, i.role, i.status, i.inviter_id, i.expires_at, \
+        i.created_at, o.name AS organization_name FROM invitations i JOIN organizations o ON o.id = i.organization_id \
+        WHERE i.email = $1 AND i.status = 'pending' ORDER BY i.created_at DESC";
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, ReceivedInvitation>(SQL).bind(email).fetch_all(pool).await)?)
 }
 
 /// Moves a pending invitation to `status` (and renews its expiry when given); false if it was not pending.

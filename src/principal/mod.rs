@@ -21,6 +21,7 @@ use crate::{
     http::cookies::SetCookies,
     orgs::{Membership, Role},
     sessions::Session,
+    storage::StorageError,
 };
 
 /// How a principal authenticated.
@@ -145,17 +146,46 @@ pub fn no_organization() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "NO_ORGANIZATION", "User has no organization")
 }
 
+/// Why no tenant resolved. The tenant path (forward-auth, extension tokens) answers each with DESIGN's
+/// messages through `From`; the organization endpoints answer Better Auth's codes instead (`orgs::routes`).
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// 401 [`access_denied`]: the named organization is unknown, or the user is not a member of it, or
+    /// (`outside_key_scope`) an org-scoped API key names another organization the user is a member of.
+    #[error("no access to the organization")]
+    Denied {
+        /// True when only the key's organization scope stands in the way.
+        outside_key_scope: bool,
+    },
+    /// 401 [`no_organization`]: nothing named, and the user belongs to no organization.
+    #[error("no organization")]
+    NoOrganization,
+    /// 500.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<TenantError> for ApiError {
+    fn from(error: TenantError) -> Self {
+        match error {
+            TenantError::Denied { .. } => access_denied(),
+            TenantError::NoOrganization => no_organization(),
+            TenantError::Storage(error) => error.into(),
+        }
+    }
+}
+
 /// The tenant of a principal (DESIGN.md): `explicit` (an `organizationId` the endpoint was given) wins;
 /// then a session's active organization, or an API key's `x-tenant-id` (id or slug), else the key's
 /// organization; else the user's first organization. Naming an organization the user is not a member
-/// of — or, for an org-scoped key, any other organization — is `access_denied`; having none is
-/// `no_organization`. A session whose active organization the user has since left falls back to the
+/// of — or, for an org-scoped key, any other organization — is `Denied`; having none is
+/// `NoOrganization`. A session whose active organization the user has since left falls back to the
 /// first one, as the DB row (cleared on leave) does.
 pub async fn resolve_tenant(
     state: &AppState,
     principal: &Principal,
     explicit: Option<&str>,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, TenantError> {
     let memberships = state.memberships.get(&state.db, &principal.user.id, state.clock.now()).await?;
     let find = |id_or_slug: &str| {
         memberships
@@ -177,12 +207,16 @@ pub async fn resolve_tenant(
         }
     };
     if let Some(named) = named {
-        return find(named).filter(|m| scoped(m)).map(Tenant::from).ok_or_else(access_denied);
+        return match find(named) {
+            Some(m) if scoped(m) => Ok(Tenant::from(m)),
+            Some(_) => Err(TenantError::Denied { outside_key_scope: true }),
+            None => Err(TenantError::Denied { outside_key_scope: false }),
+        };
     }
     if let Some(org) = key_org {
-        return find(org).map(Tenant::from).ok_or_else(access_denied);
+        return find(org).map(Tenant::from).ok_or(TenantError::Denied { outside_key_scope: false });
     }
-    memberships.first().map(Tenant::from).ok_or_else(no_organization)
+    memberships.first().map(Tenant::from).ok_or(TenantError::NoOrganization)
 }
 
 /// The tenant of an extension token: its `org`, if its subject is still a member.

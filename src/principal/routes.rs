@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{extension_tenant, resolve_tenant, Credential};
+use super::{extension_tenant, resolve_tenant, Credential, TenantError};
 use crate::{app::AppState, error::ApiError, http::paths};
 
 /// The routes of this module.
@@ -41,8 +41,8 @@ pub async fn check(State(state): State<AppState>, credential: Credential) -> Res
         Credential::Principal(principal) => {
             let organization_id = match resolve_tenant(&state, principal, None).await {
                 Ok(tenant) => Some(tenant.organization_id),
-                Err(error) if error.code == "NO_ORGANIZATION" => None,
-                Err(error) => return Err(error),
+                Err(TenantError::NoOrganization) => None,
+                Err(error) => return Err(error.into()),
             };
             CheckResponse {
                 user_id: principal.user.id.clone(),

@@ -4,6 +4,7 @@ mod helpers;
 
 mod accounts;
 mod api_keys;
+mod better_auth_client;
 mod cli;
 mod extensions;
 mod hardening;
