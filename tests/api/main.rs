@@ -7,6 +7,7 @@ mod api_keys;
 mod cli;
 mod extensions;
 mod multi_node;
+mod openapi;
 mod ops;
 mod orgs;
 mod security;
