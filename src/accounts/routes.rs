@@ -8,7 +8,7 @@ use crate::{
     app::AppState,
     audit::{self, AuditEvent},
     config::Secret,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::{
         cookies::SetCookies,
         extractors::{refuse_untrusted_origin, session_data_cookie, ApiJson},
@@ -151,9 +151,13 @@ async fn start_session(
 ///
 /// Anyone may call it (rate-limited per IP); an untrusted `Origin` is refused.
 #[utoipa::path(post, path = paths::SIGN_UP_EMAIL, tag = "accounts", request_body = SignUpRequest,
-    responses((status = 200, body = SignUpResponse), (status = 400, body = crate::error::ErrorBody),
-              (status = 403, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SignUpResponse),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_EMAIL`, \
+            `PASSWORD_TOO_SHORT`, `PASSWORD_TOO_LONG`, `PASSWORD_COMPROMISED`, `FIELD_NOT_ALLOWED`"),
+        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN`, `INVALID_CALLBACK_URL`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 422, body = ErrorBody, description = "`USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL`"),
+        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`")))]
 pub async fn sign_up_email(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -179,9 +183,12 @@ pub async fn sign_up_email(
 /// Anyone may call it; rate-limited per IP and per email (failures); an untrusted `Origin` is refused.
 /// An unknown email and a wrong password get the same answer in about the same time.
 #[utoipa::path(post, path = paths::SIGN_IN_EMAIL, tag = "accounts", request_body = SignInRequest,
-    responses((status = 200, body = SignInResponse), (status = 400, body = crate::error::ErrorBody),
-              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-              (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SignInResponse),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_EMAIL`"),
+        (status = 401, body = ErrorBody, description = "`INVALID_EMAIL_OR_PASSWORD`"),
+        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN`, `INVALID_CALLBACK_URL`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`")))]
 pub async fn sign_in_email(
     State(state): State<AppState>,
     headers: HeaderMap,

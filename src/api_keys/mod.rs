@@ -272,7 +272,7 @@ pub struct ApiKeyView<'a> {
     #[schema(value_type = Option<Object>)]
     pub permissions: Option<&'a Permissions>,
     /// Arbitrary JSON.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<&'a serde_json::Value>,
     /// ISO 8601 or null.
     #[schema(value_type = Option<String>)]

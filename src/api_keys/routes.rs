@@ -15,7 +15,7 @@ use crate::{
     audit::{self, AuditEvent},
     clock::Millis,
     crypto,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::{
         extractors::{json_column, ApiJson, ApiQuery},
         paths,
@@ -124,6 +124,7 @@ async fn owned_key(state: &AppState, principal: &Principal, id: &str) -> Result<
 /// Create body.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ApiKeyCreateRequest)]
 pub struct CreateRequest {
     /// Display name.
     pub name: Option<String>,
@@ -135,7 +136,7 @@ pub struct CreateRequest {
     #[schema(value_type = Option<Object>)]
     pub permissions: Option<Permissions>,
     /// Arbitrary JSON.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<serde_json::Value>,
     /// Scope the key to this organization (the owner must be a member).
     pub organization_id: Option<String>,
@@ -155,8 +156,15 @@ pub struct CreatedKey<'a> {
 
 /// Creates an API key for the signed-in user.
 #[utoipa::path(post, path = paths::API_KEY_CREATE, tag = "api-keys", request_body = CreateRequest,
-    responses((status = 200, body = CreatedKey), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = CreatedKey),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_PREFIX`, `INVALID_EXPIRES_IN`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (the owner is not in `organizationId`)"),
+        (status = 403, body = ErrorBody, description = "`SESSION_REQUIRED` (an API key cannot manage keys), \
+            `INVALID_ORIGIN`, `FORBIDDEN` (`userId` of another user, not an admin)"),
+        (status = 404, body = ErrorBody, description = "`NOT_FOUND`: an admin named an unknown `userId`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -218,8 +226,11 @@ pub struct GetQuery {
 
 /// One of the caller's keys (never the key itself).
 #[utoipa::path(get, path = paths::API_KEY_GET, tag = "api-keys", params(GetQuery),
-    responses((status = 200, body = ApiKeyView), (status = 401, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ApiKeyView),
+        (status = 400, body = ErrorBody,
+            description = "`VALIDATION_ERROR`: a missing or malformed query parameter, or text holding U+0000"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
+        (status = 404, body = ErrorBody, description = "`KEY_NOT_FOUND`: no such key of this user")))]
 pub async fn get_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -241,6 +252,7 @@ pub struct ListQuery {
 /// `list` answer.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ApiKeyListResponse)]
 pub struct ListResponse<'a> {
     /// This page of keys, newest first.
     pub api_keys: Vec<ApiKeyView<'a>>,
@@ -254,7 +266,10 @@ pub struct ListResponse<'a> {
 
 /// The caller's keys, newest first.
 #[utoipa::path(get, path = paths::API_KEY_LIST, tag = "api-keys", params(ListQuery),
-    responses((status = 200, body = ListResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ListResponse),
+        (status = 400, body = ErrorBody,
+            description = "`VALIDATION_ERROR`: a missing or malformed query parameter, or text holding U+0000"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key")))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -270,6 +285,7 @@ pub async fn list(
 /// Update body: fields left out are unchanged.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ApiKeyUpdateRequest)]
 pub struct UpdateRequest {
     /// Key id.
     pub key_id: String,
@@ -283,14 +299,20 @@ pub struct UpdateRequest {
     #[schema(value_type = Option<Object>)]
     pub permissions: Option<Permissions>,
     /// New metadata.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// Updates one of the caller's keys; the change applies to the very next request on every node.
 #[utoipa::path(post, path = paths::API_KEY_UPDATE, tag = "api-keys", request_body = UpdateRequest,
-    responses((status = 200, body = ApiKeyView), (status = 400, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ApiKeyView),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_EXPIRES_IN`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
+        (status = 403, body = ErrorBody,
+            description = "`SESSION_REQUIRED` (an API key cannot manage keys), `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`KEY_NOT_FOUND`: no such key of this user"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -326,6 +348,7 @@ pub async fn update(
 /// Delete body.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ApiKeyDeleteRequest)]
 pub struct DeleteRequest {
     /// Key id.
     pub key_id: String,
@@ -333,6 +356,7 @@ pub struct DeleteRequest {
 
 /// `{success: true}`.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeySuccess)]
 pub struct Success {
     /// Always true.
     pub success: bool,
@@ -340,8 +364,13 @@ pub struct Success {
 
 /// Deletes one of the caller's keys; it is refused from the very next request on every node.
 #[utoipa::path(post, path = paths::API_KEY_DELETE, tag = "api-keys", request_body = DeleteRequest,
-    responses((status = 200, body = Success), (status = 403, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Success),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
+        (status = 403, body = ErrorBody,
+            description = "`SESSION_REQUIRED` (an API key cannot manage keys), `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`KEY_NOT_FOUND`: no such key of this user"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -359,6 +388,7 @@ pub async fn delete(
 
 /// Verify body.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyVerifyRequest)]
 pub struct VerifyRequest {
     /// The key to check.
     #[schema(value_type = String, format = Password)]
@@ -370,6 +400,7 @@ pub struct VerifyRequest {
 
 /// `{code, message}` of a refused key.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyVerifyError)]
 pub struct VerifyError {
     /// `KEY_NOT_FOUND`, `KEY_DISABLED`, `KEY_EXPIRED`, `INSUFFICIENT_PERMISSIONS` or `RATE_LIMITED`.
     pub code: &'static str,
@@ -379,6 +410,7 @@ pub struct VerifyError {
 
 /// Verify answer (always 200).
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyVerifyResponse)]
 pub struct VerifyResponse<'a> {
     /// True if the key may be used (with the requested permissions).
     pub valid: bool,
@@ -395,7 +427,10 @@ fn refused(code: &'static str, message: &'static str) -> Response {
 
 /// Checks a key for a resource server; needs no other credential, rate-limited per IP.
 #[utoipa::path(post, path = paths::API_KEY_VERIFY, tag = "api-keys", request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse)))]
+    responses((status = 200, body = VerifyResponse,
+            description = "Always 200 for a well-formed request; `valid: false` with `error` when refused"),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn verify(
     State(state): State<AppState>,
     client: ClientInfo,

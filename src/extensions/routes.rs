@@ -9,7 +9,7 @@ use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,
     crypto,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::{extractors::ApiJson, paths},
     principal::{self, Principal},
     sessions::ClientInfo,
@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
 /// Scopes as a list or a space-separated string.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = ExtensionScopes)]
 pub enum Scopes {
     /// `["read", "write"]`
     List(Vec<String>),
@@ -50,6 +51,7 @@ impl Scopes {
 /// Token request.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ExtensionTokenRequest)]
 pub struct TokenRequest {
     /// The extension: 1–128 of `A-Z a-z 0-9 . _ : -`.
     pub extension_id: String,
@@ -62,6 +64,7 @@ pub struct TokenRequest {
 /// Token answer.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ExtensionTokenResponse)]
 pub struct TokenResponse {
     /// The HS256 JWT.
     pub token: String,
@@ -79,9 +82,16 @@ fn insufficient_scope(message: impl Into<String>) -> ApiError {
 
 /// Issues an extension token for the caller in their tenant.
 #[utoipa::path(post, path = paths::EXTENSION_TOKEN, tag = "extensions", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_EXTENSION_ID`, \
+            `INVALID_TTL`, `INVALID_SCOPE`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, \
+            `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`INSUFFICIENT_SCOPE` (the API key may not grant a scope), `INVALID_ORIGIN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)"),
+        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`")))]
 pub async fn issue(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -136,6 +146,7 @@ pub async fn issue(
 
 /// Verify request.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ExtensionVerifyRequest)]
 pub struct VerifyRequest {
     /// The token.
     #[schema(value_type = String, format = Password)]
@@ -146,6 +157,7 @@ pub struct VerifyRequest {
 
 /// Verify answer.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ExtensionVerifyResponse)]
 pub struct VerifyResponse {
     /// Always true (a refused token is a 401).
     pub valid: bool,
@@ -156,8 +168,12 @@ pub struct VerifyResponse {
 /// Verifies an extension token (no other credential needed): 200 with its claims, 401 if invalid or
 /// expired or its subject left the organization, 403 if a requested scope is missing.
 #[utoipa::path(post, path = paths::EXTENSION_VERIFY, tag = "extensions", request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse), (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = VerifyResponse),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 401, body = ErrorBody, description = "`INVALID_TOKEN`, `TOKEN_EXPIRED`"),
+        (status = 403, body = ErrorBody, description = "`INSUFFICIENT_SCOPE`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)"),
+        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`")))]
 pub async fn verify(
     State(state): State<AppState>,
     client: ClientInfo,

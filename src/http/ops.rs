@@ -3,7 +3,14 @@
 
 use std::sync::OnceLock;
 
-use axum::{extract::State, http::header, response::IntoResponse, routing::get, Json, Router};
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::OpenApi;
@@ -80,10 +87,60 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
-/// The OpenAPI 3 document of every endpoint, generated from the handlers' annotations.
-#[utoipa::path(get, path = paths::OPENAPI, tag = "ops", responses((status = 200, content_type = "application/json")))]
-pub async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+/// The OpenAPI 3.1 document of every endpoint this app serves, generated from the handlers' annotations.
+#[utoipa::path(get, path = paths::OPENAPI, tag = "ops",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    // Rendered once per process for each `debug_endpoints` value (tests run apps with both).
+    static RENDERED: [OnceLock<Bytes>; 2] = [OnceLock::new(), OnceLock::new()];
+    let debug = state.settings.debug_endpoints;
+    let body = RENDERED[usize::from(debug)]
+        .get_or_init(|| Bytes::from(serde_json::to_vec(&openapi(debug)).unwrap_or_default()))
+        .clone();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// The document of an app with `debug_endpoints` on or off: `/debug/session` (and the schemas only it
+/// uses) only when on, as the router serves it only then.
+pub fn openapi(debug_endpoints: bool) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if !debug_endpoints {
+        if let Some(paths) = doc.get_mut("paths").and_then(serde_json::Value::as_object_mut) {
+            paths.remove(paths::DEBUG_SESSION);
+        }
+        prune_unused_schemas(&mut doc);
+    }
+    doc
+}
+
+const SCHEMA_REF: &str = "#/components/schemas/";
+
+/// Removes the component schemas that no path refers to, directly or through other schemas.
+fn prune_unused_schemas(doc: &mut serde_json::Value) {
+    fn refs<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(name) = map.get("$ref").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix(SCHEMA_REF)) {
+                    out.push(name);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    let mut pending = Vec::new();
+    refs(&doc["paths"], &mut pending);
+    let mut used = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if used.insert(name.to_owned()) {
+            refs(&schemas[name], &mut pending);
+        }
+    }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(serde_json::Value::as_object_mut) {
+        schemas.retain(|name, _| used.contains(name));
+    }
 }
 
 /// The OpenAPI document.
@@ -151,3 +208,72 @@ pub async fn openapi_json() -> impl IntoResponse {
     components(schemas(crate::error::ErrorBody))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, path::Path};
+
+    /// Each `#[derive(.., ToSchema)]` item under `dir`: (schema name, `file: type`).
+    fn schema_types(dir: &Path, found: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                schema_types(&path, found);
+                continue;
+            }
+            if path.extension().is_none_or(|ext| ext != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = text.lines().map(str::trim_start).collect();
+            for (at, line) in lines.iter().enumerate() {
+                if !(line.starts_with("#[derive(") && line.contains("ToSchema")) {
+                    continue;
+                }
+                let mut schema_as = None;
+                for line in &lines[at + 1..] {
+                    if let Some(name) = line.strip_prefix("#[schema(as = ") {
+                        schema_as = Some(name.trim_end_matches(")]").to_owned());
+                    }
+                    let item = line.strip_prefix("pub ").unwrap_or(line);
+                    if let Some(rest) = item.strip_prefix("struct ").or_else(|| item.strip_prefix("enum ")) {
+                        let ident: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        let name = schema_as.unwrap_or_else(|| ident.clone());
+                        found.push((name, format!("{}: {ident}", path.display())));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// utoipa keys components by schema name and keeps one of two same-named types: the document would
+    /// describe one type's shape for the other's endpoints. Every `ToSchema` type needs its own name
+    /// (`#[schema(as = …)]` when the Rust names clash).
+    #[test]
+    fn no_two_types_share_a_schema_name() {
+        let mut found = Vec::new();
+        schema_types(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
+        let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, item) in found {
+            by_name.entry(name).or_default().push(item);
+        }
+        assert!(by_name.contains_key("ApiKeyVerifyResponse") && by_name.len() > 50, "the scan found {by_name:?}");
+        let clashes: Vec<_> = by_name.iter().filter(|(_, items)| items.len() > 1).collect();
+        assert!(clashes.is_empty(), "schema names shared by several types: {clashes:?}");
+    }
+
+    #[test]
+    fn debug_session_and_the_schemas_only_it_uses_are_documented_only_with_debug_endpoints() {
+        let on = super::openapi(true);
+        let off = super::openapi(false);
+
+        assert!(on["paths"][super::paths::DEBUG_SESSION].is_object());
+        assert!(off["paths"].get(super::paths::DEBUG_SESSION).is_none());
+        assert!(on["components"]["schemas"]["DebugSessionResponse"].is_object());
+        assert!(off["components"]["schemas"].get("DebugSessionResponse").is_none());
+        // Schemas other endpoints use stay.
+        assert!(off["components"]["schemas"]["SessionView"].is_object());
+        assert!(off["components"]["schemas"]["ErrorBody"].is_object());
+    }
+}

@@ -88,7 +88,7 @@ pub struct OrganizationView {
     /// Logo URL.
     pub logo: Option<String>,
     /// Arbitrary JSON.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<serde_json::Value>,
     /// ISO 8601.
     pub created_at: String,

@@ -24,7 +24,7 @@ use crate::{
     app::AppState,
     audit::{self, AuditEvent},
     crypto,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::{
         extractors::{json_column, session_data_cookie_for, ApiJson, ApiQuery},
         paths,
@@ -306,6 +306,7 @@ async fn with_active_org<T: Serialize>(
 /// Create body.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OrganizationCreateRequest)]
 pub struct CreateRequest {
     /// Name.
     pub name: String,
@@ -314,7 +315,7 @@ pub struct CreateRequest {
     /// Logo URL.
     pub logo: Option<String>,
     /// Arbitrary JSON.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<serde_json::Value>,
     /// Do not make the new organization the session's active one.
     #[serde(default)]
@@ -323,8 +324,14 @@ pub struct CreateRequest {
 
 /// Creates an organization; the caller becomes its owner (and, by default, it becomes active).
 #[utoipa::path(post, path = paths::ORG_CREATE, tag = "organizations", request_body = CreateRequest,
-    responses((status = 200, body = OrganizationWithMembers), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = OrganizationWithMembers),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_SLUG`, \
+            `ORGANIZATION_ALREADY_EXISTS`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
+        (status = 403, body = ErrorBody,
+            description = "`INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -373,6 +380,7 @@ pub async fn create(
 /// Update body.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OrganizationUpdateRequest)]
 pub struct UpdateRequest {
     /// Fields to change.
     pub data: UpdateData,
@@ -382,6 +390,7 @@ pub struct UpdateRequest {
 
 /// Fields of an organization that can change.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = OrganizationUpdateData)]
 pub struct UpdateData {
     /// Name.
     pub name: Option<String>,
@@ -390,14 +399,22 @@ pub struct UpdateData {
     /// Logo URL.
     pub logo: Option<String>,
     /// Arbitrary JSON.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// Updates an organization (owners and admins).
 #[utoipa::path(post, path = paths::ORG_UPDATE, tag = "organizations", request_body = UpdateRequest,
-    responses((status = 200, body = OrganizationView), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = OrganizationView),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_SLUG`, \
+            `ORGANIZATION_ALREADY_EXISTS`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`FORBIDDEN` (not an owner or admin), `INSUFFICIENT_PERMISSIONS` (API key), \
+            `INVALID_ORIGIN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -453,8 +470,13 @@ pub struct OrganizationRef {
 
 /// Deletes an organization (owners only); its members, invitations and org-scoped keys go with it.
 #[utoipa::path(post, path = paths::ORG_DELETE, tag = "organizations", request_body = OrganizationRef,
-    responses((status = 200, body = OrganizationView), (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = OrganizationView),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`FORBIDDEN` (not an owner), `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -482,7 +504,8 @@ pub async fn delete(
 
 /// The caller's organizations, by membership age.
 #[utoipa::path(get, path = paths::ORG_LIST, tag = "organizations",
-    responses((status = 200, body = [OrganizationView]), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = [OrganizationView]),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key")))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -510,7 +533,13 @@ pub struct SlugStatus {
 
 /// Whether a slug is free (400 `ORGANIZATION_SLUG_ALREADY_TAKEN` if not).
 #[utoipa::path(post, path = paths::ORG_CHECK_SLUG, tag = "organizations", request_body = SlugRequest,
-    responses((status = 200, body = SlugStatus), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SlugStatus),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_SLUG`, `SLUG_IS_TAKEN`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
+        (status = 403, body = ErrorBody,
+            description = "`INVALID_ORIGIN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn check_slug(
     State(state): State<AppState>,
     _principal: Principal,
@@ -562,8 +591,14 @@ mod serde_with_null {
 
 /// Makes an organization the session's active one (or clears it); answers the full organization or null.
 #[utoipa::path(post, path = paths::ORG_SET_ACTIVE, tag = "organizations", request_body = SetActiveRequest,
-    responses((status = 200, body = Option<FullOrganization>), (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Option<FullOrganization>,
+            description = "The now active organization, or `null` when cleared"),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`SESSION_REQUIRED` (an API key has no active organization), `INVALID_ORIGIN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn set_active(
     State(state): State<AppState>,
     principal: Principal,
@@ -734,8 +769,17 @@ pub struct InviteRequest {
 /// Invites someone by email (owners and admins; only owners invite owners). Email delivery comes with a
 /// later capability: the invitation id is what the invitee accepts.
 #[utoipa::path(post, path = paths::ORG_INVITE_MEMBER, tag = "organizations", request_body = InviteRequest,
-    responses((status = 200, body = InvitationView), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = InvitationView),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_ROLE`, `INVALID_EMAIL`, \
+            `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`, \
+            `USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`FORBIDDEN` (role may not invite with that role), \
+            `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn invite_member(
     State(state): State<AppState>,
     principal: Principal,
@@ -817,8 +861,16 @@ async fn invitation_for_me(state: &AppState, principal: &Principal, id: &str) ->
 
 /// Accepts an invitation addressed to the caller's email; the organization becomes active.
 #[utoipa::path(post, path = paths::ORG_ACCEPT_INVITATION, tag = "organizations", request_body = InvitationRef,
-    responses((status = 200, body = InvitationOutcome), (status = 400, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = InvitationOutcome),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`, \
+            `INVITATION_EXPIRED`, \
+            `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
+        (status = 403, body = ErrorBody,
+            description = "`SESSION_REQUIRED`, `FORBIDDEN` (addressed to someone else), `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn accept_invitation(
     State(state): State<AppState>,
     principal: Principal,
@@ -851,8 +903,15 @@ pub async fn accept_invitation(
 
 /// Rejects an invitation addressed to the caller.
 #[utoipa::path(post, path = paths::ORG_REJECT_INVITATION, tag = "organizations", request_body = InvitationRef,
-    responses((status = 200, body = InvitationOutcome), (status = 400, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = InvitationOutcome),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`, \
+            `INVITATION_EXPIRED`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
+        (status = 403, body = ErrorBody,
+            description = "`FORBIDDEN` (addressed to someone else), `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn reject_invitation(
     State(state): State<AppState>,
     principal: Principal,
@@ -868,9 +927,16 @@ pub async fn reject_invitation(
 
 /// Cancels a pending invitation (owners and admins of its organization).
 #[utoipa::path(post, path = paths::ORG_CANCEL_INVITATION, tag = "organizations", request_body = InvitationRef,
-    responses((status = 200, body = InvitationView), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = InvitationView),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`FORBIDDEN` (not an owner or admin), `INSUFFICIENT_PERMISSIONS` (API key), \
+            `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn cancel_invitation(
     State(state): State<AppState>,
     principal: Principal,
@@ -978,9 +1044,16 @@ async fn remove(state: &AppState, actor: &Principal, member: &Member, action: &s
 
 /// Removes a member (owners and admins; admins cannot remove owners; the last owner stays).
 #[utoipa::path(post, path = paths::ORG_REMOVE_MEMBER, tag = "organizations", request_body = RemoveMemberRequest,
-    responses((status = 200, body = MemberEnvelope), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = MemberEnvelope),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `LAST_OWNER`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`FORBIDDEN` (not an owner or admin; admins cannot remove owners), \
+            `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`MEMBER_NOT_FOUND`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn remove_member(
     State(state): State<AppState>,
     principal: Principal,
@@ -1020,9 +1093,16 @@ pub struct UpdateRoleRequest {
 /// Changes a member's role (owners and admins; only owners grant or take away `owner`; the last owner
 /// cannot be demoted).
 #[utoipa::path(post, path = paths::ORG_UPDATE_MEMBER_ROLE, tag = "organizations", request_body = UpdateRoleRequest,
-    responses((status = 200, body = MemberView), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = MemberView),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_ROLE`, `LAST_OWNER`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`FORBIDDEN` (not an owner or admin; only owners grant or take `owner`), \
+            `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`MEMBER_NOT_FOUND`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn update_member_role(
     State(state): State<AppState>,
     principal: Principal,
@@ -1055,8 +1135,15 @@ pub async fn update_member_role(
 
 /// Leaves an organization (the last owner cannot).
 #[utoipa::path(post, path = paths::ORG_LEAVE, tag = "organizations", request_body = OrganizationRef,
-    responses((status = 200, body = MemberView), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = MemberView),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `LAST_OWNER`"),
+        (status = 401, body = ErrorBody,
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+        (status = 403, body = ErrorBody,
+            description = "`INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
+        (status = 404, body = ErrorBody, description = "`MEMBER_NOT_FOUND`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn leave(
     State(state): State<AppState>,
     principal: Principal,

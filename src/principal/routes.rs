@@ -10,7 +10,11 @@ use axum::{
 use serde::Serialize;
 
 use super::{extension_tenant, resolve_tenant, Credential, TenantError};
-use crate::{app::AppState, error::ApiError, http::paths};
+use crate::{
+    app::AppState,
+    error::{ApiError, ErrorBody},
+    http::paths,
+};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -35,7 +39,9 @@ pub struct CheckResponse {
 /// `x-auth-org-id` for any valid credential (session cookie or bearer session token, `x-api-key`, bearer
 /// extension or service token); 401 otherwise, or when `x-tenant-id` names an organization the caller cannot access.
 #[utoipa::path(get, path = paths::AUTH_CHECK, tag = "forward-auth",
-    responses((status = 200, body = CheckResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = CheckResponse),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`, `INVALID_TOKEN`, \
+            `ORGANIZATION_ACCESS_DENIED` (`x-tenant-id`)")))]
 pub async fn check(State(state): State<AppState>, credential: Credential) -> Result<Response, ApiError> {
     let body = match &credential {
         Credential::Principal(principal) => {

@@ -23,7 +23,7 @@ use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,
     crypto,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::{
         extractors::{ApiJson, ApiPath, ApiQuery},
         paths,
@@ -273,6 +273,7 @@ pub struct ClientList {
 
 /// `{deleted: true}`.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceDeleted)]
 pub struct Deleted {
     /// Always true.
     pub deleted: bool,
@@ -288,8 +289,12 @@ fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
 
 /// Creates a client (master credentials).
 #[utoipa::path(post, path = paths::V1_CLIENTS, tag = "service", request_body = CreateClientRequest,
-    responses((status = 201, body = ClientWithKey), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = ClientWithKey),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_NAME`"),
+        (status = 401, body = ErrorBody, description = "`INVALID_MASTER_CREDENTIALS`, with `WWW-Authenticate: Basic`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)"),
+        (status = 503, body = ErrorBody, description = "`MASTER_CREDENTIALS_NOT_CONFIGURED`")))]
 pub async fn create_client(
     State(state): State<AppState>,
     _master: Master,
@@ -313,8 +318,9 @@ pub async fn create_client(
 
 /// Lists the clients (master credentials).
 #[utoipa::path(get, path = paths::V1_CLIENTS, tag = "service",
-    responses((status = 200, body = ClientList), (status = 401, body = crate::error::ErrorBody),
-        (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ClientList),
+        (status = 401, body = ErrorBody, description = "`INVALID_MASTER_CREDENTIALS`, with `WWW-Authenticate: Basic`"),
+        (status = 503, body = ErrorBody, description = "`MASTER_CREDENTIALS_NOT_CONFIGURED`")))]
 pub async fn list_clients(State(state): State<AppState>, _master: Master) -> Result<Json<ClientList>, ApiError> {
     let clients = super::store::list_clients(&state.db).await?;
     Ok(Json(ClientList {
@@ -334,8 +340,12 @@ pub async fn list_clients(State(state): State<AppState>, _master: Master) -> Res
 /// Issues a new key for a client; the old key is refused from the next request on, on every node.
 /// Tokens already issued stay valid.
 #[utoipa::path(post, path = paths::V1_CLIENT_ROTATE_KEY, tag = "service", params(("id" = String, Path)),
-    responses((status = 200, body = ClientWithKey), (status = 401, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ClientWithKey),
+        (status = 400, body = ErrorBody, description = "`VALIDATION_ERROR`: an id holding U+0000 (`%00`)"),
+        (status = 401, body = ErrorBody, description = "`INVALID_MASTER_CREDENTIALS`, with `WWW-Authenticate: Basic`"),
+        (status = 404, body = ErrorBody, description = "`NOT_FOUND`: no such client"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)"),
+        (status = 503, body = ErrorBody, description = "`MASTER_CREDENTIALS_NOT_CONFIGURED`")))]
 pub async fn rotate_client_key(
     State(state): State<AppState>,
     _master: Master,
@@ -353,8 +363,12 @@ pub async fn rotate_client_key(
 
 /// Deletes a client, its users, and every token issued to it.
 #[utoipa::path(delete, path = paths::V1_CLIENT, tag = "service", params(("id" = String, Path)),
-    responses((status = 200, body = Deleted), (status = 401, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Deleted),
+        (status = 400, body = ErrorBody, description = "`VALIDATION_ERROR`: an id holding U+0000 (`%00`)"),
+        (status = 401, body = ErrorBody, description = "`INVALID_MASTER_CREDENTIALS`, with `WWW-Authenticate: Basic`"),
+        (status = 404, body = ErrorBody, description = "`NOT_FOUND`: no such client"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)"),
+        (status = 503, body = ErrorBody, description = "`MASTER_CREDENTIALS_NOT_CONFIGURED`")))]
 pub async fn delete_client(
     State(state): State<AppState>,
     _master: Master,
@@ -377,6 +391,7 @@ pub async fn delete_client(
 /// `POST /v1/users` body.
 #[derive(Deserialize, utoipa::ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ServiceCreateUserRequest)]
 pub struct CreateUserRequest {
     /// The client's own id for the user (unique per client), 1–255 characters.
     pub external_id: Option<String>,
@@ -387,6 +402,7 @@ pub struct CreateUserRequest {
 /// A new user with its secret.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ServiceCreatedUser)]
 pub struct CreatedUser {
     /// `svu_…`
     pub user_id: String,
@@ -401,6 +417,7 @@ pub struct CreatedUser {
 /// A user as listed (never its secret).
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ServiceUserView)]
 pub struct UserView {
     /// `svu_…`
     pub user_id: String,
@@ -414,6 +431,7 @@ pub struct UserView {
 
 /// `{users}`.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceUserList)]
 pub struct UserList {
     /// This client's users, oldest first.
     pub users: Vec<UserView>,
@@ -430,8 +448,12 @@ pub struct ListQuery {
 
 /// Creates a user of the calling client.
 #[utoipa::path(post, path = paths::V1_USERS, tag = "service", request_body = CreateUserRequest,
-    responses((status = 201, body = CreatedUser), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = CreatedUser),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_EXTERNAL_ID`, `INVALID_NAME`"),
+        (status = 401, body = ErrorBody, description = "`INVALID_CLIENT_KEY`"),
+        (status = 409, body = ErrorBody, description = "`EXTERNAL_ID_TAKEN`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn create_user(
     State(state): State<AppState>,
     ClientAuth(client): ClientAuth,
@@ -474,7 +496,10 @@ pub async fn create_user(
 
 /// Lists the calling client's users.
 #[utoipa::path(get, path = paths::V1_USERS, tag = "service", params(ListQuery),
-    responses((status = 200, body = UserList), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = UserList),
+        (status = 400, body = ErrorBody,
+            description = "`VALIDATION_ERROR`: a missing or malformed query parameter, or text holding U+0000"),
+        (status = 401, body = ErrorBody, description = "`INVALID_CLIENT_KEY`")))]
 pub async fn list_users(
     State(state): State<AppState>,
     ClientAuth(client): ClientAuth,
@@ -498,8 +523,11 @@ pub async fn list_users(
 
 /// Deletes one of the calling client's users; its tokens die with it on every node.
 #[utoipa::path(delete, path = paths::V1_USER, tag = "service", params(("id" = String, Path)),
-    responses((status = 200, body = Deleted), (status = 401, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Deleted),
+        (status = 400, body = ErrorBody, description = "`VALIDATION_ERROR`: an id holding U+0000 (`%00`)"),
+        (status = 401, body = ErrorBody, description = "`INVALID_CLIENT_KEY`"),
+        (status = 404, body = ErrorBody, description = "`NOT_FOUND`: no such user of this client"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn delete_user(
     State(state): State<AppState>,
     ClientAuth(client): ClientAuth,
@@ -523,6 +551,7 @@ pub async fn delete_user(
 /// `POST /v1/token` body.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ServiceTokenRequest)]
 pub struct TokenRequest {
     /// `svu_…`
     pub user_id: String,
@@ -534,6 +563,7 @@ pub struct TokenRequest {
 /// A service token.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ServiceTokenResponse)]
 pub struct TokenResponse {
     /// The JWT.
     pub access_token: String,
@@ -550,8 +580,12 @@ fn invalid_credentials() -> ApiError {
 /// Issues a service token for one of the calling client's users, after checking its secret. The
 /// token's record is committed before the token is returned.
 #[utoipa::path(post, path = paths::V1_TOKEN, tag = "service", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 401, body = ErrorBody, description = "`INVALID_CLIENT_KEY`, \
+            `INVALID_CREDENTIALS` (unknown user or wrong secret)"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)"),
+        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`")))]
 pub async fn issue_token(
     State(state): State<AppState>,
     client_info: ClientInfo,
@@ -626,6 +660,7 @@ async fn sign(state: &AppState, claims: &ServiceClaims) -> Result<String, ApiErr
 
 /// `POST /v1/token/revoke` body.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ServiceTokenRevokeRequest)]
 pub struct RevokeRequest {
     /// The service token.
     #[schema(value_type = String, format = Password)]
@@ -634,6 +669,7 @@ pub struct RevokeRequest {
 
 /// `{revoked: true}`.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceTokenRevoked)]
 pub struct Revoked {
     /// Always true: revocation is idempotent, and says nothing about tokens that are not the caller's.
     pub revoked: bool,
@@ -642,8 +678,10 @@ pub struct Revoked {
 /// Revokes one of the calling client's tokens on every node. Idempotent: an unknown, expired, already
 /// revoked or foreign token also answers 200 (RFC 7009 §2.2) — and a foreign one is left alone.
 #[utoipa::path(post, path = paths::V1_TOKEN_REVOKE, tag = "service", request_body = RevokeRequest,
-    responses((status = 200, body = Revoked), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Revoked),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 401, body = ErrorBody, description = "`INVALID_CLIENT_KEY`"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     ClientAuth(client): ClientAuth,
@@ -671,6 +709,7 @@ pub async fn revoke_token(
 /// `GET /v1/me` answer.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ServiceMe)]
 pub struct Me<'a> {
     /// `sub`.
     pub user_id: &'a str,
@@ -686,7 +725,8 @@ pub struct Me<'a> {
 
 /// The identity behind a service token.
 #[utoipa::path(get, path = paths::V1_ME, tag = "service",
-    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Me),
+        (status = 401, body = ErrorBody, description = "`INVALID_TOKEN`, with `WWW-Authenticate: Bearer`")))]
 pub async fn me(State(state): State<AppState>, ServiceToken(claims): ServiceToken) -> Result<Response, Response> {
     let now = state.clock.now();
     let user = state.service.user(&state.db, &claims.sub, now).await.map_err(|e| ApiError::from(e).into_response())?;
@@ -709,9 +749,17 @@ pub async fn me(State(state): State<AppState>, ServiceToken(claims): ServiceToke
     Ok(Json(body).into_response())
 }
 
+/// The JWKS (RFC 7517 §5) as the key ring renders it: documentation only, the answer is pre-rendered.
+#[derive(utoipa::ToSchema)]
+pub struct JwkSet {
+    /// Public keys (`kty`, `kid`, `alg`, `use` and the key's parameters), active ones first.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<serde_json::Value>,
+}
+
 /// The public signing keys (RFC 7517), cacheable; retired keys stay until the tokens they signed expire.
 #[utoipa::path(get, path = paths::JWKS, tag = "service",
-    responses((status = 200, description = "`{keys: [JWK]}`", content_type = "application/json")))]
+    responses((status = 200, body = JwkSet)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let max_age = format!("public, max-age={}", state.settings.tokens.jwks_max_age);
     let mut response = state.key_ring.jwks().into_response();

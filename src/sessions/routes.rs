@@ -17,7 +17,7 @@ use crate::{
     app::AppState,
     audit::{self, AuditEvent},
     clock::{iso8601, Millis},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     http::{
         cookies::SetCookies,
         extractors::{ApiJson, MaybeSession, SessionAuth, SessionOrKey},
@@ -80,7 +80,9 @@ fn no_store(mut response: Response) -> Response {
 /// Signs out: deletes the session and expires the cookies. A cookie-authenticated call needs a trusted
 /// origin. Without a valid session it still clears the cookies.
 #[utoipa::path(post, path = paths::SIGN_OUT, tag = "sessions",
-    responses((status = 200, body = SuccessResponse), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SuccessResponse),
+        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN` (cookie session from an untrusted origin)"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn sign_out(State(state): State<AppState>, maybe: MaybeSession) -> Result<Response, ApiError> {
     if let Some(auth) = maybe.auth {
         super::revoke(&state.db, &state.revoked, std::slice::from_ref(&auth.session.id), state.clock.now()).await?;
@@ -93,7 +95,10 @@ pub async fn sign_out(State(state): State<AppState>, maybe: MaybeSession) -> Res
 /// within its max-age unless `?disableCookieCache=true`.
 #[utoipa::path(get, path = paths::GET_SESSION, tag = "sessions",
     params(("disableCookieCache" = Option<bool>, Query, description = "Force a database read")),
-    responses((status = 200, body = Option<SessionWithUser>)))]
+    responses((status = 200, body = Option<SessionWithUser>, description = "The session and user, or `null`"),
+        (status = 401, body = ErrorBody,
+            description = "An `x-api-key` that is unknown (`INVALID_API_KEY`), disabled (`KEY_DISABLED`) or expired (`KEY_EXPIRED`)"),
+        (status = 400, body = ErrorBody, description = "`VALIDATION_ERROR`: an `x-tenant-id` that is not UTF-8")))]
 pub async fn get_session(caller: SessionOrKey, State(state): State<AppState>) -> Response {
     let maybe = match caller {
         SessionOrKey::Session(maybe) => maybe,
@@ -145,7 +150,8 @@ fn key_session_view(key: &ApiKey, client: &ClientInfo, now: Millis, lifetime: Mi
 
 /// The signed-in user's sessions.
 #[utoipa::path(get, path = paths::LIST_SESSIONS, tag = "sessions",
-    responses((status = 200, body = Vec<SessionView>), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Vec<SessionView>),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`")))]
 pub async fn list_sessions(State(state): State<AppState>, auth: SessionAuth) -> Result<Response, ApiError> {
     let sessions = store::list_for_user(&state.db, &auth.user.id, state.clock.now()).await?;
     let views: Vec<SessionView> = sessions.iter().map(SessionView::from).collect();
@@ -155,8 +161,12 @@ pub async fn list_sessions(State(state): State<AppState>, auth: SessionAuth) -> 
 /// Revokes one of the user's own sessions, by handle or raw token. Another user's session, or an unknown
 /// one, is 404.
 #[utoipa::path(post, path = paths::REVOKE_SESSION, tag = "sessions", request_body = RevokeSessionRequest,
-    responses((status = 200, body = StatusResponse), (status = 401, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = StatusResponse),
+        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`"),
+        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN` (cookie session from an untrusted origin)"),
+        (status = 404, body = ErrorBody, description = "`NOT_FOUND`: no such session of this user"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn revoke_session(
     State(state): State<AppState>,
     auth: SessionAuth,
@@ -178,7 +188,10 @@ pub async fn revoke_session(
 
 /// Revokes all of the user's sessions, this one included, and clears the cookies.
 #[utoipa::path(post, path = paths::REVOKE_SESSIONS, tag = "sessions",
-    responses((status = 200, body = StatusResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = StatusResponse),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`"),
+        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN` (cookie session from an untrusted origin)"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn revoke_sessions(
     State(state): State<AppState>,
     auth: SessionAuth,
@@ -191,7 +204,10 @@ pub async fn revoke_sessions(
 
 /// Revokes all of the user's sessions except this one.
 #[utoipa::path(post, path = paths::REVOKE_OTHER_SESSIONS, tag = "sessions",
-    responses((status = 200, body = StatusResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = StatusResponse),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`"),
+        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN` (cookie session from an untrusted origin)"),
+        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn revoke_other_sessions(
     State(state): State<AppState>,
     auth: SessionAuth,
@@ -270,7 +286,8 @@ pub struct DebugSessionResponse {
 
 /// The resolved identity, for debugging. Requires a session.
 #[utoipa::path(get, path = paths::DEBUG_SESSION, tag = "debug",
-    responses((status = 200, body = DebugSessionResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = DebugSessionResponse),
+        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`")))]
 pub async fn debug_session(auth: SessionAuth) -> Response {
     let body = DebugSessionResponse {
         user: UserView::from(&*auth.user),

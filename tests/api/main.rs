@@ -9,6 +9,7 @@ mod cli;
 mod extensions;
 mod hardening;
 mod multi_node;
+mod openapi;
 mod ops;
 mod orgs;
 mod security;

@@ -70,7 +70,6 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::REVOKE_SESSIONS, "post"),
         (paths::REVOKE_OTHER_SESSIONS, "post"),
         (paths::API_SESSION, "get"),
-        (paths::DEBUG_SESSION, "get"),
         (paths::HEALTHZ, "get"),
         (paths::READYZ, "get"),
         (paths::METRICS, "get"),

@@ -1,0 +1,785 @@
+//! The OpenAPI document against the running server. Every documented operation is called with real
+//! requests, successes and typical errors; each answer's status must be documented for its operation,
+//! its body must validate against the schema the document declares for that status (JSON Schema
+//! 2020-12, `$ref`s resolved into the components, no field the schema does not describe), and so must
+//! every request body the server accepted.
+//! An operation the test never calls fails it, so a new endpoint cannot go undocumented-by-test.
+//!
+//! One backend (SQLite): the document is about shapes, which do not depend on the database.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use latchkey::{config::Secret, http::paths};
+use reqwest::{header, Client, Method, RequestBuilder};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const MASTER_USER: &str = "master";
+const MASTER_PASSWORD: &str = "master-password-0123456789";
+const SCHEMA_REF: &str = "#/components/schemas/";
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// Validates answers (and accepted request bodies) against the document; collects every mismatch.
+struct Checker {
+    doc: Value,
+    /// `components.schemas` with their `$ref`s pointing at `#/$defs/…`, closed (see [`close_objects`]),
+    /// and an open variant `Open<name>` of each.
+    defs: Value,
+    validators: BTreeMap<String, jsonschema::Validator>,
+    exercised: BTreeSet<(String, String)>,
+    failures: Vec<String>,
+}
+
+/// `#/components/schemas/X` → `#/$defs/X`, everywhere in `value`.
+fn rewrite_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get_mut("$ref") {
+                if let Some(name) = target.strip_prefix(SCHEMA_REF) {
+                    *target = format!("#/$defs/{name}");
+                }
+            }
+            map.values_mut().for_each(rewrite_refs);
+        }
+        Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
+}
+
+/// Makes every object schema in `schema` refuse properties it does not describe (`unevaluatedProperties:
+/// false`), so an answer with an undocumented field fails too. The parts of an `allOf` (serde's `flatten`)
+/// stay open and their parent closes them; a `$ref` inside an `allOf` points at the open variant.
+fn close_objects(schema: &mut Value, in_all_of: bool) {
+    let Value::Object(map) = schema else { return };
+    if let Some(Value::Array(parts)) = map.get_mut("allOf") {
+        for part in parts.iter_mut() {
+            match part.get_mut("$ref") {
+                Some(Value::String(target)) => *target = target.replace("#/$defs/", "#/$defs/Open"),
+                _ => close_objects(part, true),
+            }
+        }
+        if !in_all_of {
+            map.insert("unevaluatedProperties".into(), Value::Bool(false));
+        }
+    }
+    if map.contains_key("properties") && !in_all_of {
+        map.insert("unevaluatedProperties".into(), Value::Bool(false));
+    }
+    if let Some(Value::Object(properties)) = map.get_mut("properties") {
+        properties.values_mut().for_each(|property| close_objects(property, false));
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(inner) = map.get_mut(key) {
+            close_objects(inner, false);
+        }
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(Value::Array(choices)) = map.get_mut(key) {
+            choices.iter_mut().for_each(|choice| close_objects(choice, false));
+        }
+    }
+}
+
+impl Checker {
+    fn new(doc: Value) -> Checker {
+        let mut schemas = doc["components"]["schemas"].clone();
+        rewrite_refs(&mut schemas);
+        let mut defs = serde_json::Map::new();
+        for (name, schema) in schemas.as_object().unwrap() {
+            let (mut closed, mut open) = (schema.clone(), schema.clone());
+            close_objects(&mut closed, false);
+            close_objects(&mut open, true);
+            defs.insert(name.clone(), closed);
+            defs.insert(format!("Open{name}"), open);
+        }
+        Checker {
+            doc,
+            defs: Value::Object(defs),
+            validators: BTreeMap::new(),
+            exercised: BTreeSet::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// The operation object of `method template`, if documented.
+    fn operation(&self, method: &str, template: &str) -> Option<&Value> {
+        self.doc["paths"].get(template).and_then(|item| item.get(method))
+    }
+
+    /// Validates `instance` against `schema` (from the document), recording mismatches under `what`.
+    fn validate(&mut self, what: &str, schema: &Value, instance: &Value) {
+        let key = format!("{what}\n{schema}");
+        if !self.validators.contains_key(&key) {
+            let mut schema = schema.clone();
+            rewrite_refs(&mut schema);
+            close_objects(&mut schema, false);
+            let root = json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$defs": self.defs,
+                "allOf": [schema],
+            });
+            match jsonschema::draft202012::new(&root) {
+                Ok(validator) => {
+                    self.validators.insert(key.clone(), validator);
+                }
+                Err(error) => {
+                    self.failures.push(format!("{what}: the documented schema does not compile: {error}"));
+                    return;
+                }
+            }
+        }
+        let errors: Vec<String> = self.validators[&key]
+            .iter_errors(instance)
+            .map(|error| format!("at `{}`: {error}", error.instance_path()))
+            .collect();
+        if !errors.is_empty() {
+            self.failures.push(format!("{what}: {instance}\n    {}", errors.join("\n    ")));
+        }
+    }
+
+    /// Sends `request` (an operation of `template`), checks the answer against the document and returns
+    /// its status and body (JSON, or a string when it is not JSON).
+    async fn send(&mut self, template: &str, request: RequestBuilder) -> (u16, Value) {
+        let (client, request) = request.build_split();
+        let request = request.expect("request builds");
+        let method = request.method().as_str().to_ascii_lowercase();
+        let sent_json = request.body().and_then(|body| body.as_bytes()).and_then(|b| serde_json::from_slice(b).ok());
+        let response = client.execute(request).await.expect("request");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_owned());
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        let what = format!("{} {template} → {status}", method.to_uppercase());
+        self.exercised.insert((method.clone(), template.to_owned()));
+
+        let Some(operation) = self.operation(&method, template).cloned() else {
+            self.failures.push(format!("{what}: the operation is not documented"));
+            return (status, body);
+        };
+        if (200..300).contains(&status) {
+            if let Some(sent) = &sent_json {
+                match operation.pointer("/requestBody/content/application~1json/schema") {
+                    Some(schema) => self.validate(&format!("{what}: request body"), &schema.clone(), sent),
+                    None => self.failures.push(format!("{what}: accepted a JSON body that is not documented")),
+                }
+            }
+        }
+        let Some(documented) = operation["responses"].get(status.to_string()) else {
+            self.failures.push(format!("{what}: status not documented: {text}"));
+            return (status, body);
+        };
+        match (documented.get("content").and_then(Value::as_object), content_type) {
+            (None, _) if text.is_empty() => {}
+            (None, _) => self.failures.push(format!("{what}: answered a body, documents none: {text}")),
+            (Some(_), None) => self.failures.push(format!("{what}: answered no content type")),
+            (Some(content), Some(content_type)) => match content.get(&content_type) {
+                None => self.failures.push(format!(
+                    "{what}: answered {content_type}, documents {:?}",
+                    content.keys().collect::<Vec<_>>()
+                )),
+                Some(media) if content_type == "application/json" => match media.get("schema") {
+                    Some(schema) => self.validate(&what, &schema.clone(), &body),
+                    None => assert!(serde_json::from_str::<Value>(&text).is_ok(), "{what}: not JSON"),
+                },
+                Some(_) => {}
+            },
+        }
+        (status, body)
+    }
+
+    /// [`Checker::send`], asserting the status (later steps depend on it).
+    async fn expect(&mut self, status: u16, template: &str, request: RequestBuilder) -> Value {
+        let (answered, body) = self.send(template, request).await;
+        assert_eq!(answered, status, "{template}: {body}");
+        body
+    }
+
+    /// Documented operations the test never called.
+    fn unexercised(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        for (template, item) in self.doc["paths"].as_object().unwrap() {
+            for method in METHODS {
+                if item.get(method).is_some() && !self.exercised.contains(&(method.to_owned(), template.clone())) {
+                    missing.push(format!("{} {template}", method.to_uppercase()));
+                }
+            }
+        }
+        missing
+    }
+}
+
+/// A concrete path for a template (`{id}` → `x`), for requests refused before routing to a resource.
+fn concrete(template: &str) -> String {
+    template.replace("{id}", "x")
+}
+
+fn with_master(settings: &mut latchkey::config::Settings) {
+    settings.debug_endpoints = true;
+    settings.service.master_username = Some(Secret::new(MASTER_USER));
+    settings.service.master_password = Some(Secret::new(MASTER_PASSWORD));
+}
+
+/// A signed-up user on a fresh cookie-aware client.
+async fn sign_up_on(checker: &mut Checker, app: &TestApp, email: &str) -> Client {
+    let client = new_client();
+    let body = json!({"name": "Test User", "email": email, "password": PASSWORD});
+    let request = client.post(app.url(paths::SIGN_UP_EMAIL)).header(header::ORIGIN, ORIGIN).json(&body);
+    checker.expect(200, paths::SIGN_UP_EMAIL, request).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_answers_as_documented() {
+    let app = spawn_app_with(Backend::Sqlite, with_master).await.unwrap();
+    let doc: Value = app.get(paths::OPENAPI).await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "JSON Schema 2020-12 needs OpenAPI 3.1");
+    let mut c = Checker::new(doc);
+    let bare = bare_client();
+    let url = |path: &str| app.url(path);
+    // A cookie-authenticated, state-changing request from a trusted origin.
+    let post = |client: &Client, path: &str, body: Value| {
+        client.post(app.url(path)).header(header::ORIGIN, ORIGIN).json(&body)
+    };
+
+    // --- ops
+    c.expect(200, paths::OPENAPI, bare.get(url(paths::OPENAPI))).await;
+    c.expect(200, paths::HEALTHZ, bare.get(url(paths::HEALTHZ))).await;
+    c.expect(200, paths::READYZ, bare.get(url(paths::READYZ))).await;
+    c.expect(200, paths::METRICS, bare.get(url(paths::METRICS))).await;
+
+    // --- accounts
+    let alice = app.client.clone();
+    let signed_up = c
+        .expect(
+            200,
+            paths::SIGN_UP_EMAIL,
+            post(
+                &alice,
+                paths::SIGN_UP_EMAIL,
+                json!({"name": "Alice", "email": "alice@example.com", "password": PASSWORD, "image": null,
+                    "callbackURL": "/home", "rememberMe": true}),
+            ),
+        )
+        .await;
+    let alice_id = signed_up["user"]["id"].as_str().unwrap().to_owned();
+    c.expect(
+        422,
+        paths::SIGN_UP_EMAIL,
+        post(&bare, paths::SIGN_UP_EMAIL, json!({"name": "A", "email": "alice@example.com", "password": PASSWORD})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::SIGN_UP_EMAIL,
+        post(&bare, paths::SIGN_UP_EMAIL, json!({"name": "A", "email": "nope", "password": PASSWORD})),
+    )
+    .await;
+    c.expect(
+        403,
+        paths::SIGN_UP_EMAIL,
+        bare.post(url(paths::SIGN_UP_EMAIL))
+            .header(header::ORIGIN, "https://evil.example")
+            .json(&json!({"name": "A", "email": "x@example.com", "password": PASSWORD})),
+    )
+    .await;
+    c.expect(
+        200,
+        paths::SIGN_IN_EMAIL,
+        post(
+            &new_client(),
+            paths::SIGN_IN_EMAIL,
+            json!({"email": "alice@example.com", "password": PASSWORD, "callbackURL": "/next"}),
+        ),
+    )
+    .await;
+    c.expect(
+        401,
+        paths::SIGN_IN_EMAIL,
+        post(&bare, paths::SIGN_IN_EMAIL, json!({"email": "alice@example.com", "password": "wrong password!"})),
+    )
+    .await;
+
+    // --- sessions
+    let session = c.expect(200, paths::GET_SESSION, alice.get(url(paths::GET_SESSION))).await;
+    assert_eq!(session["user"]["id"], alice_id);
+    assert!(c.expect(200, paths::GET_SESSION, bare.get(url(paths::GET_SESSION))).await.is_null());
+    let sessions = c.expect(200, paths::LIST_SESSIONS, alice.get(url(paths::LIST_SESSIONS))).await;
+    assert_eq!(sessions.as_array().unwrap().len(), 2, "sign-up and sign-in");
+    c.expect(401, paths::LIST_SESSIONS, bare.get(url(paths::LIST_SESSIONS))).await;
+    let api_session = c.expect(200, paths::API_SESSION, alice.get(url(paths::API_SESSION))).await;
+    assert!(api_session["data"].is_object());
+    assert!(c.expect(200, paths::API_SESSION, bare.get(url(paths::API_SESSION))).await["data"].is_null());
+    c.expect(200, paths::DEBUG_SESSION, alice.get(url(paths::DEBUG_SESSION))).await;
+    c.expect(401, paths::DEBUG_SESSION, bare.get(url(paths::DEBUG_SESSION))).await;
+    let other =
+        sessions.as_array().unwrap().iter().find(|s| s["id"] != session["session"]["id"]).unwrap()["token"].clone();
+    c.expect(200, paths::REVOKE_SESSION, post(&alice, paths::REVOKE_SESSION, json!({"token": other}))).await;
+    c.expect(404, paths::REVOKE_SESSION, post(&alice, paths::REVOKE_SESSION, json!({"token": "ses_unknown"}))).await;
+    c.expect(403, paths::REVOKE_SESSION, alice.post(url(paths::REVOKE_SESSION)).json(&json!({"token": "ses_unknown"})))
+        .await;
+    c.expect(401, paths::REVOKE_SESSION, post(&bare, paths::REVOKE_SESSION, json!({"token": "ses_unknown"}))).await;
+    c.expect(
+        200,
+        paths::REVOKE_OTHER_SESSIONS,
+        alice.post(url(paths::REVOKE_OTHER_SESSIONS)).header(header::ORIGIN, ORIGIN),
+    )
+    .await;
+    c.expect(401, paths::REVOKE_OTHER_SESSIONS, bare.post(url(paths::REVOKE_OTHER_SESSIONS))).await;
+
+    // --- organizations
+    let org = c
+        .expect(
+            200,
+            paths::ORG_CREATE,
+            post(&alice, paths::ORG_CREATE, json!({"name": "Acme", "slug": "acme", "metadata": {"plan": "pro"}})),
+        )
+        .await;
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    c.expect(400, paths::ORG_CREATE, post(&alice, paths::ORG_CREATE, json!({"name": "Acme", "slug": "Not A Slug"})))
+        .await;
+    c.expect(401, paths::ORG_CREATE, post(&bare, paths::ORG_CREATE, json!({"name": "Acme", "slug": "acme2"}))).await;
+    c.expect(
+        200,
+        paths::ORG_UPDATE,
+        post(&alice, paths::ORG_UPDATE, json!({"data": {"name": "Acme Inc", "logo": "https://acme.example/logo.png"}})),
+    )
+    .await;
+    c.expect(200, paths::ORG_LIST, alice.get(url(paths::ORG_LIST))).await;
+    c.expect(401, paths::ORG_LIST, bare.get(url(paths::ORG_LIST))).await;
+    c.expect(200, paths::ORG_CHECK_SLUG, post(&alice, paths::ORG_CHECK_SLUG, json!({"slug": "free-slug"}))).await;
+    c.expect(400, paths::ORG_CHECK_SLUG, post(&alice, paths::ORG_CHECK_SLUG, json!({"slug": "acme"}))).await;
+    assert!(c
+        .expect(200, paths::ORG_SET_ACTIVE, post(&alice, paths::ORG_SET_ACTIVE, json!({"organizationId": null})))
+        .await
+        .is_null());
+    c.expect(200, paths::ORG_SET_ACTIVE, post(&alice, paths::ORG_SET_ACTIVE, json!({"organizationId": org_id}))).await;
+    c.expect(400, paths::ORG_SET_ACTIVE, post(&alice, paths::ORG_SET_ACTIVE, json!({}))).await;
+    c.expect(200, paths::ORG_GET_FULL, alice.get(url(&format!("{}?organizationId={org_id}", paths::ORG_GET_FULL))))
+        .await;
+    c.expect(401, paths::ORG_GET_FULL, bare.get(url(paths::ORG_GET_FULL))).await;
+    c.expect(200, paths::ORG_LIST_MEMBERS, alice.get(url(&format!("{}?limit=10", paths::ORG_LIST_MEMBERS)))).await;
+    c.expect(400, paths::ORG_LIST_MEMBERS, alice.get(url(&format!("{}?limit=ten", paths::ORG_LIST_MEMBERS)))).await;
+
+    // Invitations: bob accepts, carol rejects, dave's is canceled.
+    let invite = |email: &str| post(&alice, paths::ORG_INVITE_MEMBER, json!({"email": email, "role": "member"}));
+    let bob_invitation = c.expect(200, paths::ORG_INVITE_MEMBER, invite("bob@example.com")).await;
+    c.expect(400, paths::ORG_INVITE_MEMBER, invite("bob@example.com")).await;
+    let carol_invitation = c.expect(200, paths::ORG_INVITE_MEMBER, invite("carol@example.com")).await;
+    let dave_invitation = c.expect(200, paths::ORG_INVITE_MEMBER, invite("dave@example.com")).await;
+    let bob = sign_up_on(&mut c, &app, "bob@example.com").await;
+    let carol = sign_up_on(&mut c, &app, "carol@example.com").await;
+    c.expect(
+        403,
+        paths::ORG_ACCEPT_INVITATION,
+        post(&carol, paths::ORG_ACCEPT_INVITATION, json!({"invitationId": bob_invitation["id"]})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::ORG_ACCEPT_INVITATION,
+        post(&bob, paths::ORG_ACCEPT_INVITATION, json!({"invitationId": "inv_unknown"})),
+    )
+    .await;
+    let accepted = c
+        .expect(
+            200,
+            paths::ORG_ACCEPT_INVITATION,
+            post(&bob, paths::ORG_ACCEPT_INVITATION, json!({"invitationId": bob_invitation["id"]})),
+        )
+        .await;
+    let bob_member_id = accepted["member"]["id"].clone();
+    // The endpoints Better Auth's organization client calls besides.
+    c.expect(200, paths::ORG_GET_ACTIVE_MEMBER, alice.get(url(paths::ORG_GET_ACTIVE_MEMBER))).await;
+    c.expect(400, paths::ORG_GET_ACTIVE_MEMBER, carol.get(url(paths::ORG_GET_ACTIVE_MEMBER))).await;
+    c.expect(401, paths::ORG_GET_ACTIVE_MEMBER, bare.get(url(paths::ORG_GET_ACTIVE_MEMBER))).await;
+    c.expect(200, paths::ORG_GET_ACTIVE_MEMBER_ROLE, alice.get(url(paths::ORG_GET_ACTIVE_MEMBER_ROLE))).await;
+    c.expect(401, paths::ORG_GET_ACTIVE_MEMBER_ROLE, bare.get(url(paths::ORG_GET_ACTIVE_MEMBER_ROLE))).await;
+    let invitations = format!("{}?organizationId={org_id}", paths::ORG_LIST_INVITATIONS);
+    c.expect(200, paths::ORG_LIST_INVITATIONS, alice.get(url(&invitations))).await;
+    c.expect(403, paths::ORG_LIST_INVITATIONS, bob.get(url(&invitations))).await;
+    c.expect(401, paths::ORG_LIST_INVITATIONS, bare.get(url(&invitations))).await;
+    c.expect(200, paths::ORG_LIST_USER_INVITATIONS, carol.get(url(paths::ORG_LIST_USER_INVITATIONS))).await;
+    c.expect(401, paths::ORG_LIST_USER_INVITATIONS, bare.get(url(paths::ORG_LIST_USER_INVITATIONS))).await;
+    c.expect(
+        400,
+        paths::ORG_ACCEPT_INVITATION,
+        post(&bob, paths::ORG_ACCEPT_INVITATION, json!({"invitationId": bob_invitation["id"]})),
+    )
+    .await;
+    c.expect(
+        200,
+        paths::ORG_REJECT_INVITATION,
+        post(&carol, paths::ORG_REJECT_INVITATION, json!({"invitationId": carol_invitation["id"]})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::ORG_REJECT_INVITATION,
+        post(&carol, paths::ORG_REJECT_INVITATION, json!({"invitationId": "inv_unknown"})),
+    )
+    .await;
+    c.expect(
+        403,
+        paths::ORG_CANCEL_INVITATION,
+        post(&bob, paths::ORG_CANCEL_INVITATION, json!({"invitationId": dave_invitation["id"]})),
+    )
+    .await;
+    c.expect(
+        200,
+        paths::ORG_CANCEL_INVITATION,
+        post(&alice, paths::ORG_CANCEL_INVITATION, json!({"invitationId": dave_invitation["id"]})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::ORG_CANCEL_INVITATION,
+        post(&alice, paths::ORG_CANCEL_INVITATION, json!({"invitationId": "inv_unknown"})),
+    )
+    .await;
+    c.expect(
+        403,
+        paths::ORG_UPDATE,
+        post(&bob, paths::ORG_UPDATE, json!({"organizationId": org_id, "data": {"name": "Mine"}})),
+    )
+    .await;
+    c.expect(403, paths::ORG_DELETE, post(&bob, paths::ORG_DELETE, json!({"organizationId": org_id}))).await;
+    c.expect(
+        200,
+        paths::ORG_UPDATE_MEMBER_ROLE,
+        post(&alice, paths::ORG_UPDATE_MEMBER_ROLE, json!({"memberId": bob_member_id, "role": "admin"})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::ORG_UPDATE_MEMBER_ROLE,
+        post(&alice, paths::ORG_UPDATE_MEMBER_ROLE, json!({"memberId": bob_member_id, "role": "emperor"})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::ORG_UPDATE_MEMBER_ROLE,
+        post(&alice, paths::ORG_UPDATE_MEMBER_ROLE, json!({"memberId": "mem_unknown", "role": "admin"})),
+    )
+    .await;
+    c.expect(400, paths::ORG_UPDATE, post(&carol, paths::ORG_UPDATE, json!({"data": {"name": "Mine"}}))).await;
+    c.expect(200, paths::ORG_LEAVE, post(&bob, paths::ORG_LEAVE, json!({"organizationId": org_id}))).await;
+    c.expect(400, paths::ORG_LEAVE, post(&alice, paths::ORG_LEAVE, json!({"organizationId": org_id}))).await;
+    let again = c.expect(200, paths::ORG_INVITE_MEMBER, invite("bob@example.com")).await;
+    c.expect(
+        200,
+        paths::ORG_ACCEPT_INVITATION,
+        post(&bob, paths::ORG_ACCEPT_INVITATION, json!({"invitationId": again["id"]})),
+    )
+    .await;
+    c.expect(
+        200,
+        paths::ORG_REMOVE_MEMBER,
+        post(&alice, paths::ORG_REMOVE_MEMBER, json!({"memberIdOrEmail": "bob@example.com", "organizationId": org_id})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::ORG_REMOVE_MEMBER,
+        post(&alice, paths::ORG_REMOVE_MEMBER, json!({"memberIdOrEmail": "bob@example.com"})),
+    )
+    .await;
+    let doomed =
+        c.expect(200, paths::ORG_CREATE, post(&bob, paths::ORG_CREATE, json!({"name": "Temp", "slug": "temp"}))).await;
+    c.expect(400, paths::ORG_DELETE, post(&alice, paths::ORG_DELETE, json!({"organizationId": doomed["id"]}))).await;
+    c.expect(200, paths::ORG_DELETE, post(&bob, paths::ORG_DELETE, json!({"organizationId": doomed["id"]}))).await;
+
+    // --- API keys (alice's active organization is Acme)
+    let created = c
+        .expect(
+            200,
+            paths::API_KEY_CREATE,
+            post(&alice, paths::API_KEY_CREATE, json!({"name": "ci", "expiresIn": 3600, "metadata": {"team": "a"}})),
+        )
+        .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["id"].as_str().unwrap().to_owned();
+    let scoped = c
+        .expect(
+            200,
+            paths::API_KEY_CREATE,
+            post(
+                &alice,
+                paths::API_KEY_CREATE,
+                json!({"organizationId": org_id, "permissions": {"extensions": ["read"]}, "metadata": ["any", "json"]}),
+            ),
+        )
+        .await;
+    c.expect(400, paths::API_KEY_CREATE, post(&alice, paths::API_KEY_CREATE, json!({"prefix": "lkc_"}))).await;
+    c.expect(401, paths::API_KEY_CREATE, post(&bare, paths::API_KEY_CREATE, json!({}))).await;
+    c.expect(
+        403,
+        paths::API_KEY_CREATE,
+        bare.post(url(paths::API_KEY_CREATE)).header("x-api-key", &key).json(&json!({})),
+    )
+    .await;
+    c.expect(200, paths::API_KEY_GET, alice.get(url(&format!("{}?id={key_id}", paths::API_KEY_GET)))).await;
+    c.expect(404, paths::API_KEY_GET, alice.get(url(&format!("{}?id=key_unknown", paths::API_KEY_GET)))).await;
+    c.expect(400, paths::API_KEY_GET, alice.get(url(paths::API_KEY_GET))).await;
+    c.expect(401, paths::API_KEY_GET, bare.get(url(&format!("{}?id={key_id}", paths::API_KEY_GET)))).await;
+    c.expect(200, paths::API_KEY_LIST, alice.get(url(paths::API_KEY_LIST))).await;
+    c.expect(200, paths::API_KEY_LIST, bare.get(url(paths::API_KEY_LIST)).header("x-api-key", &key)).await;
+    // A key in place of a session: get-session answers a session view of the key.
+    c.expect(200, paths::GET_SESSION, bare.get(url(paths::GET_SESSION)).header("x-api-key", &key)).await;
+    c.expect(401, paths::GET_SESSION, bare.get(url(paths::GET_SESSION)).header("x-api-key", "lk_unknown")).await;
+    c.expect(401, paths::API_KEY_LIST, bare.get(url(paths::API_KEY_LIST))).await;
+    c.expect(
+        200,
+        paths::API_KEY_UPDATE,
+        post(
+            &alice,
+            paths::API_KEY_UPDATE,
+            json!({"keyId": key_id, "name": "ci-2", "enabled": true, "metadata": "a string"}),
+        ),
+    )
+    .await;
+    c.expect(404, paths::API_KEY_UPDATE, post(&alice, paths::API_KEY_UPDATE, json!({"keyId": "key_unknown"}))).await;
+    c.expect(401, paths::API_KEY_UPDATE, post(&bare, paths::API_KEY_UPDATE, json!({"keyId": key_id}))).await;
+    let valid = c.expect(200, paths::API_KEY_VERIFY, post(&bare, paths::API_KEY_VERIFY, json!({"key": key}))).await;
+    assert_eq!(valid["valid"], true);
+    let refused = c
+        .expect(
+            200,
+            paths::API_KEY_VERIFY,
+            post(&bare, paths::API_KEY_VERIFY, json!({"key": key, "permissions": {"files": ["write"]}})),
+        )
+        .await;
+    assert_eq!(refused["valid"], false);
+    let unknown =
+        c.expect(200, paths::API_KEY_VERIFY, post(&bare, paths::API_KEY_VERIFY, json!({"key": "lk_unknown"}))).await;
+    assert_eq!(unknown["error"]["code"], "KEY_NOT_FOUND");
+    c.expect(400, paths::API_KEY_VERIFY, post(&bare, paths::API_KEY_VERIFY, json!({}))).await;
+
+    // --- forward auth and extension tokens
+    c.expect(200, paths::AUTH_CHECK, alice.get(url(paths::AUTH_CHECK))).await;
+    c.expect(200, paths::AUTH_CHECK, bare.get(url(paths::AUTH_CHECK)).header("x-api-key", &key)).await;
+    c.expect(401, paths::AUTH_CHECK, bare.get(url(paths::AUTH_CHECK))).await;
+    let minted = c
+        .expect(
+            200,
+            paths::EXTENSION_TOKEN,
+            post(
+                &alice,
+                paths::EXTENSION_TOKEN,
+                json!({"extensionId": "crm.notes", "scopes": ["read"], "ttlSeconds": 60}),
+            ),
+        )
+        .await;
+    let token = minted["token"].as_str().unwrap().to_owned();
+    c.expect(
+        200,
+        paths::EXTENSION_TOKEN,
+        post(&alice, paths::EXTENSION_TOKEN, json!({"extensionId": "crm.notes", "scopes": "read write"})),
+    )
+    .await;
+    c.expect(
+        400,
+        paths::EXTENSION_TOKEN,
+        post(&alice, paths::EXTENSION_TOKEN, json!({"extensionId": "crm.notes", "scopes": "read", "ttlSeconds": 901})),
+    )
+    .await;
+    c.expect(
+        401,
+        paths::EXTENSION_TOKEN,
+        post(&bare, paths::EXTENSION_TOKEN, json!({"extensionId": "crm.notes", "scopes": "read"})),
+    )
+    .await;
+    c.expect(
+        403,
+        paths::EXTENSION_TOKEN,
+        bare.post(url(paths::EXTENSION_TOKEN))
+            .header("x-api-key", scoped["key"].as_str().unwrap())
+            .json(&json!({"extensionId": "crm.notes", "scopes": "write"})),
+    )
+    .await;
+    c.expect(200, paths::AUTH_CHECK, bare.get(url(paths::AUTH_CHECK)).bearer_auth(&token)).await;
+    c.expect(
+        200,
+        paths::EXTENSION_VERIFY,
+        post(&bare, paths::EXTENSION_VERIFY, json!({"token": token, "scopes": ["read"]})),
+    )
+    .await;
+    c.expect(
+        403,
+        paths::EXTENSION_VERIFY,
+        post(&bare, paths::EXTENSION_VERIFY, json!({"token": token, "scopes": "write"})),
+    )
+    .await;
+    c.expect(401, paths::EXTENSION_VERIFY, post(&bare, paths::EXTENSION_VERIFY, json!({"token": "not.a.token"}))).await;
+
+    // --- API key deletion (after the key served above)
+    c.expect(200, paths::API_KEY_DELETE, post(&alice, paths::API_KEY_DELETE, json!({"keyId": key_id}))).await;
+    c.expect(404, paths::API_KEY_DELETE, post(&alice, paths::API_KEY_DELETE, json!({"keyId": key_id}))).await;
+    c.expect(401, paths::API_KEY_DELETE, post(&bare, paths::API_KEY_DELETE, json!({"keyId": key_id}))).await;
+
+    // --- service tokens
+    let master =
+        |method: Method, path: &str| bare.request(method, url(path)).basic_auth(MASTER_USER, Some(MASTER_PASSWORD));
+    let client = c
+        .expect(201, paths::V1_CLIENTS, master(Method::POST, paths::V1_CLIENTS).json(&json!({"name": "backend"})))
+        .await;
+    let client_id = client["clientId"].as_str().unwrap().to_owned();
+    let live =
+        c.expect(201, paths::V1_CLIENTS, master(Method::POST, paths::V1_CLIENTS).json(&json!({"name": "live"}))).await;
+    let live_key = live["apiKey"].as_str().unwrap().to_owned();
+    c.expect(400, paths::V1_CLIENTS, master(Method::POST, paths::V1_CLIENTS).json(&json!({"name": ""}))).await;
+    c.expect(401, paths::V1_CLIENTS, bare.post(url(paths::V1_CLIENTS)).json(&json!({"name": "backend"}))).await;
+    c.expect(200, paths::V1_CLIENTS, master(Method::GET, paths::V1_CLIENTS)).await;
+    c.expect(401, paths::V1_CLIENTS, bare.get(url(paths::V1_CLIENTS))).await;
+    let client_path = paths::V1_CLIENT_ROTATE_KEY.replace("{id}", &client_id);
+    let rotated = c.expect(200, paths::V1_CLIENT_ROTATE_KEY, master(Method::POST, &client_path)).await;
+    c.expect(404, paths::V1_CLIENT_ROTATE_KEY, master(Method::POST, &concrete(paths::V1_CLIENT_ROTATE_KEY))).await;
+    let client_key = rotated["apiKey"].as_str().unwrap().to_owned();
+    let with_key = |method: Method, path: &str| bare.request(method, url(path)).header("x-api-key", &client_key);
+    let user = c
+        .expect(
+            201,
+            paths::V1_USERS,
+            with_key(Method::POST, paths::V1_USERS).json(&json!({"externalId": "u-1", "name": "User One"})),
+        )
+        .await;
+    c.expect(201, paths::V1_USERS, with_key(Method::POST, paths::V1_USERS)).await;
+    c.expect(409, paths::V1_USERS, with_key(Method::POST, paths::V1_USERS).json(&json!({"externalId": "u-1"}))).await;
+    c.expect(400, paths::V1_USERS, with_key(Method::POST, paths::V1_USERS).json(&json!({"externalId": ""}))).await;
+    c.expect(401, paths::V1_USERS, bare.post(url(paths::V1_USERS)).json(&json!({}))).await;
+    c.expect(200, paths::V1_USERS, with_key(Method::GET, &format!("{}?limit=5", paths::V1_USERS))).await;
+    c.expect(400, paths::V1_USERS, with_key(Method::GET, &format!("{}?limit=five", paths::V1_USERS))).await;
+    c.expect(401, paths::V1_USERS, bare.get(url(paths::V1_USERS))).await;
+    let credentials = json!({"userId": user["userId"], "secret": user["secret"]});
+    let issued = c.expect(200, paths::V1_TOKEN, with_key(Method::POST, paths::V1_TOKEN).json(&credentials)).await;
+    let service_token = issued["accessToken"].as_str().unwrap().to_owned();
+    c.expect(
+        401,
+        paths::V1_TOKEN,
+        with_key(Method::POST, paths::V1_TOKEN).json(&json!({"userId": user["userId"], "secret": "lks_wrong"})),
+    )
+    .await;
+    c.expect(200, paths::V1_ME, bare.get(url(paths::V1_ME)).bearer_auth(&service_token)).await;
+    c.expect(401, paths::V1_ME, bare.get(url(paths::V1_ME))).await;
+    c.expect(200, paths::AUTH_CHECK, bare.get(url(paths::AUTH_CHECK)).bearer_auth(&service_token)).await;
+    c.expect(
+        200,
+        paths::V1_TOKEN_REVOKE,
+        with_key(Method::POST, paths::V1_TOKEN_REVOKE).json(&json!({"token": service_token})),
+    )
+    .await;
+    c.expect(
+        401,
+        paths::V1_TOKEN_REVOKE,
+        bare.post(url(paths::V1_TOKEN_REVOKE)).json(&json!({"token": service_token})),
+    )
+    .await;
+    c.expect(200, paths::JWKS, bare.get(url(paths::JWKS))).await;
+    let user_path = paths::V1_USER.replace("{id}", user["userId"].as_str().unwrap());
+    c.expect(200, paths::V1_USER, with_key(Method::DELETE, &user_path)).await;
+    c.expect(404, paths::V1_USER, with_key(Method::DELETE, &user_path)).await;
+    c.expect(401, paths::V1_USER, bare.delete(url(&user_path))).await;
+    let client_path = paths::V1_CLIENT.replace("{id}", &client_id);
+    c.expect(200, paths::V1_CLIENT, master(Method::DELETE, &client_path)).await;
+    c.expect(404, paths::V1_CLIENT, master(Method::DELETE, &client_path)).await;
+    c.expect(401, paths::V1_CLIENT, bare.delete(url(&client_path))).await;
+
+    // --- every state-changing operation: a body that is not JSON is 415 (refused before any handler)
+    let operations: Vec<(String, String)> = c.doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(template, item)| item.as_object().unwrap().keys().map(move |m| (m.clone(), template.clone())))
+        .filter(|(method, _)| METHODS.contains(&method.as_str()))
+        .collect();
+    for (method, template) in &operations {
+        if method == "get" {
+            continue;
+        }
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let request =
+            bare.request(method, url(&concrete(template))).header(header::CONTENT_TYPE, "text/plain").body("x");
+        c.expect(415, template, request).await;
+    }
+    // --- every operation taking a JSON body: malformed JSON is 400, with whatever credential it needs
+    for (method, template) in &operations {
+        if c.operation(method, template).and_then(|op| op.get("requestBody")).is_none() {
+            continue;
+        }
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let request = if template.starts_with(paths::V1_CLIENTS) {
+            master(method, &concrete(template))
+        } else if template.starts_with("/v1/") {
+            bare.request(method, url(&concrete(template))).header("x-api-key", &live_key)
+        } else {
+            alice.request(method, url(template)).header(header::ORIGIN, ORIGIN)
+        };
+        let request = request.header(header::CONTENT_TYPE, "application/json").body("{");
+        c.expect(400, template, request).await;
+    }
+
+    // --- sign-out and revoke-sessions end the sessions
+    c.expect(200, paths::REVOKE_SESSIONS, bob.post(url(paths::REVOKE_SESSIONS)).header(header::ORIGIN, ORIGIN)).await;
+    c.expect(401, paths::REVOKE_SESSIONS, bob.post(url(paths::REVOKE_SESSIONS)).header(header::ORIGIN, ORIGIN)).await;
+    c.expect(403, paths::SIGN_OUT, alice.post(url(paths::SIGN_OUT))).await;
+    c.expect(200, paths::SIGN_OUT, alice.post(url(paths::SIGN_OUT)).header(header::ORIGIN, ORIGIN)).await;
+    c.expect(200, paths::SIGN_OUT, bare.post(url(paths::SIGN_OUT))).await;
+
+    // --- readiness without a database
+    app.state.db.close().await;
+    c.expect(503, paths::READYZ, bare.get(url(paths::READYZ))).await;
+
+    let unexercised = c.unexercised();
+    assert!(unexercised.is_empty(), "documented operations this test never calls: {unexercised:?}");
+    assert!(
+        c.failures.is_empty(),
+        "{} answers disagree with the document:\n{}",
+        c.failures.len(),
+        c.failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_session_is_documented_only_when_served_and_client_management_documents_its_503() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let doc: Value = app.get(paths::OPENAPI).await.json().await.unwrap();
+    let mut c = Checker::new(doc);
+
+    assert!(c.doc["paths"].get(paths::DEBUG_SESSION).is_none(), "debug_endpoints is off");
+    assert_eq!(app.get(paths::DEBUG_SESSION).await.status(), 404);
+    let bare = bare_client();
+    c.expect(
+        503,
+        paths::V1_CLIENTS,
+        bare.get(app.url(paths::V1_CLIENTS)).basic_auth(MASTER_USER, Some(MASTER_PASSWORD)),
+    )
+    .await;
+    c.expect(503, paths::V1_CLIENTS, bare.post(app.url(paths::V1_CLIENTS)).json(&json!({"name": "x"}))).await;
+    c.expect(503, paths::V1_CLIENT_ROTATE_KEY, bare.post(app.url(&concrete(paths::V1_CLIENT_ROTATE_KEY)))).await;
+    c.expect(503, paths::V1_CLIENT, bare.delete(app.url(&concrete(paths::V1_CLIENT)))).await;
+    assert!(c.failures.is_empty(), "{}", c.failures.join("\n"));
+}
+
+#[test]
+fn the_checker_refuses_missing_undocumented_and_mistyped_fields() {
+    let mut c = Checker::new(latchkey::http::ops::openapi(false));
+    let error = json!({"$ref": "#/components/schemas/ErrorBody"});
+    let flattened = json!({"$ref": "#/components/schemas/OrganizationWithMembers"});
+    let organization = json!({"id": "org_1", "name": "A", "slug": "a", "logo": null, "metadata": {"any": ["json"]},
+        "createdAt": "2026-11-18T11:06:40.000Z", "members": []});
+
+    c.validate("error", &error, &json!({"code": "X", "message": "m"}));
+    c.validate("flattened", &flattened, &organization);
+    assert!(c.failures.is_empty(), "{:?}", c.failures);
+
+    c.validate("undocumented field", &error, &json!({"code": "X", "message": "m", "extra": 1}));
+    c.validate("missing field", &error, &json!({"code": "X"}));
+    c.validate("mistyped field", &error, &json!({"code": 1, "message": "m"}));
+    let mut extra = organization.clone();
+    extra["extra"] = json!(1);
+    c.validate("undocumented field beside a flattened part", &flattened, &extra);
+    assert_eq!(c.failures.len(), 4, "{:#?}", c.failures);
+}
