@@ -162,7 +162,10 @@ pub fn run() -> ExitCode {
     let settings = match config::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("error: cannot load configuration: {error}");
+            eprintln!(
+                "error: cannot load configuration:\n  {}",
+                config::describe_load_error(&error).replace('\n', "\n  ")
+            );
             return ExitCode::FAILURE;
         }
     };

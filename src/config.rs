@@ -407,6 +407,42 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
     figment.extract().map_err(Box::new)
 }
 
+/// A loading error as an operator can act on it: a bad environment value names the variable it came
+/// from (`LATCHKEY_SESSION_EXPIRES_IN: invalid type…`), not figment's internal key (`SESSION.EXPIRES_IN`);
+/// a bad file value names the key and the file. One line per problem.
+pub fn describe_load_error(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".").to_ascii_lowercase();
+            let from_env = error.metadata.as_ref().is_some_and(|m| m.name.contains("environment"));
+            let source = if from_env {
+                let names: Vec<String> = std::env::vars()
+                    .map(|(name, _)| name)
+                    .filter(|name| {
+                        primary_key(name).or_else(|| alias_key(name)).is_some_and(|k| k.eq_ignore_ascii_case(&key))
+                    })
+                    .collect();
+                if names.is_empty() {
+                    format!("environment ({key})")
+                } else {
+                    names.join(" / ")
+                }
+            } else {
+                match error.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                    Some(source) if !key.is_empty() => format!("`{key}` in {source}"),
+                    Some(source) => source.to_string(),
+                    None if !key.is_empty() => format!("`{key}`"),
+                    None => "configuration".into(),
+                }
+            };
+            format!("{source}: {}", error.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `LATCHKEY_*` variables that set nothing: likely typos, worth a warning.
 pub fn unknown_env_vars() -> Vec<String> {
     std::env::vars()

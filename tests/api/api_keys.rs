@@ -752,6 +752,7 @@ async fn assert_refused_within_a_second(node: &TestApp, key: &str, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn a_key_deleted_on_one_node_is_refused_by_another_within_a_second() {
     let Some(db) = PgDatabase::create().await else { return };
     let url = db.url.clone();
@@ -773,6 +774,7 @@ async fn a_key_deleted_on_one_node_is_refused_by_another_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn a_key_disabled_on_one_node_is_refused_by_another_within_a_second() {
     let Some(db) = PgDatabase::create().await else { return };
     let url = db.url.clone();

@@ -2,14 +2,33 @@
 //! server: `tests/better-auth/client.mjs` signs up, manages organizations, invitations and API keys and
 //! checks every answer and error code those plugins expect.
 //!
-//! Needs `node` and `npm ci` run in `tests/better-auth`. Without them the test prints why and passes,
-//! unless `LATCHKEY_REQUIRE_NODE=1` (CI sets it), in which case it fails.
+//! Needs `node` and `npm ci` run in `tests/better-auth`, and runs when `LATCHKEY_REQUIRE_NODE=1` (CI sets
+//! it); otherwise a bare `cargo test` lists it as ignored. Run anyway (`-- --ignored`) without Node, it
+//! prints why and passes, unless `LATCHKEY_REQUIRE_NODE=1`, in which case it fails.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use crate::{both_backends, helpers::*};
+use crate::helpers::*;
 
-both_backends!(better_auths_organization_and_api_key_clients_work_against_latchkey);
+/// The Better Auth clients on each backend (not `both_backends!`: these need Node as well).
+mod better_auths_organization_and_api_key_clients_work_against_latchkey {
+    use crate::helpers::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(latchkey_node_tests), ignore = "needs Node: npm ci in tests/better-auth, LATCHKEY_REQUIRE_NODE=1")]
+    async fn sqlite() {
+        super::better_auths_organization_and_api_key_clients_work_against_latchkey(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        any(not(latchkey_node_tests), not(latchkey_postgres_tests)),
+        ignore = "needs Node and PostgreSQL: LATCHKEY_REQUIRE_NODE=1, LATCHKEY_TEST_POSTGRES_URL"
+    )]
+    async fn postgres() {
+        super::better_auths_organization_and_api_key_clients_work_against_latchkey(Backend::Postgres).await
+    }
+}
 
 /// How long the script may take (it makes about a hundred requests).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);

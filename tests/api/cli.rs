@@ -160,6 +160,67 @@ fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
 }
 
 #[test]
+fn config_check_says_where_the_development_secret_comes_from_and_shows_the_trusted_base_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = || {
+        let output = latchkey(dir.path())
+            .env_remove("LATCHKEY_SECRET")
+            .env("LATCHKEY_TRUSTED_ORIGINS", "https://app.example.com")
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let before = check();
+    assert!(before.contains("a development secret is generated into"), "{before}");
+    assert!(before.contains(r#"trusted_origins = ["http://localhost:3000", "https://app.example.com"]"#), "{before}");
+
+    std::fs::write(dir.path().join("cli.db.secret"), "d".repeat(64)).unwrap();
+    let after = check();
+    assert!(after.contains("secret = \"(development secret from "), "{after}");
+    assert!(after.contains("cli.db.secret"), "{after}");
+    assert!(!after.contains(&"d".repeat(64)), "never the secret itself");
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        latchkey(dir.path()).env("LATCHKEY_SESSION_EXPIRES_IN", "a month").args(["config", "check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("LATCHKEY_SESSION_EXPIRES_IN: invalid type"), "{stderr}");
+    assert!(!stderr.contains("SESSION.EXPIRES_IN"), "{stderr}");
+}
+
+#[test]
+fn create_user_without_a_password_on_stdin_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = latchkey(dir.path())
+        .args(["admin", "create-user", "--email", "nobody@example.com", "--name", "Nobody"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("no password came on stdin"), "{stderr}");
+}
+
+#[test]
+fn help_advertises_only_what_is_built_and_no_internal_words() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [vec!["--help"], vec!["admin", "--help"]] {
+        let output = latchkey(dir.path()).args(&args).output().unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success());
+        for word in ["OIDC", "OAuth", "capability"] {
+            assert!(!help.contains(word), "`{}` mentions {word}:\n{help}", args.join(" "));
+        }
+    }
+}
+
+#[test]
 fn unknown_keys_in_the_config_file_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("latchkey.toml"), "debug_endpoint = true\n").unwrap();

@@ -252,6 +252,7 @@ impl Relay {
 
 /// PostgreSQL unreachable (a restart, a failover): 503 while it lasts, then back to normal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn an_unreachable_postgres_is_a_503_and_the_server_recovers() {
     let Some(db) = PgDatabase::create().await else { return };
     let mut relay = Relay::start(0).await;
@@ -282,6 +283,7 @@ async fn an_unreachable_postgres_is_a_503_and_the_server_recovers() {
 /// A clean SIGTERM on PostgreSQL is quiet: no warning from the notification listener or background tasks
 /// about the pool being closed under them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn a_sigterm_on_postgres_shuts_down_without_warnings() {
     let Some(db) = PgDatabase::create().await else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -37,6 +37,7 @@ macro_rules! both_backends {
                     super::$name($crate::helpers::Backend::Sqlite).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
                 async fn postgres() {
                     super::$name($crate::helpers::Backend::Postgres).await
                 }

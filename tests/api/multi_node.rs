@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn a_sign_out_on_one_node_refuses_the_cached_cookie_on_another_within_a_second() {
     let Some(db) = PgDatabase::create().await else { return };
     let url = db.url.clone();
@@ -42,6 +43,7 @@ async fn a_sign_out_on_one_node_refuses_the_cached_cookie_on_another_within_a_se
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn a_node_started_after_a_revocation_learns_it_from_the_database() {
     let Some(db) = PgDatabase::create().await else { return };
     let url = db.url.clone();

@@ -327,6 +327,7 @@ async fn service_flow_logs_contain_no_credentials_or_token_contents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn two_nodes_share_tokens_revocations_and_keys() {
     let Some(db) = PgDatabase::create().await else {
         eprintln!("skipping two_nodes_share_tokens_revocations_and_keys: LATCHKEY_TEST_POSTGRES_URL is not set");
