@@ -12,6 +12,7 @@ mod multi_node;
 mod openapi;
 mod ops;
 mod orgs;
+mod readme;
 mod security;
 mod service;
 mod service_process;
