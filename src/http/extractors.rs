@@ -135,7 +135,10 @@ pub fn json_has_nul(bytes: &[u8]) -> bool {
             _ => false,
         }
     }
-    memchr::memmem::find(bytes, b"\\u0000").is_some()
+    // Most bodies hold no backslash at all: one `memchr`, no substring searcher built (measured ~650
+    // instructions for `memmem::find` on a 60-byte body).
+    memchr::memchr(b'\\', bytes).is_some()
+        && memchr::memmem::find(bytes, b"\\u0000").is_some()
         && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|value| holds_nul(&value))
 }
 
@@ -436,7 +439,9 @@ impl FromRequestParts<AppState> for SessionOrKey {
 
 /// The `x-api-key` header, if any.
 fn api_key_header(parts: &Parts) -> Option<&str> {
-    parts.headers.get("x-api-key").map(|v| v.to_str().unwrap_or_default().trim())
+    // A prebuilt name: `get("x-api-key")` parses the string on every call.
+    static X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
+    parts.headers.get(&X_API_KEY).map(|v| v.to_str().unwrap_or_default().trim())
 }
 
 /// A bearer token that is a JWT (an extension token here), if any.
