@@ -182,7 +182,7 @@ pub fn app(
         .fallback(|| async { ApiError::not_found("No such endpoint") })
         .with_state(state);
     tower::ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
+        .map_response(into_response_with_json_errors)
         .layer(SetRequestIdLayer::new(request_id.clone(), telemetry::RandomRequestId))
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
         .layer(PropagateRequestIdLayer::new(request_id))
@@ -190,6 +190,34 @@ pub fn app(
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .service(router)
+}
+
+/// The outermost step: any layer's answer as an axum response, errors with a JSON body.
+fn into_response_with_json_errors(response: impl IntoResponse) -> Response {
+    json_error_body(response.into_response())
+}
+
+/// Gives the bodiless errors of axum (405, with its `Allow` header kept) and of the timeout layer (408) our
+/// `{code, message}` body: every error a client can cause is JSON. Other answers pass with one comparison.
+fn json_error_body(response: Response) -> Response {
+    use axum::body::HttpBody;
+    let (code, message) = match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "This endpoint does not take that method"),
+        StatusCode::REQUEST_TIMEOUT => ("REQUEST_TIMEOUT", "The request took too long"),
+        _ => return response,
+    };
+    if response.body().size_hint().exact() != Some(0) {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut answer = ApiError::new(parts.status, code, message).into_response();
+    // `Allow` and the like carry over; the length is the new body's.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH && !answer.headers().contains_key(name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
@@ -395,7 +423,33 @@ fn method_label(method: &Method) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::is_json_content_type;
+    use super::{is_json_content_type, json_error_body};
+    use axum::{http::StatusCode, response::IntoResponse};
+
+    #[test]
+    fn bodiless_405_and_408_get_a_json_body_and_keep_their_headers() {
+        for (status, code) in
+            [(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"), (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT")]
+        {
+            let mut bare = (status, [("allow", "GET,HEAD")]).into_response();
+            bare.headers_mut().insert("content-length", axum::http::HeaderValue::from_static("0"));
+            let answer = json_error_body(bare);
+            assert_eq!(answer.status(), status);
+            assert_eq!(answer.headers()["allow"], "GET,HEAD");
+            assert_eq!(answer.headers()["content-type"], "application/json");
+            assert!(answer.headers().get("content-length").is_none_or(|length| length != "0"));
+            let body = futures_body(answer);
+            assert!(body.contains(&format!("\"code\":\"{code}\"")), "{body}");
+        }
+        let ok = json_error_body((StatusCode::OK, "fine").into_response());
+        assert_eq!(futures_body(ok), "fine");
+    }
+
+    fn futures_body(response: axum::response::Response) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let bytes = runtime.block_on(axum::body::to_bytes(response.into_body(), 1 << 16)).unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
 
     #[test]
     fn json_content_types() {

@@ -148,7 +148,7 @@ fn prune_unused_schemas(doc: &mut serde_json::Value) {
 #[openapi(
     info(
         title = "Latchkey",
-        description = "Authentication server: accounts and cookie sessions, API keys, organizations, forward-auth and extension tokens (Better Auth-compatible), service tokens and the JWKS."
+        description = "Authentication server: accounts and cookie sessions, API keys, organizations, forward-auth and extension tokens (Better Auth-compatible), service tokens and the JWKS.\n\nBesides the answers listed per operation, any endpoint may answer `{code, message}` with 408 `REQUEST_TIMEOUT` (30 s), 413 `PAYLOAD_TOO_LARGE` (64 KiB), 503 `DATABASE_UNAVAILABLE` (the database cannot be reached; `Retry-After: 1`) or 500 `INTERNAL_SERVER_ERROR`; an endpoint that accepts `x-api-key` answers 400 `VALIDATION_ERROR` to an `x-tenant-id` that is not UTF-8. No text sent may hold U+0000 (400 `VALIDATION_ERROR`)."
     ),
     paths(
         crate::accounts::routes::sign_up_email,

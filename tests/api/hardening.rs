@@ -161,6 +161,10 @@ async fn malformed_query_strings_answer_json_errors(backend: Backend) {
         let body = assert_error(response, 400, "VALIDATION_ERROR", what).await;
         assert!(!body["message"].as_str().unwrap().contains(&key), "the message never echoes the key");
     }
+    // A method the endpoint does not take: JSON too, with the `Allow` header.
+    let response = bare_client().post(app.url(paths::HEALTHZ)).send().await.unwrap();
+    assert!(response.headers().get(header::ALLOW).is_some(), "Allow is kept");
+    assert_error(response, 405, "METHOD_NOT_ALLOWED", "POST /healthz").await;
     let (client_key, ..) = service_token(&app).await;
     let response =
         with_key(&app, reqwest::Method::GET, &format!("{}?offset=9223372036854775808", paths::V1_USERS), &client_key)
