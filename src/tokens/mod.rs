@@ -587,22 +587,37 @@ mod tests {
         assert_eq!(expected.check_times(&at(now, now + 600, Some(now + 31)), ms), Err(TokenError::NotYetValid));
     }
 
+    /// A ring key of `alg` named `kid`, with its private half.
+    fn ring_key(private: PrivateKey, alg: Algorithm, kid: &str) -> SigningKey {
+        let row = store::KeyRow {
+            id: kid.into(),
+            algorithm: alg.as_str().into(),
+            public_jwk: private.public_jwk(kid, alg).to_string(),
+            private_key: String::new(),
+            created_at: 0,
+            retired_at: None,
+            expires_at: None,
+        };
+        SigningKey::new(row, Some(private)).unwrap()
+    }
+
+    /// A ring holding only `key`.
+    fn ring_holding(key: SigningKey) -> KeyRing {
+        let ring = KeyRing::new(b"secret");
+        if let Ok(mut current) = ring.ring.write() {
+            let mut by_kid = HashMap::new();
+            by_kid.insert(key.kid.clone(), Arc::new(key));
+            *current = Arc::new(Ring { by_kid, ..Ring::default() });
+        }
+        ring
+    }
+
     #[test]
     fn every_algorithm_generates_a_key_whose_jwk_verifies_its_signature() {
         for alg in Algorithm::ALL {
             let (private, der) = PrivateKey::generate(alg).unwrap();
             assert!(PrivateKey::from_pkcs8(alg, &der).is_some(), "{alg:?} round-trips through PKCS#8");
-            let jwk = private.public_jwk("key_test", alg);
-            let row = store::KeyRow {
-                id: "key_test".into(),
-                algorithm: alg.as_str().into(),
-                public_jwk: jwk.to_string(),
-                private_key: String::new(),
-                created_at: 0,
-                retired_at: None,
-                expires_at: None,
-            };
-            let key = SigningKey::new(row, Some(private)).unwrap();
+            let key = ring_key(private, alg, "key_test");
             let now = 1_000_000_000;
             let claims = Claims {
                 iss: "https://a".into(),
@@ -613,12 +628,7 @@ mod tests {
                 nbf: None,
             };
             let token = key.sign(&claims).unwrap();
-            let ring = KeyRing::new(b"secret");
-            if let Ok(mut current) = ring.ring.write() {
-                let mut by_kid = HashMap::new();
-                by_kid.insert(key.kid.clone(), Arc::new(key));
-                *current = Arc::new(Ring { by_kid, ..Ring::default() });
-            }
+            let ring = ring_holding(key);
             let expected = Expectation::new("https://a", "https://a/v1", 0);
             let verified: Claims = ring.verify(&token, &expected, now * 1000).unwrap();
             assert_eq!(verified.sub, "u");
@@ -631,16 +641,7 @@ mod tests {
     fn a_header_with_crit_is_refused_even_when_its_signature_is_good() {
         let alg = Algorithm::Es256;
         let (private, _) = PrivateKey::generate(alg).unwrap();
-        let row = store::KeyRow {
-            id: "key_crit".into(),
-            algorithm: alg.as_str().into(),
-            public_jwk: private.public_jwk("key_crit", alg).to_string(),
-            private_key: String::new(),
-            created_at: 0,
-            retired_at: None,
-            expires_at: None,
-        };
-        let key = SigningKey::new(row, Some(private)).unwrap();
+        let key = ring_key(private, alg, "key_crit");
         let now = 1_000_000_000;
         let claims = Claims {
             iss: "https://a".into(),
@@ -662,12 +663,7 @@ mod tests {
         let critical =
             signed_with(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "key_crit", "crit": ["exp"]}));
         let empty_crit = signed_with(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "key_crit", "crit": []}));
-        let ring = KeyRing::new(b"secret");
-        if let Ok(mut current) = ring.ring.write() {
-            let mut by_kid = HashMap::new();
-            by_kid.insert(key.kid.clone(), Arc::new(key));
-            *current = Arc::new(Ring { by_kid, ..Ring::default() });
-        }
+        let ring = ring_holding(key);
         let expected = Expectation::new("https://a", "https://a/v1", 0);
         assert!(ring.verify::<Claims>(&plain, &expected, now * 1000).is_ok(), "the control token verifies");
         assert_eq!(ring.verify::<Claims>(&critical, &expected, now * 1000).err(), Some(TokenError::CriticalExtension));

@@ -54,28 +54,23 @@ fn master(app: &TestApp, path: &str) -> reqwest::RequestBuilder {
     bare_client().post(app.url(path)).basic_auth(MASTER_USERNAME, Some(MASTER_PASSWORD))
 }
 
+/// The JSON answer of a request that must get one.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.expect("request").json().await.expect("a JSON answer")
+}
+
 /// A service client's key, one of its users (id, secret) and a token of that user.
 async fn service_token(app: &TestApp) -> (String, String, String, String) {
-    let client: Value =
-        master(app, paths::V1_CLIENTS).json(&json!({"name": "svc"})).send().await.unwrap().json().await.unwrap();
+    let client = json_of(master(app, paths::V1_CLIENTS).json(&json!({"name": "svc"}))).await;
     let key = client["apiKey"].as_str().unwrap().to_owned();
-    let user: Value = with_key(app, reqwest::Method::POST, paths::V1_USERS, &key)
-        .json(&json!({"externalId": "ext-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let user =
+        json_of(with_key(app, reqwest::Method::POST, paths::V1_USERS, &key).json(&json!({"externalId": "ext-1"})))
+            .await;
     let (user_id, secret) = (user["userId"].as_str().unwrap().to_owned(), user["secret"].as_str().unwrap().to_owned());
-    let token: Value = with_key(app, reqwest::Method::POST, paths::V1_TOKEN, &key)
-        .json(&json!({"userId": user_id, "secret": secret}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = json_of(
+        with_key(app, reqwest::Method::POST, paths::V1_TOKEN, &key).json(&json!({"userId": user_id, "secret": secret})),
+    )
+    .await;
     (key, user_id, secret, token["accessToken"].as_str().unwrap().to_owned())
 }
 
@@ -342,14 +337,11 @@ async fn extension_tokens_with_a_future_nbf_or_a_crit_header_are_refused(backend
     let Some(app) = spawn(backend).await else { return };
     let key = user_with_key(&app, "ext@example.com").await;
     assert_eq!(app.post(paths::ORG_CREATE, &json!({"name": "Ext", "slug": "ext"})).await.status(), 200);
-    let issued: Value = with_key(&app, reqwest::Method::POST, paths::EXTENSION_TOKEN, &key)
-        .json(&json!({"extensionId": "panel", "scopes": ["read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issued = json_of(
+        with_key(&app, reqwest::Method::POST, paths::EXTENSION_TOKEN, &key)
+            .json(&json!({"extensionId": "panel", "scopes": ["read"]})),
+    )
+    .await;
     let claims = part(issued["token"].as_str().unwrap(), 1);
     let now = app.clock.now() / 1000;
     let verify =
