@@ -587,6 +587,18 @@ mod tests {
         assert_eq!(expected.check_times(&at(now, now + 600, Some(now + 31)), ms), Err(TokenError::NotYetValid));
     }
 
+    /// Claims from `https://a` for `https://a/v1`, issued at `now` (seconds), valid for a minute.
+    fn valid_claims(now: i64) -> Claims {
+        Claims {
+            iss: "https://a".into(),
+            aud: "https://a/v1".into(),
+            sub: "u".into(),
+            iat: now,
+            exp: now + 60,
+            nbf: None,
+        }
+    }
+
     /// A ring key of `alg` named `kid`, with its private half.
     fn ring_key(private: PrivateKey, alg: Algorithm, kid: &str) -> SigningKey {
         let row = store::KeyRow {
@@ -619,14 +631,7 @@ mod tests {
             assert!(PrivateKey::from_pkcs8(alg, &der).is_some(), "{alg:?} round-trips through PKCS#8");
             let key = ring_key(private, alg, "key_test");
             let now = 1_000_000_000;
-            let claims = Claims {
-                iss: "https://a".into(),
-                aud: "https://a/v1".into(),
-                sub: "u".into(),
-                iat: now,
-                exp: now + 60,
-                nbf: None,
-            };
+            let claims = valid_claims(now);
             let token = key.sign(&claims).unwrap();
             let ring = ring_holding(key);
             let expected = Expectation::new("https://a", "https://a/v1", 0);
@@ -643,14 +648,7 @@ mod tests {
         let (private, _) = PrivateKey::generate(alg).unwrap();
         let key = ring_key(private, alg, "key_crit");
         let now = 1_000_000_000;
-        let claims = Claims {
-            iss: "https://a".into(),
-            aud: "https://a/v1".into(),
-            sub: "u".into(),
-            iat: now,
-            exp: now + 60,
-            nbf: None,
-        };
+        let claims = valid_claims(now);
         // The same claims under a header naming a critical extension, signed by the ring's own key.
         let signed_with = |header: serde_json::Value| {
             let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
