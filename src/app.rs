@@ -200,6 +200,16 @@ const EVENT_RETENTION: i64 = 10 * 60_000;
 /// How far back each read of `cache_events` reaches before the last one seen.
 const EVENT_OVERLAP: i64 = 5_000;
 
+/// Every problem with `settings`: their shape (`Settings::validate`), then what each capability checks of
+/// its own settings.
+pub fn validate_settings(settings: &Settings) -> Vec<String> {
+    let mut problems = settings.validate();
+    problems.extend(crate::storage::validate_settings(settings));
+    problems.extend(api_keys::validate_settings(&settings.api_keys));
+    problems.extend(crate::service::validate_settings(&settings.service, settings.is_production()));
+    problems
+}
+
 /// The server secret: configured, or in development generated once and kept next to the database.
 pub fn server_secret(settings: &Settings) -> anyhow::Result<Secret> {
     if let Some(secret) = &settings.secret {
@@ -247,7 +257,7 @@ impl Application {
     /// Validates the settings, opens and migrates the database, starts the background tasks and binds
     /// the listener (port 0 picks a free port).
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Application> {
-        let problems = settings.validate();
+        let problems = validate_settings(&settings);
         anyhow::ensure!(problems.is_empty(), "invalid configuration:\n  - {}", problems.join("\n  - "));
         let secret = server_secret(&settings)?;
         let db = open_database(&settings).await?;

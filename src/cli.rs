@@ -248,7 +248,7 @@ fn config_check(settings: &Settings) -> anyhow::Result<()> {
     for name in config::unknown_env_vars() {
         println!("# warning: unknown environment variable {name}");
     }
-    let problems = settings.validate();
+    let problems = crate::app::validate_settings(settings);
     if problems.is_empty() {
         println!("# configuration OK");
         Ok(())

@@ -13,38 +13,11 @@ use figment::{
 };
 use serde::{Deserialize, Deserializer};
 
-/// A secret value: never printed, compared only in constant time by its users.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
+use crate::crypto::secret::lenient_string;
 
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-    /// The secret itself; call sites are the audit trail of who reads it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        lenient_string(deserializer).map(Secret)
-    }
-}
+/// Settings hold secrets in the redacting [`Secret`] of `crypto::secret`; re-exported here, where callers
+/// have always found it next to the settings that carry it.
+pub use crate::crypto::secret::Secret;
 
 /// `development` (safe local defaults) or `production` (strict checks, secure cookies).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -453,7 +426,9 @@ pub fn unknown_env_vars() -> Vec<String> {
 }
 
 impl Settings {
-    /// Every problem with this configuration at once (empty: fine).
+    /// Every problem with the shape of this configuration (empty: fine). Settings that only a
+    /// capability can judge (a key prefix, a signing algorithm, a database scheme) are checked by that
+    /// capability's `validate_settings`; `app::validate_settings` runs them all.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -466,9 +441,6 @@ impl Settings {
                 }
             }
             _ => problems.push(format!("base_url: `{}` is not an http(s) URL", self.base_url)),
-        }
-        if crate::storage::Backend::from_url(&self.database_url).is_none() {
-            problems.push("database_url: expected sqlite://… or postgres://…".into());
         }
         for origin in self.trusted_origins.iter().chain(&self.cors_origins) {
             if origin_of(origin).is_none() {
@@ -516,35 +488,6 @@ impl Settings {
         }
         if ext.allowed_scopes.iter().any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace())) {
             problems.push("extensions.allowed_scopes: scopes are non-empty words".into());
-        }
-        if !crate::api_keys::valid_prefix(&self.api_keys.default_prefix) {
-            problems.push("api_keys.default_prefix: 1-16 of A-Z a-z 0-9 _ -, not starting with lkc_".into());
-        }
-        let service = &self.service;
-        if service.master_username.is_some() != service.master_password.is_some() {
-            problems.push("service: set both MASTER_USERNAME and MASTER_PASSWORD, or neither".into());
-        }
-        if let Some(password) = &service.master_password {
-            let weak =
-                password.expose().chars().count() < 16 || crate::accounts::password::is_common(password.expose());
-            if self.env == Mode::Production && weak {
-                problems.push(
-                    "service.master_password: production needs at least 16 characters, not a common password".into(),
-                );
-            }
-        }
-        if service
-            .client_api_key
-            .as_ref()
-            .is_some_and(|key| !key.expose().starts_with(crate::api_keys::CLIENT_KEY_PREFIX))
-        {
-            problems.push("service.client_api_key: CLIENT_API_KEY must be a client key (lkc_…)".into());
-        }
-        if service.token_ttl == 0 {
-            problems.push("service.token_ttl must be at least 1 second".into());
-        }
-        if crate::tokens::Algorithm::parse(&service.algorithm).is_none() {
-            problems.push("service.algorithm: ES256, RS256 or EdDSA".into());
         }
         if self.tokens.rotation_interval != 0 && self.tokens.rotation_interval < 3600 {
             problems.push("tokens.rotation_interval: 0 (manual) or at least 3600 seconds".into());
@@ -699,47 +642,6 @@ impl fmt::Display for Settings {
     }
 }
 
-/// Accepts a string or any scalar as a string: environment values such as `LATCHKEY_SECRET=1234…`
-/// arrive typed as numbers. A visitor rather than an untagged enum: `Secret` is also deserialized from
-/// request bodies, and an untagged enum buffers every value first.
-fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    struct Lenient;
-
-    impl serde::de::Visitor<'_> for Lenient {
-        type Value = String;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
-            Ok(value.to_owned())
-        }
-        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<String, E> {
-            Ok(value)
-        }
-        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-        fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-        fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-    }
-
-    deserializer.deserialize_any(Lenient)
-}
-
 /// A comma-separated string (environment) or a list (TOML).
 fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -756,7 +658,7 @@ fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Er
 
 /// Secrets as a comma-separated string (environment) or a list (TOML).
 fn secret_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
-    list(deserializer).map(|values| values.into_iter().map(Secret).collect())
+    list(deserializer).map(|values| values.into_iter().map(Secret::new).collect())
 }
 
 #[cfg(test)]

@@ -321,6 +321,15 @@ impl<'a> ApiKeyView<'a> {
     }
 }
 
+/// Problems with the API-key settings: the default prefix must be one a key may carry.
+pub fn validate_settings(settings: &crate::config::ApiKeySettings) -> Vec<String> {
+    if valid_prefix(&settings.default_prefix) {
+        Vec::new()
+    } else {
+        vec!["api_keys.default_prefix: 1-16 of A-Z a-z 0-9 _ -, not starting with lkc_".into()]
+    }
+}
+
 /// True for an acceptable key prefix (see [`check_prefix`]).
 pub fn valid_prefix(prefix: &str) -> bool {
     check_prefix(prefix).is_ok()

@@ -2,6 +2,7 @@
 //! HMAC-SHA256 for cookies, constant-time comparison, and the Argon2id worker pool ([`password`]).
 
 pub mod password;
+pub mod secret;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};

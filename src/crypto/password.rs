@@ -20,7 +20,7 @@ use argon2::{
 };
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::config::Secret;
+use super::secret::Secret;
 
 /// Jobs that may wait per worker before callers wait (asynchronously) for a queue slot.
 const QUEUE_PER_THREAD: usize = 32;

@@ -113,6 +113,33 @@ impl TimeClaims for ServiceClaims {
     }
 }
 
+/// Problems with the service-token settings. Production refuses a weak master password (the master
+/// credentials create clients, so they are worth an attacker's effort).
+pub fn validate_settings(settings: &crate::config::ServiceSettings, production: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if settings.master_username.is_some() != settings.master_password.is_some() {
+        problems.push("service: set both MASTER_USERNAME and MASTER_PASSWORD, or neither".into());
+    }
+    if let Some(password) = &settings.master_password {
+        let weak = password.expose().chars().count() < 16 || crate::accounts::password::is_common(password.expose());
+        if production && weak {
+            problems
+                .push("service.master_password: production needs at least 16 characters, not a common password".into());
+        }
+    }
+    if settings.client_api_key.as_ref().is_some_and(|key| !key.expose().starts_with(crate::api_keys::CLIENT_KEY_PREFIX))
+    {
+        problems.push("service.client_api_key: CLIENT_API_KEY must be a client key (lkc_…)".into());
+    }
+    if settings.token_ttl == 0 {
+        problems.push("service.token_ttl must be at least 1 second".into());
+    }
+    if crate::tokens::Algorithm::parse(&settings.algorithm).is_none() {
+        problems.push("service.algorithm: ES256, RS256 or EdDSA".into());
+    }
+    problems
+}
+
 /// The service API's in-memory state.
 pub struct ServiceState {
     /// Issuer and audience of service tokens.

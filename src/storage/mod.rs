@@ -81,6 +81,14 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Problems with the database settings: the URL must name a backend Latchkey has.
+pub fn validate_settings(settings: &crate::config::Settings) -> Vec<String> {
+    match Backend::from_url(&settings.database_url) {
+        Some(_) => Vec::new(),
+        None => vec!["database_url: expected sqlite://… or postgres://…".into()],
+    }
+}
+
 /// Which backend a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
