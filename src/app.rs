@@ -200,6 +200,38 @@ const EVENT_RETENTION: i64 = 10 * 60_000;
 /// How far back each read of `cache_events` reaches before the last one seen.
 const EVENT_OVERLAP: i64 = 5_000;
 
+/// The whole application: every capability's routes merged, the per-route layer ([`http::RouteLayer`]:
+/// JSON-only bodies, metrics), a JSON 404 for unknown paths, then the cross-cutting layers
+/// ([`http::with_layers`]).
+pub fn app(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    let debug = state.settings.debug_endpoints;
+    let cors_origins = state.settings.cors_origins.clone();
+    let router = axum::Router::new()
+        .merge(crate::accounts::routes::router())
+        .merge(crate::sessions::routes::router(debug))
+        .merge(api_keys::routes::router())
+        .merge(orgs::routes::router())
+        .merge(crate::principal::routes::router())
+        .merge(crate::extensions::routes::router())
+        .merge(crate::service::routes::router())
+        .merge(crate::ops::router())
+        // Per matched route (it needs `MatchedPath`, which routing sets).
+        .route_layer(http::RouteLayer)
+        .fallback(|| async { crate::error::ApiError::not_found("No such endpoint") })
+        .with_state(state);
+    http::with_layers(router, &cors_origins)
+}
+
 /// Every problem with `settings`: their shape (`Settings::validate`), then what each capability checks of
 /// its own settings.
 pub fn validate_settings(settings: &Settings) -> Vec<String> {
@@ -287,7 +319,7 @@ impl Application {
             cookies: Arc::new(CookieSettings::new(&settings)),
             trusted_origins: Arc::new(trusted_origins),
             trusted_proxies: Arc::new(settings.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()),
-            metrics: http::ops::metrics_handle()?,
+            metrics: crate::ops::metrics_handle()?,
             session_memo: Default::default(),
             api_keys: KeyCache::new(cache_ttl),
             usage: UsageBatch::default(),
@@ -340,7 +372,7 @@ impl Application {
         let Application { listener, state, limits } = self;
         let db = state.db.clone();
         let flush_state = state.clone();
-        http::serve::serve(listener, http::app(state), limits, shutdown_signal()).await;
+        http::serve::serve(listener, app(state), limits, shutdown_signal()).await;
         if let Err(error) = flush_state.flush_usage().await {
             tracing::warn!(error = %error, "final api key usage flush failed");
         }

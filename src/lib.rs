@@ -1,8 +1,9 @@
 //! Latchkey: one small, fast, secure authentication server (see `../shared/DESIGN.md`).
 //!
-//! Reading order: `app` (state and start-up), `http` (router, layers, extractors), then the
-//! capabilities (`accounts`, `sessions`, `principal` with tenant
-//! resolution, `api_keys`, `orgs`, `extensions`), then the core they stand on (`crypto`, `storage`, `config`).
+//! Reading order: `app` (state, the merged router, start-up), `http` (the toolkit: layers, JSON bodies,
+//! cookies, the accept loop; extractors), then the capabilities (`accounts`, `sessions`, `principal` with
+//! tenant resolution, `api_keys`, `orgs`, `extensions`, `service`), `ops` (health, metrics, the OpenAPI
+//! document), then the core they stand on (`tokens`, `crypto`, `storage`, `config`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod extensions;
 pub mod http;
+pub mod ops;
 pub mod orgs;
 pub mod principal;
 pub mod rate_limit;

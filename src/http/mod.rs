@@ -1,12 +1,12 @@
-//! The HTTP layer: route constants, the root router (each capability owns its routes; the root only
-//! merges and layers), and the cross-cutting middleware.
+//! The HTTP toolkit: route constants, the cross-cutting layers ([`with_layers`], [`RouteLayer`]), JSON
+//! bodies and cookies, and the accept loop (`serve`). `app` merges the capabilities' routers and wraps
+//! them in these layers; the toolkit itself names no capability.
 //!
 //! Layer order, outermost first: request id → trace span → propagate request id → CORS → timeout →
 //! body limit → routing → JSON-only bodies and metrics (per matched route, [`RouteLayer`]) → handlers.
 
 pub mod cookies;
 pub mod extractors;
-pub mod ops;
 pub mod route_metrics;
 pub mod serve;
 
@@ -25,7 +25,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{app::AppState, error::ApiError, telemetry};
+use crate::{error::ApiError, telemetry};
 
 /// Route paths, shared by the router, the OpenAPI document and the tests.
 pub mod paths {
@@ -152,35 +152,24 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Longest a request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The whole application: the router, wrapped once in the cross-cutting layers.
+/// The cross-cutting layers around a finished router (its routes merged and its state given), wrapped
+/// once: request id → trace span → propagate request id → CORS (only with `cors_origins`) → timeout →
+/// body limit → JSON error bodies for bodiless 405/408.
 ///
 /// The layers wrap the router as one tower stack rather than through `Router::layer`, which wraps every
 /// route separately (a boxed service per layer per route, cloned and dropped on every request: measured
 /// at ~15% of the instructions of a cached `api-key/verify`, BENCHMARKS.md "Third session").
-pub fn app(
-    state: AppState,
+pub fn with_layers(
+    router: Router,
+    cors_origins: &[String],
 ) -> impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
        + Clone
        + Send
        + Sync
        + 'static {
-    let debug = state.settings.debug_endpoints;
     let request_id = HeaderName::from_static("x-request-id");
     // No CORS layer at all unless origins are configured (it adds three `Vary` headers to every answer).
-    let cors = cors_layer(&state.settings.cors_origins);
-    let router = Router::new()
-        .merge(crate::accounts::routes::router())
-        .merge(crate::sessions::routes::router(debug))
-        .merge(crate::api_keys::routes::router())
-        .merge(crate::orgs::routes::router())
-        .merge(crate::principal::routes::router())
-        .merge(crate::extensions::routes::router())
-        .merge(crate::service::routes::router())
-        .merge(ops::router())
-        // Per matched route (it needs `MatchedPath`, which routing sets).
-        .route_layer(RouteLayer)
-        .fallback(|| async { ApiError::not_found("No such endpoint") })
-        .with_state(state);
+    let cors = cors_layer(cors_origins);
     tower::ServiceBuilder::new()
         .map_response(into_response_with_json_errors)
         .layer(SetRequestIdLayer::new(request_id.clone(), telemetry::RandomRequestId))

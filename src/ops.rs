@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use super::paths;
+use crate::http::paths;
 use crate::{app::AppState, error::ApiError};
 
 /// The routes of this module.
