@@ -9,11 +9,8 @@ use crate::{
     audit::{self, AuditEvent},
     config::Secret,
     error::{ApiError, ErrorBody},
-    http::{
-        cookies::SetCookies,
-        extractors::{refuse_untrusted_origin, session_data_cookie, ApiJson},
-        paths,
-    },
+    http::{cookies::SetCookies, extractors::ApiJson, paths},
+    principal::extractors::{refuse_untrusted_origin, session_data_cookie},
     sessions::{self, ClientInfo},
 };
 

@@ -26,9 +26,10 @@ use crate::{
     crypto,
     error::{ApiError, ErrorBody},
     http::{
-        extractors::{json_column, session_data_cookie_for, ApiJson, ApiQuery},
+        extractors::{json_column, ApiJson, ApiQuery},
         paths,
     },
+    principal::extractors::session_data_cookie_for,
     principal::{self, Principal, Tenant, TenantError, Via},
 };
 

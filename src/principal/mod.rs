@@ -1,11 +1,12 @@
 //! Who is calling, and in which organization (DESIGN.md "Architecture" extractors, "Capability 2"
 //! tenant context).
 //!
-//! The HTTP extractors (`http::extractors`) turn a session cookie, a bearer session token or an
+//! The extractors (`principal::extractors`) turn a session cookie, a bearer session token or an
 //! `x-api-key` into one [`Principal`]; an extension token becomes a [`Credential::Extension`], which only
 //! `/api/auth/check` and `/api/extensions/verify` accept. [`resolve_tenant`] applies the tenant rules to
 //! either, reading memberships from the in-process cache.
 
+pub mod extractors;
 pub mod routes;
 
 use std::sync::Arc;

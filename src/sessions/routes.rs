@@ -18,11 +18,8 @@ use crate::{
     audit::{self, AuditEvent},
     clock::{iso8601, Millis},
     error::{ApiError, ErrorBody},
-    http::{
-        cookies::SetCookies,
-        extractors::{ApiJson, MaybeSession, SessionAuth, SessionOrKey},
-        paths,
-    },
+    http::{cookies::SetCookies, extractors::ApiJson, paths},
+    principal::extractors::{MaybeSession, SessionAuth, SessionOrKey},
 };
 
 /// The routes of this capability (`/debug/session` only when `debug_endpoints` is on).

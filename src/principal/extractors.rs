@@ -1,0 +1,396 @@
+//! Extractors that authenticate: they parse credentials (session cookie, bearer session token,
+//! `x-api-key`, extension and service tokens) and hand handlers a typed caller; they do not decide
+//! permissions. Absent credentials mean anonymous; present-but-invalid means 401 (or `null` for
+//! `get-session`, as Better Auth), never a silent anonymous. Also the request's client (address and user
+//! agent) and the origin checks that protect cookie-authenticated requests.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts},
+    http::{header, request::Parts, HeaderMap, Method, StatusCode},
+};
+
+use crate::{
+    accounts::User,
+    api_keys::{self, KeyProblem},
+    app::AppState,
+    audit::{self, AuditEvent},
+    config::origin_of,
+    crypto,
+    error::ApiError,
+    extensions,
+    http::{
+        cookies::{self, SetCookies},
+        extractors::client_ip,
+        PendingCookies,
+    },
+    principal::{self, Credential, Principal, Via},
+    sessions::{self, cookie_cache, ClientInfo, Session},
+};
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let socket = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let ip = socket.map(|ip| client_ip(ip, &parts.headers, &state.trusted_proxies));
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(ClientInfo { ip, user_agent })
+    }
+}
+
+/// True for methods that change state (CSRF-relevant).
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The request's `Origin`, else its `Referer`'s origin. `Origin: null` yields `None`.
+fn request_origin(headers: &HeaderMap) -> Option<String> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        return origin.to_str().ok().and_then(origin_of);
+    }
+    headers.get(header::REFERER).and_then(|r| r.to_str().ok()).and_then(origin_of)
+}
+
+/// Cookie-authenticated state changes must come from a trusted origin (`Origin`, else `Referer`);
+/// neither header, `null`, or an untrusted one → 403 `INVALID_ORIGIN`.
+pub fn require_trusted_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match request_origin(headers) {
+        Some(origin) if state.is_trusted_origin(&origin) => Ok(()),
+        _ => Err(ApiError::invalid_origin()),
+    }
+}
+
+/// Sign-in and sign-up (no cookie yet): refused only when an `Origin` is present and untrusted
+/// (login CSRF); non-browser clients send none.
+pub fn refuse_untrusted_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN) {
+        None => Ok(()),
+        Some(origin) => match origin.to_str().ok().and_then(origin_of) {
+            Some(origin) if state.is_trusted_origin(&origin) => Ok(()),
+            _ => Err(ApiError::invalid_origin()),
+        },
+    }
+}
+
+/// An authenticated session.
+#[derive(Debug)]
+pub struct SessionAuth {
+    /// The session.
+    pub session: Session,
+    /// Its user.
+    pub user: Arc<User>,
+    /// Cookies to send back (sliding refresh, refreshed cookie cache).
+    pub set_cookies: SetCookies,
+    /// The SHA-256 of the session token when it came in a cookie (binds a re-issued cookie cache to it);
+    /// `None` for bearer tokens, which get no cookies.
+    pub cookie_token_hash: Option<String>,
+    /// The remembered cookie-cache entry `session` and `user` are exact copies of, when they came from
+    /// one unchanged (it holds renderings of them that can be reused).
+    pub remembered: Option<Arc<cookie_cache::Cached>>,
+}
+
+/// What the credentials on a request amount to.
+enum Resolved {
+    /// No credential at all.
+    Anonymous,
+    /// A credential that does not check out (bad signature, unknown, expired, revoked).
+    Invalid { had_cookie: bool },
+    /// A valid session (boxed: it is much larger than the other variants).
+    Valid(Box<SessionAuth>),
+}
+
+async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> {
+    let now = state.clock.now();
+    // As sent (percent-encoded): a remembered pair is recognised without decoding the token cookie.
+    let raw_token = cookies::get_raw(&parts.headers, &state.cookies.session_token);
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let key = state.keys.cookie.as_slice();
+
+    if let Some(bearer) = bearer {
+        // Bearer session tokens (Better Auth's bearer plugin): the raw token, or the signed cookie value.
+        let token = if bearer.contains('.') { crypto::verify_cookie_value(key, bearer) } else { Some(bearer) };
+        let Some(token) = token else { return Ok(Resolved::Invalid { had_cookie: false }) };
+        let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, None, now).await?;
+        return Ok(match valid {
+            Some(valid) => Resolved::Valid(Box::new(SessionAuth {
+                session: valid.session,
+                user: valid.user,
+                set_cookies: SetCookies::default(),
+                cookie_token_hash: None,
+                remembered: None,
+            })),
+            None => Resolved::Invalid { had_cookie: false },
+        });
+    }
+
+    let Some(raw_token) = raw_token else { return Ok(Resolved::Anonymous) };
+    if is_state_changing(&parts.method) {
+        require_trusted_origin(state, &parts.headers)?;
+    }
+    let cache_enabled = state.policy.cache_max_age > 0;
+    let disable_cache = parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "disableCookieCache=true"));
+    let cache_value =
+        if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
+    // The hot path: this exact pair of cookies was verified before.
+    let remembered = cache_value.as_deref().and_then(|value| state.session_memo.hit(value, raw_token, now));
+    if let Some(remembered) = remembered {
+        if let Some(valid) = sessions::from_cached(&state.policy, &state.revoked, &remembered, now) {
+            return Ok(Resolved::Valid(Box::new(SessionAuth {
+                session: valid.session,
+                user: valid.user,
+                set_cookies: SetCookies::default(),
+                cookie_token_hash: Some(valid.token_hash),
+                remembered: Some(remembered),
+            })));
+        }
+    }
+    let Some(cookie_value) = cookies::decode(raw_token) else { return Ok(Resolved::Invalid { had_cookie: true }) };
+    let Some(token) = crypto::verify_cookie_value(key, &cookie_value) else {
+        return Ok(Resolved::Invalid { had_cookie: true });
+    };
+    let cache = cache_value.as_deref().map(|value| sessions::CacheProbe {
+        memo: &state.session_memo,
+        key: state.keys.cache.as_slice(),
+        value,
+        token_cookie: raw_token,
+    });
+    let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, cache, now).await?;
+    let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };
+
+    let mut set_cookies = Vec::new();
+    if valid.refreshed {
+        let max_age = (valid.session.expires_at - now) / 1000;
+        set_cookies.push(state.cookies.set(&state.cookies.session_token, &cookie_value, Some(max_age)));
+    }
+    if cache_enabled && !valid.from_cache {
+        set_cookies.push(session_data_cookie(state, &valid.session, &valid.user, token, now));
+    }
+    Ok(Resolved::Valid(Box::new(SessionAuth {
+        session: valid.session,
+        user: valid.user,
+        set_cookies: SetCookies(set_cookies),
+        cookie_token_hash: Some(valid.token_hash),
+        remembered: None,
+    })))
+}
+
+/// A fresh `session_data` cookie for a session just read from the DB.
+pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, token: &str, now: i64) -> String {
+    cache_cookie(state, session, user, sessions::token_hash(token), now)
+}
+
+fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: String, now: i64) -> String {
+    let cached = cookie_cache::Cached {
+        session: session.clone(),
+        user: Arc::new(user.clone()),
+        token_hash,
+        expires_at: now + state.policy.cache_max_age,
+        rendered: Default::default(),
+    };
+    let value = cookie_cache::encode(&state.keys.cache, &cached);
+    state.cookies.set(&state.cookies.session_data, &value, Some(state.policy.cache_max_age / 1000))
+}
+
+/// A re-issued `session_data` cookie after the principal's session changed (e.g. its active
+/// organization); `None` when the cache is off or the session did not come in a cookie.
+pub fn session_data_cookie_for(state: &AppState, principal: &Principal) -> Option<String> {
+    let session = principal.session()?;
+    let token_hash = principal.cookie_token_hash.clone()?;
+    (state.policy.cache_max_age > 0)
+        .then(|| cache_cookie(state, session, &principal.user, token_hash, state.clock.now()))
+}
+
+impl FromRequestParts<AppState> for SessionAuth {
+    type Rejection = ApiError;
+
+    /// 401 `UNAUTHORIZED` unless a valid session is presented.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match resolve(parts, state).await? {
+            Resolved::Valid(auth) => Ok(*auth),
+            Resolved::Anonymous | Resolved::Invalid { .. } => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// An optional session: `None` when absent or invalid, with cookies to clear in the latter case.
+pub struct MaybeSession {
+    /// The session, if valid.
+    pub auth: Option<SessionAuth>,
+    /// True if the request carried a session cookie that did not check out: clear it.
+    pub clear_cookies: bool,
+}
+
+impl FromRequestParts<AppState> for MaybeSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(match resolve(parts, state).await? {
+            Resolved::Valid(auth) => MaybeSession { auth: Some(*auth), clear_cookies: false },
+            Resolved::Anonymous => MaybeSession { auth: None, clear_cookies: false },
+            Resolved::Invalid { had_cookie } => MaybeSession { auth: None, clear_cookies: had_cookie },
+        })
+    }
+}
+
+/// The caller of `get-session`: a session (or none), or an `x-api-key` in its place (Better Auth's
+/// "session for API keys": DESIGN.md lets any endpoint take a key instead of a session). A key wins over
+/// a cookie, as it does for [`Principal`]; an unusable key is a 401, never a silent `null`.
+pub enum SessionOrKey {
+    /// No `x-api-key`: whatever the session cookie or bearer token amounts to.
+    Session(MaybeSession),
+    /// A valid `x-api-key`, and who sent it (the session view shows the address and user agent).
+    Key(Principal, ClientInfo),
+}
+
+impl FromRequestParts<AppState> for SessionOrKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match api_key_header(parts) {
+            Some(key) => {
+                let principal = api_key_principal(parts, state, key).await?;
+                let Ok(client) = ClientInfo::from_request_parts(parts, state).await;
+                Ok(SessionOrKey::Key(principal, client))
+            }
+            None => MaybeSession::from_request_parts(parts, state).await.map(SessionOrKey::Session),
+        }
+    }
+}
+
+/// The `x-api-key` header, if any.
+fn api_key_header(parts: &Parts) -> Option<&str> {
+    // A prebuilt name: `get("x-api-key")` parses the string on every call.
+    static X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
+    parts.headers.get(&X_API_KEY).map(|v| v.to_str().unwrap_or_default().trim())
+}
+
+/// A bearer token that is a JWT (an extension token here), if any.
+fn bearer_jwt(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| extensions::looks_like_jwt(token))
+}
+
+/// 401 with Better Auth's code for a refused `x-api-key` (`INVALID_API_KEY`, `KEY_DISABLED`, `KEY_EXPIRED`).
+fn invalid_api_key(problem: KeyProblem) -> ApiError {
+    let (code, message) = problem.as_credential();
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+/// Authenticates an `x-api-key`: from the key cache (no DB read while cached), refused at once when
+/// disabled, expired or deleted; the use is counted in memory.
+async fn api_key_principal(parts: &Parts, state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let now = state.clock.now();
+    let cached = state.api_keys.lookup(&state.db, &api_keys::hash_key(key), now).await?;
+    let Some(cached) = cached else {
+        audit::emit(AuditEvent::ApiKeyRefused { key_id: None, reason: "unknown key" });
+        return Err(invalid_api_key(KeyProblem::NotFound));
+    };
+    if let Some(problem) = cached.key.unusable(now) {
+        audit::emit(AuditEvent::ApiKeyRefused { key_id: Some(&cached.key.id), reason: problem.code() });
+        return Err(invalid_api_key(problem));
+    }
+    state.usage.record(&cached.key.id, now);
+    let tenant_header = match parts.headers.get("x-tenant-id") {
+        None => None,
+        // Bytes that are not UTF-8 name no organization; refusing them beats falling back to the key's
+        // default organization, which would act in a tenant the caller did not ask for.
+        Some(value) => match std::str::from_utf8(value.as_bytes()) {
+            Ok(value) => Some(value.trim().to_owned()),
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "VALIDATION_ERROR",
+                    "The x-tenant-id header must be an organization id or slug in UTF-8",
+                ))
+            }
+        },
+    };
+    Ok(Principal {
+        user: Arc::clone(&cached.user),
+        via: Via::ApiKey(cached),
+        tenant_header,
+        set_cookies: SetCookies::default(),
+        cookie_token_hash: None,
+    })
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    /// A session (cookie or bearer session token) or an `x-api-key`; 401 otherwise. An extension token
+    /// is not accepted here.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(key) = api_key_header(parts) {
+            return api_key_principal(parts, state, key).await;
+        }
+        if bearer_jwt(parts).is_some() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "This endpoint needs a session or an API key",
+            ));
+        }
+        match resolve(parts, state).await? {
+            Resolved::Valid(auth) => {
+                let SessionAuth { session, user, set_cookies, cookie_token_hash, .. } = *auth;
+                // Handlers taking a `Principal` answer plain JSON: the route layer adds these cookies.
+                let mut set_cookies = set_cookies;
+                if let Some(pending) = parts.extensions.get::<PendingCookies>() {
+                    pending.push(std::mem::take(&mut set_cookies.0));
+                }
+                Ok(Principal {
+                    user,
+                    via: Via::Session(Box::new(session)),
+                    tenant_header: None,
+                    set_cookies,
+                    cookie_token_hash,
+                })
+            }
+            Resolved::Anonymous | Resolved::Invalid { .. } => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Credential {
+    type Rejection = ApiError;
+
+    /// Any credential, extension tokens (verified, and their subject still a member of `org`) and service
+    /// tokens (verified and not revoked) included.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if api_key_header(parts).is_none() {
+            if let Some(token) = bearer_jwt(parts) {
+                let refused = || ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token");
+                let now = state.clock.now();
+                // A service token verified before skips the extension-token attempt (an HS256 check that
+                // would fail on every request).
+                let known_service_token = state.service.verified.get(token, now).is_some();
+                let extension = if known_service_token { None } else { state.extension_keys.verify(token, now).ok() };
+                let Some(claims) = extension else {
+                    // Not an extension token: perhaps a service token (signed by the key ring).
+                    let claims =
+                        crate::service::routes::verify_service_token(state, token, now).map_err(|_| refused())?;
+                    if state.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+                        return Err(refused());
+                    }
+                    return Ok(Credential::Service(claims));
+                };
+                if principal::extension_tenant(state, &claims).await?.is_none() {
+                    return Err(refused());
+                }
+                return Ok(Credential::Extension(claims));
+            }
+        }
+        Principal::from_request_parts(parts, state).await.map(|p| Credential::Principal(Box::new(p)))
+    }
+}
