@@ -25,7 +25,7 @@ use crate::{
     service::ServiceState,
     sessions::{self, revoked::RevokedSessions, Policy},
     storage::{
-        notify::{self, BusMessage},
+        notify::{self, BusMessage, CacheEvent},
         Db,
     },
     tokens::{
@@ -153,27 +153,38 @@ impl AppStateInner {
         i64::try_from(self.settings.service.token_ttl).unwrap_or(i64::MAX / 2).saturating_mul(1000) + self.leeway_ms()
     }
 
-    /// Applies one cache invalidation (from NOTIFY or the `cache_events` table).
+    /// Applies one cache invalidation (from NOTIFY or the `cache_events` table), in its wire form; a
+    /// payload this version does not know (a newer node's) is ignored.
     pub fn apply_event(&self, payload: &str) {
+        if let Some(event) = CacheEvent::decode(payload) {
+            self.apply(event);
+        }
+    }
+
+    /// Hands an invalidation to the capability whose cache it concerns.
+    pub fn apply(&self, event: CacheEvent) {
         let now = self.clock.now();
-        if let Some(id) = payload.strip_prefix(sessions::revoked::EVENT_PREFIX) {
-            self.revoked.insert(id, now);
-        } else if let Some(id) = payload.strip_prefix(api_keys::KEY_EVENT) {
-            self.api_keys.evict_id(id);
-        } else if payload == api_keys::ALL_KEYS_EVENT {
-            self.api_keys.clear();
-        } else if let Some(user_id) = payload.strip_prefix(orgs::MEMBERS_EVENT) {
-            self.memberships.evict(user_id);
-            self.api_keys.evict_owner(user_id);
-        } else if payload == tokens::KEYS_EVENT {
-            let (ring, db) = (Arc::clone(&self.key_ring), self.db.clone());
-            tokio::spawn(async move {
-                if let Err(error) = ring.reload(&db, now).await {
-                    tracing::warn!(error = format!("{error:#}"), "signing key reload failed");
-                }
-            });
-        } else if !self.revocations.apply_event(payload) {
-            self.service.apply_event(payload);
+        match event {
+            CacheEvent::SessionRevoked { session_id } => self.revoked.insert(&session_id, now),
+            CacheEvent::ApiKeyChanged { key_id } => self.api_keys.evict_id(&key_id),
+            CacheEvent::AllApiKeysChanged => self.api_keys.clear(),
+            CacheEvent::MembershipsChanged { user_id } => {
+                self.memberships.evict(&user_id);
+                // A key's owner's memberships are part of what the cached key grants.
+                self.api_keys.evict_owner(&user_id);
+            }
+            CacheEvent::SigningKeysChanged => {
+                let (ring, db) = (Arc::clone(&self.key_ring), self.db.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = ring.reload(&db, now).await {
+                        tracing::warn!(error = format!("{error:#}"), "signing key reload failed");
+                    }
+                });
+            }
+            CacheEvent::TokenRevoked { jti, expires_at } => self.revocations.insert_jti(&jti, expires_at),
+            CacheEvent::OwnerTokensRevoked { owner, until } => self.revocations.insert_owner(&owner, until),
+            CacheEvent::ServiceClientChanged { client_id } => self.service.forget_client(&client_id),
+            CacheEvent::ServiceUserChanged { user_id } => self.service.forget_user(&user_id),
         }
     }
 

@@ -386,7 +386,7 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
         AdminCommand::RevokeApiKey { id } => {
             anyhow::ensure!(api_keys::store::delete(&db, &id).await?, "no such api key");
             // Running servers evict it through NOTIFY (PostgreSQL) or their `cache_events` poll.
-            notify::publish_event(&db, &format!("{}{id}", api_keys::KEY_EVENT), clock.now()).await?;
+            notify::publish_event(&db, &notify::CacheEvent::ApiKeyChanged { key_id: id.clone() }, clock.now()).await?;
             println!("revoked api key {id}");
         }
         AdminCommand::CreateOrg { name, slug, owner_email } => {
@@ -404,7 +404,8 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             orgs::store::insert_with_owner(&db, &org, &crypto::new_id("mem"), &user.id)
                 .await
                 .map_err(|error| anyhow::anyhow!("cannot create organization: {error}"))?;
-            notify::publish_event(&db, &format!("{}{}", orgs::MEMBERS_EVENT, user.id), now).await?;
+            notify::publish_event(&db, &notify::CacheEvent::MembershipsChanged { user_id: user.id.clone() }, now)
+                .await?;
             println!("created organization {} ({}) owned by {}", org.id, org.slug, user.email);
         }
         AdminCommand::AddMember { org, email, role } => {
@@ -418,7 +419,8 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             orgs::store::insert_member(&db, &crypto::new_id("mem"), &org.id, &user.id, role.as_str(), now)
                 .await
                 .map_err(|error| anyhow::anyhow!("cannot add member: {error}"))?;
-            notify::publish_event(&db, &format!("{}{}", orgs::MEMBERS_EVENT, user.id), now).await?;
+            notify::publish_event(&db, &notify::CacheEvent::MembershipsChanged { user_id: user.id.clone() }, now)
+                .await?;
             println!("added {} to {} as {}", user.email, org.slug, role.as_str());
         }
         AdminCommand::CreateClient { name } => {

@@ -23,10 +23,6 @@ use crate::{
     storage::{notify, Db, StorageError},
 };
 
-/// NOTIFY payload prefix: this API key changed or was deleted.
-pub const KEY_EVENT: &str = "api_key:";
-/// NOTIFY payload: forget every cached key (e.g. an organization and its keys were deleted).
-pub const ALL_KEYS_EVENT: &str = "api_keys:all";
 /// Prefix reserved for service-client keys (capability 4); user keys may not use it.
 pub const CLIENT_KEY_PREFIX: &str = "lkc_";
 /// Random characters after the prefix.
@@ -483,7 +479,7 @@ impl UsageBatch {
 /// Evicts a changed key here and on every other node.
 pub async fn key_changed(db: &Db, cache: &KeyCache, id: &str, now: Millis) -> Result<(), StorageError> {
     cache.evict_id(id);
-    notify::publish_event(db, &format!("{KEY_EVENT}{id}"), now).await
+    notify::publish_event(db, &notify::CacheEvent::ApiKeyChanged { key_id: id.to_string() }, now).await
 }
 
 #[cfg(test)]

@@ -17,9 +17,6 @@ use crate::{
     storage::{notify, Db, StorageError},
 };
 
-/// NOTIFY payload prefix: the memberships of this user changed.
-pub const MEMBERS_EVENT: &str = "members:";
-
 /// A member's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -453,7 +450,8 @@ pub async fn memberships_changed(
 ) -> Result<(), StorageError> {
     for user_id in user_ids {
         cache.evict(user_id);
-        notify::publish_event(db, &format!("{MEMBERS_EVENT}{user_id}"), now).await?;
+        notify::publish_event(db, &notify::CacheEvent::MembershipsChanged { user_id: user_id.to_string() }, now)
+            .await?;
     }
     Ok(())
 }

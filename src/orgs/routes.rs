@@ -493,7 +493,12 @@ pub async fn delete(
     memberships_changed(&state, &users).await?;
     // Org-scoped keys were deleted by the cascade: forget them everywhere.
     state.api_keys.clear();
-    crate::storage::notify::publish_event(&state.db, crate::api_keys::ALL_KEYS_EVENT, state.clock.now()).await?;
+    crate::storage::notify::publish_event(
+        &state.db,
+        &crate::storage::notify::CacheEvent::AllApiKeysChanged,
+        state.clock.now(),
+    )
+    .await?;
     audit::emit(AuditEvent::OrganizationChanged {
         actor_id: &principal.user.id,
         organization_id: &org.id,

@@ -26,10 +26,6 @@ const UNKNOWN_KEY_TTL: Millis = 10_000;
 
 /// Prefix of user secrets.
 pub const SECRET_PREFIX: &str = "lks_";
-/// Event payload prefix: this client's key was rotated, or the client deleted.
-pub const CLIENT_EVENT: &str = "service_client:";
-/// Event payload prefix: this service user was deleted.
-pub const USER_EVENT: &str = "service_user:";
 
 /// A service client (its key is never kept, only its hash).
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -217,20 +213,8 @@ impl ServiceState {
         Ok(Some(user))
     }
 
-    /// Applies a bus event; `false` if it is not one of ours.
-    pub fn apply_event(&self, payload: &str) -> bool {
-        if let Some(id) = payload.strip_prefix(CLIENT_EVENT) {
-            self.forget_client(id);
-            true
-        } else if let Some(id) = payload.strip_prefix(USER_EVENT) {
-            self.users.retain(|user| user.id != id);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn forget_client(&self, id: &str) {
+    /// Forgets a client and its users (their cached rows may be stale).
+    pub fn forget_client(&self, id: &str) {
         self.clients.retain(|client| client.id != id);
         self.users.retain(|user| user.client_id != id);
     }
@@ -238,13 +222,18 @@ impl ServiceState {
     /// Evicts a client here and on every node.
     pub async fn client_changed(&self, db: &Db, id: &str, now: Millis) -> Result<(), StorageError> {
         self.forget_client(id);
-        notify::publish_event(db, &format!("{CLIENT_EVENT}{id}"), now).await
+        notify::publish_event(db, &notify::CacheEvent::ServiceClientChanged { client_id: id.to_owned() }, now).await
+    }
+
+    /// Forgets a user.
+    pub fn forget_user(&self, id: &str) {
+        self.users.retain(|user| user.id != id);
     }
 
     /// Evicts a user here and on every node.
     pub async fn user_changed(&self, db: &Db, id: &str, now: Millis) -> Result<(), StorageError> {
-        self.users.retain(|user| user.id != id);
-        notify::publish_event(db, &format!("{USER_EVENT}{id}"), now).await
+        self.forget_user(id);
+        notify::publish_event(db, &notify::CacheEvent::ServiceUserChanged { user_id: id.to_owned() }, now).await
     }
 
     /// Drops expired cache entries.

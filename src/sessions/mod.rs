@@ -261,7 +261,7 @@ pub async fn revoke(db: &Db, revoked: &RevokedSessions, ids: &[String], now: Mil
     store::revoke(db, ids, now).await?;
     for id in ids {
         revoked.insert(id, now);
-        notify::publish(db, &format!("{}{id}", revoked::EVENT_PREFIX)).await?;
+        notify::publish(db, &notify::CacheEvent::SessionRevoked { session_id: id.clone() }).await?;
     }
     Ok(())
 }

@@ -18,9 +18,6 @@ use crate::{
     storage::{Db, StorageError},
 };
 
-/// NOTIFY payload prefix of a session revocation.
-pub const EVENT_PREFIX: &str = "session_revoked:";
-
 /// The in-memory set of recently revoked session ids.
 #[derive(Debug)]
 pub struct RevokedSessions {

@@ -12,8 +12,97 @@ use tokio::sync::mpsc;
 
 use super::{Db, StorageError};
 
-/// The one channel Latchkey listens on; payloads are `kind:id`.
+/// The one channel Latchkey listens on; payloads are [`CacheEvent`]s in their wire form.
 pub const CHANNEL: &str = "latchkey_events";
+
+/// A cache invalidation, as published on the bus and recorded in `cache_events`. Each capability makes
+/// its own and `app` hands each to the capability whose cache it concerns. The wire form (`kind:…`) is
+/// fixed: nodes of two versions share one bus and one table during a rolling upgrade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheEvent {
+    /// `session_revoked:{id}`: refuse the session's cached cookie at once.
+    SessionRevoked {
+        /// The session.
+        session_id: String,
+    },
+    /// `api_key:{id}`: the key changed or was deleted.
+    ApiKeyChanged {
+        /// The key.
+        key_id: String,
+    },
+    /// `api_keys:all`: an organization went away, and with it the scope of some keys.
+    AllApiKeysChanged,
+    /// `members:{user id}`: the user's memberships changed.
+    MembershipsChanged {
+        /// The user.
+        user_id: String,
+    },
+    /// `signing_keys`: the key ring changed (rotation, retirement).
+    SigningKeysChanged,
+    /// `token_revoked:{expires_at}:{jti}`: one token of the core revoked.
+    TokenRevoked {
+        /// The token's `jti`.
+        jti: String,
+        /// Its `exp`, unix ms: the revocation is remembered until then.
+        expires_at: i64,
+    },
+    /// `tokens_of:{until}:{owner}`: every token of a subject or client revoked.
+    OwnerTokensRevoked {
+        /// The subject or client id.
+        owner: String,
+        /// Unix ms until which the revocation is remembered.
+        until: i64,
+    },
+    /// `service_client:{id}`: a service client changed (key rotated, deleted).
+    ServiceClientChanged {
+        /// The client.
+        client_id: String,
+    },
+    /// `service_user:{id}`: a service user changed (deleted).
+    ServiceUserChanged {
+        /// The user.
+        user_id: String,
+    },
+}
+
+impl CacheEvent {
+    /// The wire form.
+    pub fn encode(&self) -> String {
+        match self {
+            CacheEvent::SessionRevoked { session_id } => format!("session_revoked:{session_id}"),
+            CacheEvent::ApiKeyChanged { key_id } => format!("api_key:{key_id}"),
+            CacheEvent::AllApiKeysChanged => "api_keys:all".into(),
+            CacheEvent::MembershipsChanged { user_id } => format!("members:{user_id}"),
+            CacheEvent::SigningKeysChanged => "signing_keys".into(),
+            CacheEvent::TokenRevoked { jti, expires_at } => format!("token_revoked:{expires_at}:{jti}"),
+            CacheEvent::OwnerTokensRevoked { owner, until } => format!("tokens_of:{until}:{owner}"),
+            CacheEvent::ServiceClientChanged { client_id } => format!("service_client:{client_id}"),
+            CacheEvent::ServiceUserChanged { user_id } => format!("service_user:{user_id}"),
+        }
+    }
+
+    /// Reads the wire form; `None` for a payload this version does not know (a newer node's event).
+    pub fn decode(payload: &str) -> Option<CacheEvent> {
+        let timed = |rest: &str| -> Option<(i64, String)> {
+            let (at, id) = rest.split_once(':')?;
+            Some((at.parse().ok()?, id.to_owned()))
+        };
+        let (kind, rest) = payload.split_once(':').unwrap_or((payload, ""));
+        Some(match kind {
+            "session_revoked" => CacheEvent::SessionRevoked { session_id: rest.to_owned() },
+            // `api_keys:all` before `api_key:`: distinct kinds.
+            "api_keys" if rest == "all" => CacheEvent::AllApiKeysChanged,
+            "api_key" => CacheEvent::ApiKeyChanged { key_id: rest.to_owned() },
+            "members" => CacheEvent::MembershipsChanged { user_id: rest.to_owned() },
+            "signing_keys" => CacheEvent::SigningKeysChanged,
+            "token_revoked" => timed(rest).map(|(expires_at, jti)| CacheEvent::TokenRevoked { jti, expires_at })?,
+            "tokens_of" => timed(rest).map(|(until, owner)| CacheEvent::OwnerTokensRevoked { owner, until })?,
+            "service_client" => CacheEvent::ServiceClientChanged { client_id: rest.to_owned() },
+            "service_user" => CacheEvent::ServiceUserChanged { user_id: rest.to_owned() },
+            _ => return None,
+        })
+    }
+}
 
 /// What the listener hands to the consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +113,13 @@ pub enum BusMessage {
     Reconnected,
 }
 
-/// Publishes `payload` to every node. Call after the change is committed.
-pub async fn publish(db: &Db, payload: &str) -> Result<(), StorageError> {
+/// Publishes `event` to every node (no record: for events whose own table serves resyncs, such as
+/// revoked sessions). Call after the change is committed.
+pub async fn publish(db: &Db, event: &CacheEvent) -> Result<(), StorageError> {
+    publish_payload(db, &event.encode()).await
+}
+
+async fn publish_payload(db: &Db, payload: &str) -> Result<(), StorageError> {
     match db {
         Db::Sqlite(_) => Ok(()),
         Db::Postgres(pool) => {
@@ -35,20 +129,21 @@ pub async fn publish(db: &Db, payload: &str) -> Result<(), StorageError> {
     }
 }
 
-/// Records a cache invalidation (`kind:id`) in `cache_events` and publishes it: NOTIFY reaches the other
+/// Records a cache invalidation in `cache_events` and publishes it: NOTIFY reaches the other
 /// nodes at once, the row lets a reconnecting listener and the periodic poll (and, on SQLite, a running
 /// server after a `latchkey admin` change) catch up. Call after the change is committed.
-pub async fn publish_event(db: &Db, payload: &str, now: i64) -> Result<(), StorageError> {
+pub async fn publish_event(db: &Db, event: &CacheEvent, now: i64) -> Result<(), StorageError> {
+    let payload = event.encode();
     let id = crate::crypto::new_id("evt");
     crate::db_run!(db, |pool| {
         sqlx::query("INSERT INTO cache_events (id, payload, at) VALUES ($1, $2, $3)")
             .bind(&id)
-            .bind(payload)
+            .bind(&payload)
             .bind(now)
             .execute(pool)
             .await?;
     });
-    publish(db, payload).await
+    publish_payload(db, &payload).await
 }
 
 /// Invalidations recorded at or after `since`, oldest first.
@@ -114,4 +209,31 @@ pub fn spawn_listener(db: &Db) -> Option<mpsc::UnboundedReceiver<BusMessage>> {
         }
     });
     Some(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CacheEvent;
+
+    #[test]
+    fn every_event_keeps_its_wire_form_and_reads_back() {
+        let events = [
+            (CacheEvent::SessionRevoked { session_id: "ses_1".into() }, "session_revoked:ses_1"),
+            (CacheEvent::ApiKeyChanged { key_id: "key_1".into() }, "api_key:key_1"),
+            (CacheEvent::AllApiKeysChanged, "api_keys:all"),
+            (CacheEvent::MembershipsChanged { user_id: "usr_1".into() }, "members:usr_1"),
+            (CacheEvent::SigningKeysChanged, "signing_keys"),
+            (CacheEvent::TokenRevoked { jti: "jti_1".into(), expires_at: 42 }, "token_revoked:42:jti_1"),
+            (CacheEvent::OwnerTokensRevoked { owner: "svu_1".into(), until: 7 }, "tokens_of:7:svu_1"),
+            (CacheEvent::ServiceClientChanged { client_id: "cli_1".into() }, "service_client:cli_1"),
+            (CacheEvent::ServiceUserChanged { user_id: "svu_1".into() }, "service_user:svu_1"),
+        ];
+        for (event, wire) in events {
+            assert_eq!(event.encode(), wire);
+            assert_eq!(CacheEvent::decode(wire), Some(event));
+        }
+        for unknown in ["", "nope:1", "token_revoked:notanumber:jti", "tokens_of:"] {
+            assert_eq!(CacheEvent::decode(unknown), None, "{unknown}");
+        }
+    }
 }

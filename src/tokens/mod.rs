@@ -32,9 +32,6 @@ use crate::{
     storage::{notify, Db, StorageError},
 };
 
-/// NOTIFY payload: the signing keys changed (rotation); every node reloads its ring.
-pub const KEYS_EVENT: &str = "signing_keys";
-
 /// A signing algorithm of the key ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -478,7 +475,7 @@ impl KeyRing {
             Err(error) => return Err(error.into()),
         };
         if rotated {
-            notify::publish_event(db, KEYS_EVENT, now).await?;
+            notify::publish_event(db, &notify::CacheEvent::SigningKeysChanged, now).await?;
         }
         self.reload(db, now).await?;
         Ok(rotated.then_some(kid))

@@ -21,11 +21,6 @@ use crate::{
     storage::{notify, Backend, Db, StorageError},
 };
 
-/// Event payload prefix: `token_revoked:<expires_at>:<jti>`.
-pub const JTI_EVENT: &str = "token_revoked:";
-/// Event payload prefix: `tokens_of:<until>:<subject or client id>` — every token of it is dead.
-pub const OWNER_EVENT: &str = "tokens_of:";
-
 #[derive(Debug, Default)]
 struct Revoked {
     /// `jti` → its `exp` (unix ms), after which it need not be remembered.
@@ -75,23 +70,6 @@ impl Revocations {
         Ok(count)
     }
 
-    /// Applies a bus event; `false` if it is not a revocation event.
-    pub fn apply_event(&self, payload: &str) -> bool {
-        let parse = |rest: &str| -> Option<(Millis, String)> {
-            let (at, id) = rest.split_once(':')?;
-            Some((at.parse().ok()?, id.to_owned()))
-        };
-        if let Some((expires_at, jti)) = payload.strip_prefix(JTI_EVENT).and_then(parse) {
-            self.insert_jti(&jti, expires_at);
-            true
-        } else if let Some((until, owner)) = payload.strip_prefix(OWNER_EVENT).and_then(parse) {
-            self.insert_owner(&owner, until);
-            true
-        } else {
-            false
-        }
-    }
-
     /// Forgets revocations of tokens that have expired anyway.
     pub fn prune(&self, now: Millis) {
         if let Ok(mut revoked) = self.revoked.write() {
@@ -116,7 +94,7 @@ impl Revocations {
 pub async fn revoke_token(db: &Db, revocations: &Revocations, jti: &str, now: Millis) -> Result<bool, StorageError> {
     let Some(expires_at) = store::revoke_jti(db, jti).await? else { return Ok(false) };
     revocations.insert_jti(jti, expires_at);
-    notify::publish_event(db, &format!("{JTI_EVENT}{expires_at}:{jti}"), now).await?;
+    notify::publish_event(db, &notify::CacheEvent::TokenRevoked { jti: jti.to_owned(), expires_at }, now).await?;
     Ok(true)
 }
 
@@ -143,7 +121,7 @@ pub async fn revoke_owner(
         Owner::Client(id) => (id, store::revoke_client(db, id).await?),
     };
     revocations.insert_owner(id, until);
-    notify::publish_event(db, &format!("{OWNER_EVENT}{until}:{id}"), now).await?;
+    notify::publish_event(db, &notify::CacheEvent::OwnerTokensRevoked { owner: id.to_owned(), until }, now).await?;
     Ok(count)
 }
 
@@ -228,18 +206,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn revoked_tokens_owners_and_events() {
+    fn revoked_tokens_and_owners() {
         let revocations = Revocations::default();
         assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1"));
         revocations.insert_jti("jti_1", 5_000);
         assert!(revocations.is_revoked("jti_1", "svu_1", "cli_1"));
         assert!(!revocations.is_revoked("jti_2", "svu_1", "cli_1"));
-        assert!(revocations.apply_event("tokens_of:9000:svu_2"));
+        // (What the bus carries for these, and what it refuses, is `storage::notify::CacheEvent`'s test.)
+        revocations.insert_owner("svu_2", 9_000);
         assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1"));
-        assert!(revocations.apply_event("token_revoked:7000:jti_4"));
+        revocations.insert_jti("jti_4", 7_000);
         assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9"));
-        assert!(!revocations.apply_event("api_key:key_1"));
-        assert!(!revocations.apply_event("token_revoked:notanumber:jti_5"));
         revocations.prune(6_000);
         assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1"), "expired anyway: forgotten");
         assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9"));
