@@ -319,51 +319,43 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
         AdminCommand::CreateApiKey { email, org, permissions, name, expires_in } => {
             let user = user_by_email(&db, &email).await?;
             let now = clock.now();
+            let owner_organizations: Vec<String> =
+                orgs::store::memberships_of(&db, &user.id).await?.into_iter().map(|m| m.organization_id).collect();
             let organization_id = match org {
-                Some(org) => {
-                    let org = orgs::store::find_by_id_or_slug(&db, &org)
+                Some(org) => Some(
+                    orgs::store::find_by_id_or_slug(&db, &org)
                         .await?
-                        .ok_or_else(|| anyhow::anyhow!("no such organization"))?;
-                    let memberships = orgs::store::memberships_of(&db, &user.id).await?;
-                    anyhow::ensure!(
-                        memberships.iter().any(|m| m.organization_id == org.id),
-                        "the user is not a member of that organization"
-                    );
-                    Some(org.id)
-                }
+                        .ok_or_else(|| anyhow::anyhow!("no such organization"))?
+                        .id,
+                ),
                 None => None,
             };
             let permissions = match permissions {
-                Some(json) => {
-                    let parsed: api_keys::Permissions = serde_json::from_str(&json)
-                        .map_err(|e| anyhow::anyhow!("--permissions must be {{\"resource\": [\"action\"]}}: {e}"))?;
-                    Some(serde_json::to_string(&parsed)?)
-                }
+                Some(json) => Some(
+                    serde_json::from_str::<api_keys::Permissions>(&json)
+                        .map_err(|e| anyhow::anyhow!("--permissions must be {{\"resource\": [\"action\"]}}: {e}"))?,
+                ),
                 None => None,
             };
-            if let Some(seconds) = expires_in {
-                anyhow::ensure!(seconds > 0, "--expires-in must be positive");
-            }
-            let prefix = settings.api_keys.default_prefix.clone();
-            let (secret, hash, start) = api_keys::generate(&prefix);
-            let key = api_keys::ApiKey {
-                id: crypto::new_id("key"),
+            let new = api_keys::NewKey {
+                owner_id: user.id.clone(),
                 name,
-                start,
-                prefix,
-                reference_id: user.id.clone(),
+                prefix: settings.api_keys.default_prefix.clone(),
                 organization_id,
                 permissions,
                 metadata: None,
-                enabled: true,
-                expires_at: expires_in.map(|s| now + s.saturating_mul(1000)),
-                last_request: None,
-                request_count: 0,
-                created_at: now,
-                updated_at: now,
-                derived: Default::default(),
+                expires_in,
             };
-            api_keys::store::insert(&db, &key, &hash).await?;
+            // The operator acts for the owner: the audit event names the owner as the actor.
+            let (secret, key) = api_keys::create_key(&db, new, &owner_organizations, &user.id, now).await.map_err(
+                |error| match error {
+                    api_keys::ApiKeyError::NotMemberOfOrganization => {
+                        anyhow::anyhow!("the user is not a member of that organization")
+                    }
+                    api_keys::ApiKeyError::ExpiresInTooSmall => anyhow::anyhow!("--expires-in must be positive"),
+                    other => anyhow::anyhow!("cannot create the key: {other}"),
+                },
+            )?;
             println!("created api key {} for {}", key.id, user.email);
             println!("key (shown once): {secret}");
         }

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::{
     accounts::User,
+    audit::{self, AuditEvent},
     cache::TtlCache,
     clock::{iso8601, Millis},
     crypto,
@@ -243,6 +244,100 @@ impl From<StorageError> for ApiKeyError {
     fn from(error: StorageError) -> Self {
         ApiKeyError::Internal(error.into())
     }
+}
+
+/// Longest `expiresIn`: ten years.
+const MAX_EXPIRES_IN: i64 = 10 * 365 * 86_400;
+
+/// `expiresIn` (seconds) as an expiry instant: 1 s to ten years.
+pub(crate) fn check_expires_in(expires_in: Option<i64>, now: i64) -> Result<Option<i64>, ApiKeyError> {
+    match expires_in {
+        None => Ok(None),
+        Some(seconds) if seconds < 1 => Err(ApiKeyError::ExpiresInTooSmall),
+        Some(seconds) if seconds > MAX_EXPIRES_IN => Err(ApiKeyError::ExpiresInTooLarge),
+        Some(seconds) => Ok(Some(now + seconds * 1000)),
+    }
+}
+
+/// Permissions as stored: `{resource: [actions]}` of at most 64 short words each.
+pub(crate) fn check_permissions(permissions: &Option<Permissions>) -> Result<Option<String>, ApiKeyError> {
+    let Some(permissions) = permissions else { return Ok(None) };
+    let word = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
+    if permissions.len() > 64
+        || !permissions.iter().all(|(r, actions)| word(r) && actions.len() <= 64 && actions.iter().all(|a| word(a)))
+    {
+        return Err(ApiKeyError::InvalidPermissions);
+    }
+    serde_json::to_string(permissions).map(Some).map_err(|error| ApiKeyError::Internal(error.into()))
+}
+
+/// A name of at most 256 characters.
+pub(crate) fn check_name(name: &Option<String>) -> Result<(), ApiKeyError> {
+    match name {
+        Some(name) if name.chars().count() > 256 => Err(ApiKeyError::InvalidNameLength),
+        _ => Ok(()),
+    }
+}
+
+/// A key to create. Who may create it for `owner_id` is the caller's check (a session of the owner or of
+/// an admin; an operator's `latchkey admin`).
+#[derive(Debug)]
+pub struct NewKey {
+    /// The owning user.
+    pub owner_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// The key's prefix.
+    pub prefix: String,
+    /// The organization the key is scoped to.
+    pub organization_id: Option<String>,
+    /// What the key may do (none: its owner's rights).
+    pub permissions: Option<Permissions>,
+    /// Client metadata, as stored (JSON text).
+    pub metadata: Option<String>,
+    /// Lifetime in seconds (none: never expires).
+    pub expires_in: Option<i64>,
+}
+
+/// Creates a key, for the endpoint and the CLI alike: checks the prefix, name, lifetime and permissions,
+/// and that the owner belongs to the organization the key is scoped to (`owner_organizations`: the ids of
+/// the owner's organizations); stores only the key's hash; records the audit event. Returns the key, to
+/// show once, and its row.
+pub async fn create_key(
+    db: &Db,
+    new: NewKey,
+    owner_organizations: &[String],
+    actor_id: &str,
+    now: Millis,
+) -> Result<(String, ApiKey), ApiKeyError> {
+    check_prefix(&new.prefix)?;
+    check_name(&new.name)?;
+    let expires_at = check_expires_in(new.expires_in, now)?;
+    let permissions = check_permissions(&new.permissions)?;
+    if new.organization_id.as_ref().is_some_and(|org| !owner_organizations.contains(org)) {
+        return Err(ApiKeyError::NotMemberOfOrganization);
+    }
+    let (secret, hash, start) = generate(&new.prefix);
+    let key = ApiKey {
+        id: crypto::new_id("key"),
+        name: new.name,
+        start,
+        prefix: new.prefix,
+        reference_id: new.owner_id,
+        organization_id: new.organization_id,
+        permissions,
+        metadata: new.metadata,
+        enabled: true,
+        expires_at,
+        last_request: None,
+        request_count: 0,
+        created_at: now,
+        updated_at: now,
+        derived: Default::default(),
+    };
+    store::insert(db, &key, &hash).await?;
+    audit::emit(AuditEvent::ApiKeyChanged { actor_id, key_id: &key.id, action: "created" });
+    Ok((secret, key))
 }
 
 /// The JSON shape of a key (never the key itself, except `key` right after creation). It borrows from

@@ -9,12 +9,13 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ApiKey, ApiKeyError, ApiKeyView, KeyProblem, Permissions};
+use super::{
+    check_expires_in, check_name, check_permissions, ApiKey, ApiKeyError, ApiKeyView, KeyProblem, NewKey, Permissions,
+};
 use crate::{
     app::AppState,
     audit::{self, AuditEvent},
     clock::Millis,
-    crypto,
     error::{ApiError, ErrorBody},
     http::{
         extractors::{json_column, ApiJson, ApiQuery},
@@ -34,9 +35,6 @@ pub fn router() -> Router<AppState> {
         .route(paths::API_KEY_DELETE, post(delete))
         .route(paths::API_KEY_VERIFY, post(verify))
 }
-
-/// Longest `expiresIn`: ten years.
-const MAX_EXPIRES_IN: i64 = 10 * 365 * 86_400;
 
 impl From<ApiKeyError> for ApiError {
     fn from(error: ApiKeyError) -> Self {
@@ -83,33 +81,6 @@ impl From<ApiKeyError> for ApiError {
             Internal(error) => return ApiError::internal(error),
         };
         ApiError::new(status, code, message)
-    }
-}
-
-fn check_expires_in(expires_in: Option<i64>, now: i64) -> Result<Option<i64>, ApiKeyError> {
-    match expires_in {
-        None => Ok(None),
-        Some(seconds) if seconds < 1 => Err(ApiKeyError::ExpiresInTooSmall),
-        Some(seconds) if seconds > MAX_EXPIRES_IN => Err(ApiKeyError::ExpiresInTooLarge),
-        Some(seconds) => Ok(Some(now + seconds * 1000)),
-    }
-}
-
-fn check_permissions(permissions: &Option<Permissions>) -> Result<Option<String>, ApiKeyError> {
-    let Some(permissions) = permissions else { return Ok(None) };
-    let word = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
-    if permissions.len() > 64
-        || !permissions.iter().all(|(r, actions)| word(r) && actions.len() <= 64 && actions.iter().all(|a| word(a)))
-    {
-        return Err(ApiKeyError::InvalidPermissions);
-    }
-    serde_json::to_string(permissions).map(Some).map_err(|error| ApiKeyError::Internal(error.into()))
-}
-
-fn check_name(name: &Option<String>) -> Result<(), ApiKeyError> {
-    match name {
-        Some(name) if name.chars().count() > 256 => Err(ApiKeyError::InvalidNameLength),
-        _ => Ok(()),
     }
 }
 
@@ -182,38 +153,22 @@ pub async fn create(
         }
         _ => principal.user.id.clone(),
     };
-    let prefix = body.prefix.clone().unwrap_or_else(|| state.settings.api_keys.default_prefix.clone());
-    super::check_prefix(&prefix)?;
-    check_name(&body.name)?;
-    let expires_at = check_expires_in(body.expires_in, now)?;
-    let permissions = check_permissions(&body.permissions)?;
-    let metadata = json_column(body.metadata.as_ref())?;
-    if let Some(org) = &body.organization_id {
-        let memberships = state.memberships.get(&state.db, &owner_id, now).await?;
-        if !memberships.iter().any(|m| m.organization_id == *org) {
-            return Err(ApiKeyError::NotMemberOfOrganization.into());
+    let owner_organizations = match &body.organization_id {
+        Some(_) => {
+            state.memberships.get(&state.db, &owner_id, now).await?.iter().map(|m| m.organization_id.clone()).collect()
         }
-    }
-    let (secret, hash, start) = super::generate(&prefix);
-    let key = ApiKey {
-        id: crypto::new_id("key"),
-        name: body.name,
-        start,
-        prefix,
-        reference_id: owner_id,
-        organization_id: body.organization_id,
-        permissions,
-        metadata,
-        enabled: true,
-        expires_at,
-        last_request: None,
-        request_count: 0,
-        created_at: now,
-        updated_at: now,
-        derived: Default::default(),
+        None => Vec::new(),
     };
-    super::store::insert(&state.db, &key, &hash).await?;
-    audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "created" });
+    let new = NewKey {
+        owner_id,
+        name: body.name,
+        prefix: body.prefix.unwrap_or_else(|| state.settings.api_keys.default_prefix.clone()),
+        organization_id: body.organization_id,
+        permissions: body.permissions,
+        metadata: json_column(body.metadata.as_ref())?,
+        expires_in: body.expires_in,
+    };
+    let (secret, key) = super::create_key(&state.db, new, &owner_organizations, &principal.user.id, now).await?;
     Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &state.usage) }).into_response())
 }
 
