@@ -133,20 +133,6 @@ pub mod paths {
     pub const OPENAPI: &str = "/openapi.json";
 }
 
-/// A 200 JSON response serialized into a buffer of `capacity` bytes (axum's `Json` starts at 128 and
-/// grows: several copies for a typical hot-path answer).
-pub fn json_sized(value: &impl serde::Serialize, capacity: usize) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let mut body = Vec::with_capacity(capacity);
-    match serde_json::to_writer(&mut body, value) {
-        Ok(()) => {
-            ([(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"))], body)
-                .into_response()
-        }
-        Err(error) => crate::error::ApiError::internal(error).into_response(),
-    }
-}
-
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Longest a request may take.

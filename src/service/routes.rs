@@ -114,13 +114,13 @@ fn basic_credentials(parts: &Parts) -> Option<(String, crate::config::Secret)> {
 }
 
 /// The client whose key the request carries (or `CLIENT_API_KEY`).
-pub struct ClientAuth(pub Arc<Client>);
+pub struct ClientKey(pub Arc<Client>);
 
 fn invalid_client_key(message: &'static str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_CLIENT_KEY", message)
 }
 
-impl FromRequestParts<AppState> for ClientAuth {
+impl FromRequestParts<AppState> for ClientKey {
     type Rejection = ApiError;
 
     /// 401 unless `x-api-key` (or the `CLIENT_API_KEY` fallback when the header is absent) is a current
@@ -142,7 +142,7 @@ impl FromRequestParts<AppState> for ClientAuth {
         }
         let now = state.clock.now();
         match state.service.client_by_key_hash(&state.db, &crate::api_keys::hash_key(key), now).await? {
-            Some(client) => Ok(ClientAuth(client)),
+            Some(client) => Ok(ClientKey(client)),
             None => {
                 audit::emit(AuditEvent::ServiceAuthFailed {
                     client_id: None,
@@ -456,7 +456,7 @@ pub struct ListQuery {
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn create_user(
     State(state): State<AppState>,
-    ClientAuth(client): ClientAuth,
+    ClientKey(client): ClientKey,
     body: Option<ApiJson<CreateUserRequest>>,
 ) -> Result<Response, ApiError> {
     let body = body.map(|ApiJson(body)| body).unwrap_or_default();
@@ -502,7 +502,7 @@ pub async fn create_user(
         (status = 401, body = ErrorBody, description = "`INVALID_CLIENT_KEY`")))]
 pub async fn list_users(
     State(state): State<AppState>,
-    ClientAuth(client): ClientAuth,
+    ClientKey(client): ClientKey,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<UserList>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
@@ -530,7 +530,7 @@ pub async fn list_users(
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn delete_user(
     State(state): State<AppState>,
-    ClientAuth(client): ClientAuth,
+    ClientKey(client): ClientKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     let now = state.clock.now();
@@ -589,7 +589,7 @@ fn invalid_credentials() -> ApiError {
 pub async fn issue_token(
     State(state): State<AppState>,
     client_info: ClientInfo,
-    ClientAuth(client): ClientAuth,
+    ClientKey(client): ClientKey,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
@@ -684,7 +684,7 @@ pub struct Revoked {
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn revoke_token(
     State(state): State<AppState>,
-    ClientAuth(client): ClientAuth,
+    ClientKey(client): ClientKey,
     ApiJson(body): ApiJson<RevokeRequest>,
 ) -> Result<Json<Revoked>, ApiError> {
     let now = state.clock.now();

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use hmac::{Hmac, Mac};
 use latchkey::config::Secret;
 use reqwest::{header, Response};
@@ -119,16 +118,6 @@ async fn assert_token_refused(app: &TestApp, token: &str, what: &str) {
 
 fn header_str<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).map(|value| value.to_str().unwrap())
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The JSON of one part (0 = header, 1 = payload) of a JWT.
-fn jwt_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).expect("JWT part");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).expect("base64url")).expect("JSON")
 }
 
 fn hmac_sha256(secret: &[u8], input: &str) -> Vec<u8> {

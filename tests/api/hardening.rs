@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::http::paths;
 use reqwest::{header, Response};
 use serde_json::{json, Value};
@@ -304,15 +303,11 @@ async fn a_sigterm_on_postgres_shuts_down_without_warnings() {
 // ---------------------------------------------------------------------------------------------------
 // 7. JWTs: a future `nbf` and a `crit` header are refused, everywhere.
 
-fn part(token: &str, index: usize) -> Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(index).unwrap()).unwrap()).unwrap()
-}
-
 async fn a_service_token_whose_nbf_lies_in_the_future_is_refused(backend: Backend) {
     let Some(app) = spawn(backend).await else { return };
     let (_, _, _, token) = service_token(&app).await;
     let now = app.clock.now() / 1000;
-    let claims = part(&token, 1);
+    let claims = jwt_part(&token, 1);
     // Re-signed by the server's own key: the same recorded jti, so only `nbf` can make a difference.
     let resign = |claims: &Value| app.state.key_ring.sign(latchkey::tokens::Algorithm::Es256, claims).unwrap();
     let me = |token: String| bare_client().get(app.url(paths::V1_ME)).bearer_auth(token).send();
@@ -342,7 +337,7 @@ async fn extension_tokens_with_a_future_nbf_or_a_crit_header_are_refused(backend
             .json(&json!({"extensionId": "panel", "scopes": ["read"]})),
     )
     .await;
-    let claims = part(issued["token"].as_str().unwrap(), 1);
+    let claims = jwt_part(issued["token"].as_str().unwrap(), 1);
     let now = app.clock.now() / 1000;
     let verify =
         |token: String| bare_client().post(app.url(paths::EXTENSION_VERIFY)).json(&json!({"token": token})).send();

@@ -270,3 +270,21 @@ pub fn cookie_header(response: &Response) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// Base64url without padding, as JWTs use it.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The JSON of one part (0 = header, 1 = payload) of a JWT.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    let part = token.split('.').nth(index).expect("JWT part");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).expect("base64url")).expect("JSON")
+}
+
+/// The `kid` in a token's header.
+pub fn kid_of(token: &str) -> String {
+    jwt_part(token, 0)["kid"].as_str().expect("kid").to_owned()
+}

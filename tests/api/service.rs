@@ -222,20 +222,6 @@ async fn records_of(app: &TestApp, subject: &str, revoked: bool) -> i64 {
     scalar(app, &format!("SELECT COUNT(*) FROM issued_tokens WHERE subject = '{subject}' AND revoked = {flag}")).await
 }
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The JSON of one part (0 = header, 1 = payload) of a JWT.
-fn jwt_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).expect("JWT part");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
-}
-
-fn kid_of(token: &str) -> String {
-    jwt_part(token, 0)["kid"].as_str().expect("kid").to_owned()
-}
-
 fn signature_of(token: &str) -> &str {
     token.rsplit('.').next().unwrap()
 }

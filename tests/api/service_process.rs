@@ -7,14 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::http::paths;
 use reqwest::{header, Response};
 use serde_json::{json, Value};
 
 use crate::{
     cli::{latchkey, stop, Server},
-    helpers::PgDatabase,
+    helpers::{kid_of, PgDatabase},
 };
 
 const MASTER_USERNAME: &str = "latchkey-master";
@@ -207,13 +206,6 @@ fn request_id(response: &Response) -> String {
 /// The `kid`s a JWKS publishes.
 fn kids(jwks: &Value) -> Vec<String> {
     jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
-}
-
-/// The `kid` in a token's header.
-fn kid_of(token: &str) -> String {
-    let header = token.split('.').next().unwrap();
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    header["kid"].as_str().unwrap().to_owned()
 }
 
 /// The new kid printed by `admin rotate-keys` (`rotated ES256: new signing key key_…`).
