@@ -7,6 +7,7 @@
 //! database: clients by key hash, users by id and verified tokens live in [`TtlCache`]s, evicted on every
 //! node by bus events when a key is rotated or a user or client deleted.
 
+pub mod issue;
 pub mod routes;
 pub mod store;
 

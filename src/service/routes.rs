@@ -31,7 +31,6 @@ use crate::{
     sessions::ClientInfo,
     tokens::{
         revocation::{self, Owner},
-        store::IssuedToken,
         Algorithm, TokenError,
     },
 };
@@ -594,68 +593,25 @@ pub async fn issue_token(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     state.limits.verify_ip.hit(&client_info.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
-    let user = state.service.user(&state.db, &body.user_id, now).await?;
-    let presented = crate::api_keys::hash_key(body.secret.expose());
-    let user = match user {
-        Some(user) if user.client_id == client.id => {
-            if !crypto::constant_time_eq(presented.as_bytes(), user.secret_hash.as_bytes()) {
-                audit::emit(AuditEvent::ServiceAuthFailed {
-                    client_id: Some(&client.id),
-                    user_id: Some(&user.id),
-                    reason: "token request: wrong secret",
-                });
-                return Err(invalid_credentials());
-            }
-            user
-        }
-        other => {
-            // Unknown, deleted, or another client's user: the same answer, so ids cannot be probed.
-            let reason =
-                if other.is_some() { "token request: another client's user" } else { "token request: unknown user" };
-            audit::emit(AuditEvent::ServiceAuthFailed { client_id: Some(&client.id), user_id: None, reason });
-            return Err(invalid_credentials());
-        }
-    };
     let ttl = state.settings.service.token_ttl;
-    let iat = now.div_euclid(1000);
-    let claims = ServiceClaims {
-        iss: state.service.issuer.clone(),
-        aud: state.service.audience.clone(),
-        sub: user.id.clone(),
-        client_id: client.id.clone(),
-        jti: crypto::new_id("jti"),
-        iat,
-        exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX),
-        nbf: None,
+    let issuer = super::issue::Issuer {
+        db: &state.db,
+        service: &state.service,
+        key_ring: &state.key_ring,
+        recorder: &state.recorder,
+        algorithm: Algorithm::parse(&state.settings.service.algorithm).unwrap_or(Algorithm::Es256),
+        ttl,
     };
-    let token = sign(&state, &claims).await?;
-    let record = IssuedToken {
-        jti: claims.jti.clone(),
-        subject: claims.sub.clone(),
-        client_id: claims.client_id.clone(),
-        expires_at: claims.exp * 1000,
-        created_at: now,
-    };
-    state.recorder.record(record).await.map_err(ApiError::internal)?;
-    audit::emit(AuditEvent::TokenIssued { client_id: &client.id, user_id: &user.id, jti: &claims.jti });
+    let (token, _) = super::issue::issue_token(&issuer, &client, &body.user_id, &body.secret, now).await.map_err(
+        |error| match error {
+            super::issue::IssueError::InvalidCredentials => invalid_credentials(),
+            super::issue::IssueError::Internal(error) => ApiError::internal(error),
+        },
+    )?;
     let body = TokenResponse { access_token: token, token_type: "Bearer", expires_in: ttl };
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// Signs with the configured algorithm: inline for ES256/EdDSA (tens of µs), on the blocking pool for
-/// RS256 (~1.6 ms).
-async fn sign(state: &AppState, claims: &ServiceClaims) -> Result<String, ApiError> {
-    let alg = Algorithm::parse(&state.settings.service.algorithm).unwrap_or(Algorithm::Es256);
-    let key = state.key_ring.active(alg).ok_or_else(|| ApiError::internal(crate::tokens::SignError::NoPrivateKey))?;
-    let signed = if alg == Algorithm::Rs256 {
-        let claims = claims.clone();
-        tokio::task::spawn_blocking(move || key.sign(&claims)).await.map_err(ApiError::internal)?
-    } else {
-        key.sign(claims)
-    };
-    signed.map_err(ApiError::internal)
 }
 
 /// `POST /v1/token/revoke` body.
