@@ -4,6 +4,7 @@
 //! Roles are `owner` (everything), `admin` (everything but deleting the org, and never touching owners)
 //! and `member` (read only). An organization always keeps at least one owner.
 
+pub mod invitations;
 pub mod routes;
 pub mod store;
 

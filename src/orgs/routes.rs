@@ -16,11 +16,9 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    store, Invitation, InvitationView, Member, MemberView, OrgError, Organization, OrganizationView,
-    ReceivedInvitationView, Role, INVITATION_LIFETIME,
+    invitations, store, Invitation, InvitationView, Member, MemberView, OrgError, Organization, OrganizationView, Role,
 };
 use crate::{
-    accounts::email::Email,
     app::AppState,
     audit::{self, AuditEvent},
     crypto,
@@ -46,12 +44,12 @@ pub fn router() -> Router<AppState> {
         .route(paths::ORG_LIST_MEMBERS, get(list_members))
         .route(paths::ORG_GET_ACTIVE_MEMBER, get(get_active_member))
         .route(paths::ORG_GET_ACTIVE_MEMBER_ROLE, get(get_active_member_role))
-        .route(paths::ORG_LIST_INVITATIONS, get(list_invitations))
-        .route(paths::ORG_LIST_USER_INVITATIONS, get(list_user_invitations))
-        .route(paths::ORG_INVITE_MEMBER, post(invite_member))
-        .route(paths::ORG_ACCEPT_INVITATION, post(accept_invitation))
-        .route(paths::ORG_REJECT_INVITATION, post(reject_invitation))
-        .route(paths::ORG_CANCEL_INVITATION, post(cancel_invitation))
+        .route(paths::ORG_LIST_INVITATIONS, get(invitations::list_invitations))
+        .route(paths::ORG_LIST_USER_INVITATIONS, get(invitations::list_user_invitations))
+        .route(paths::ORG_INVITE_MEMBER, post(invitations::invite_member))
+        .route(paths::ORG_ACCEPT_INVITATION, post(invitations::accept_invitation))
+        .route(paths::ORG_REJECT_INVITATION, post(invitations::reject_invitation))
+        .route(paths::ORG_CANCEL_INVITATION, post(invitations::cancel_invitation))
         .route(paths::ORG_REMOVE_MEMBER, post(remove_member))
         .route(paths::ORG_UPDATE_MEMBER_ROLE, post(update_member_role))
         .route(paths::ORG_LEAVE, post(leave))
@@ -160,18 +158,18 @@ impl From<OrgError> for ApiError {
     }
 }
 
-fn parse_role(role: &str) -> Result<Role, OrgError> {
+pub(super) fn parse_role(role: &str) -> Result<Role, OrgError> {
     Role::parse(role).ok_or(OrgError::RoleNotFound)
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), OrgError> {
+pub(super) fn check_text(field: &str, value: &str, max: usize) -> Result<(), OrgError> {
     if value.trim().is_empty() || value.chars().count() > max {
         return Err(OrgError::Validation(format!("{field} must be 1-{max} characters")));
     }
     Ok(())
 }
 
-fn require_valid_slug(slug: &str) -> Result<(), OrgError> {
+pub(super) fn require_valid_slug(slug: &str) -> Result<(), OrgError> {
     if super::valid_slug(slug) {
         Ok(())
     } else {
@@ -182,7 +180,7 @@ fn require_valid_slug(slug: &str) -> Result<(), OrgError> {
 /// How an endpoint refuses an organization it cannot act in. Better Auth's endpoints answer the same
 /// situation with different codes and statuses, and its clients match on them, so each endpoint names
 /// its own.
-struct Refusals {
+pub(super) struct Refusals {
     /// The caller is not a member of the named (or tenant) organization.
     not_member: OrgError,
     /// Nothing named, and the caller belongs to no organization.
@@ -190,19 +188,23 @@ struct Refusals {
 }
 
 /// update, delete.
-const TO_CHANGE: Refusals = Refusals { not_member: OrgError::NotAMemberToChange, none: OrgError::OrganizationNotFound };
+pub(super) const TO_CHANGE: Refusals =
+    Refusals { not_member: OrgError::NotAMemberToChange, none: OrgError::OrganizationNotFound };
 /// get-full-organization, set-active.
-const TO_READ: Refusals = Refusals { not_member: OrgError::NotAMemberToRead, none: OrgError::NoActiveOrganization };
+pub(super) const TO_READ: Refusals =
+    Refusals { not_member: OrgError::NotAMemberToRead, none: OrgError::NoActiveOrganization };
 /// list-members, get-active-member-role, list-invitations.
-const AS_MEMBER: Refusals = Refusals { not_member: OrgError::YouAreNotAMember, none: OrgError::NoActiveOrganization };
+pub(super) const AS_MEMBER: Refusals =
+    Refusals { not_member: OrgError::YouAreNotAMember, none: OrgError::NoActiveOrganization };
 /// get-active-member, invite-member, cancel-invitation, remove-member, update-member-role, leave.
-const AS_ACTOR: Refusals = Refusals { not_member: OrgError::MemberNotFound, none: OrgError::NoActiveOrganization };
+pub(super) const AS_ACTOR: Refusals =
+    Refusals { not_member: OrgError::MemberNotFound, none: OrgError::NoActiveOrganization };
 
 /// The organization a request acts in, and the caller's role there. Tenant resolution decides; its
 /// refusals become Better Auth's answers: a named organization that does not exist is
 /// `ORGANIZATION_NOT_FOUND` (as Better Auth, which also tells outsiders so), one the caller is not in is
 /// the endpoint's `not_member`.
-async fn acting_in(
+pub(super) async fn acting_in(
     state: &AppState,
     principal: &Principal,
     explicit: Option<&str>,
@@ -228,14 +230,14 @@ async fn acting_in(
 }
 
 /// Evicts cached memberships of `users` on every node.
-async fn memberships_changed(state: &AppState, users: &[String]) -> Result<(), ApiError> {
+pub(super) async fn memberships_changed(state: &AppState, users: &[String]) -> Result<(), ApiError> {
     super::memberships_changed(&state.db, &state.memberships, users, state.clock.now()).await?;
     Ok(())
 }
 
 /// The invitations a member with `role` may see (Better Auth's `canViewInvitations` and
 /// `withoutCreatorRoleInvitations`): none for members, all but owner invitations for admins.
-fn visible_invitations(invitations: Vec<Invitation>, role: Role) -> Vec<Invitation> {
+pub(super) fn visible_invitations(invitations: Vec<Invitation>, role: Role) -> Vec<Invitation> {
     match role {
         Role::Owner => invitations,
         Role::Admin => invitations.into_iter().filter(|inv| inv.role != Role::Owner.as_str()).collect(),
@@ -277,7 +279,7 @@ async fn full_organization(state: &AppState, org: &Organization, role: Role) -> 
 }
 
 /// Sets the session's active organization and answers `body` with a refreshed cookie cache.
-async fn with_active_org<T: Serialize>(
+pub(super) async fn with_active_org<T: Serialize>(
     state: &AppState,
     principal: &Principal,
     org_id: Option<&str>,
@@ -755,264 +757,6 @@ pub async fn get_active_member_role(
         }
     };
     Ok(Json(MemberRole { role }))
-}
-
-/// Invite body.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InviteRequest {
-    /// Invitee email.
-    pub email: String,
-    /// Role on acceptance.
-    pub role: String,
-    /// Organization (default: the tenant).
-    pub organization_id: Option<String>,
-    /// Renew a pending invitation instead of refusing.
-    #[serde(default)]
-    pub resend: bool,
-}
-
-/// Invites someone by email (owners and admins; only owners invite owners). Email delivery comes with a
-/// later capability: the invitation id is what the invitee accepts.
-#[utoipa::path(post, path = paths::ORG_INVITE_MEMBER, tag = "organizations", request_body = InviteRequest,
-    responses((status = 200, body = InvitationView),
-        (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_ROLE`, `INVALID_EMAIL`, \
-            `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`, \
-            `USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION`"),
-        (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
-        (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (role may not invite with that role), \
-            `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
-        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
-pub async fn invite_member(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiJson(body): ApiJson<InviteRequest>,
-) -> Result<Json<InvitationView>, ApiError> {
-    let (tenant, org) = acting_in(&state, &principal, body.organization_id.as_deref(), AS_ACTOR).await?;
-    principal.require_permission("invitation", "create")?;
-    // Better Auth's order: the email, then the right to invite at all, then the role.
-    let email = Email::parse(&body.email).ok_or(OrgError::InvalidEmail)?;
-    if !tenant.role.can_manage() {
-        return Err(OrgError::NotAllowedToInvite.into());
-    }
-    let role = parse_role(&body.role)?;
-    if role == Role::Owner && tenant.role != Role::Owner {
-        return Err(OrgError::NotAllowedToInviteWithRole.into());
-    }
-    if store::find_member(&state.db, &org.id, email.as_str()).await?.is_some() {
-        return Err(OrgError::AlreadyAMember.into());
-    }
-    let now = state.clock.now();
-    if let Some(mut pending) = store::pending_invitation(&state.db, &org.id, email.as_str()).await? {
-        if !body.resend && pending.expires_at > now {
-            return Err(OrgError::AlreadyInvited.into());
-        }
-        // Resending (or replacing an expired one) renews the pending invitation.
-        pending.expires_at = now + INVITATION_LIFETIME;
-        store::set_invitation_status(&state.db, &pending.id, "pending", Some(pending.expires_at)).await?;
-        return Ok(Json(InvitationView::from(&pending)));
-    }
-    let invitation = Invitation {
-        id: crypto::new_id("inv"),
-        organization_id: org.id.clone(),
-        email: email.as_str().to_owned(),
-        role: role.as_str().to_owned(),
-        status: "pending".into(),
-        inviter_id: principal.user.id.clone(),
-        expires_at: now + INVITATION_LIFETIME,
-        created_at: now,
-    };
-    store::insert_invitation(&state.db, &invitation).await?;
-    audit::emit(AuditEvent::OrganizationChanged {
-        actor_id: &principal.user.id,
-        organization_id: &org.id,
-        action: "invitation.created",
-        target: Some(&invitation.id),
-    });
-    Ok(Json(InvitationView::from(&invitation)))
-}
-
-/// Names an invitation.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InvitationRef {
-    /// Invitation id.
-    pub invitation_id: String,
-}
-
-/// Accept answer.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct InvitationOutcome {
-    /// The invitation.
-    pub invitation: InvitationView,
-    /// The new membership (null on reject).
-    pub member: Option<MemberView>,
-}
-
-/// The invitation, if it is still pending and addressed to the caller. As Better Auth, an unknown, used
-/// or expired invitation is `INVITATION_NOT_FOUND` before the recipient is compared.
-async fn invitation_for_me(state: &AppState, principal: &Principal, id: &str) -> Result<Invitation, OrgError> {
-    let invitation = store::find_invitation(&state.db, id)
-        .await?
-        .filter(|inv| inv.status == "pending" && inv.expires_at > state.clock.now())
-        .ok_or(OrgError::InvitationNotFound)?;
-    if invitation.email != principal.user.email {
-        return Err(OrgError::NotTheRecipient);
-    }
-    Ok(invitation)
-}
-
-/// Accepts an invitation addressed to the caller's email; the organization becomes active.
-#[utoipa::path(post, path = paths::ORG_ACCEPT_INVITATION, tag = "organizations", request_body = InvitationRef,
-    responses((status = 200, body = InvitationOutcome),
-        (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`, \
-            `INVITATION_EXPIRED`, \
-            `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`"),
-        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
-        (status = 403, body = ErrorBody,
-            description = "`SESSION_REQUIRED`, `FORBIDDEN` (addressed to someone else), `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
-        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
-pub async fn accept_invitation(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiJson(body): ApiJson<InvitationRef>,
-) -> Result<Response, ApiError> {
-    principal.require_session()?;
-    let mut invitation = invitation_for_me(&state, &principal, &body.invitation_id).await?;
-    let now = state.clock.now();
-    let member_id = crypto::new_id("mem");
-    match store::accept_invitation(&state.db, &invitation, &member_id, &principal.user.id, now).await {
-        Ok(true) => {}
-        Ok(false) => return Err(OrgError::InvitationNotFound.into()),
-        Err(crate::storage::StorageError::UniqueViolation(_)) => return Err(OrgError::AlreadyAMember.into()),
-        Err(error) => return Err(error.into()),
-    }
-    invitation.status = "accepted".into();
-    memberships_changed(&state, std::slice::from_ref(&principal.user.id)).await?;
-    audit::emit(AuditEvent::OrganizationChanged {
-        actor_id: &principal.user.id,
-        organization_id: &invitation.organization_id,
-        action: "member.joined",
-        target: Some(&member_id),
-    });
-    let member = store::find_member_by_id(&state.db, &member_id).await?.ok_or(OrgError::MemberNotFound)?;
-    let org_id = invitation.organization_id.clone();
-    let outcome =
-        InvitationOutcome { invitation: InvitationView::from(&invitation), member: Some(MemberView::from(&member)) };
-    with_active_org(&state, &principal, Some(&org_id), outcome).await
-}
-
-/// Rejects an invitation addressed to the caller.
-#[utoipa::path(post, path = paths::ORG_REJECT_INVITATION, tag = "organizations", request_body = InvitationRef,
-    responses((status = 200, body = InvitationOutcome),
-        (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`, \
-            `INVITATION_EXPIRED`"),
-        (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
-        (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (addressed to someone else), `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
-        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
-pub async fn reject_invitation(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiJson(body): ApiJson<InvitationRef>,
-) -> Result<Json<InvitationOutcome>, ApiError> {
-    let mut invitation = invitation_for_me(&state, &principal, &body.invitation_id).await?;
-    if !store::set_invitation_status(&state.db, &invitation.id, "rejected", None).await? {
-        return Err(OrgError::InvitationNotFound.into());
-    }
-    invitation.status = "rejected".into();
-    Ok(Json(InvitationOutcome { invitation: InvitationView::from(&invitation), member: None }))
-}
-
-/// Cancels a pending invitation (owners and admins of its organization).
-#[utoipa::path(post, path = paths::ORG_CANCEL_INVITATION, tag = "organizations", request_body = InvitationRef,
-    responses((status = 200, body = InvitationView),
-        (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`"),
-        (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
-        (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (not an owner or admin), `INSUFFICIENT_PERMISSIONS` (API key), \
-            `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
-        (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
-pub async fn cancel_invitation(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiJson(body): ApiJson<InvitationRef>,
-) -> Result<Json<InvitationView>, ApiError> {
-    let mut invitation =
-        store::find_invitation(&state.db, &body.invitation_id).await?.ok_or(OrgError::InvitationNotFound)?;
-    let (tenant, _) = acting_in(&state, &principal, Some(&invitation.organization_id), AS_ACTOR).await?;
-    principal.require_permission("invitation", "cancel")?;
-    if !tenant.role.can_manage() {
-        return Err(OrgError::NotAllowedToCancel.into());
-    }
-    // Better Auth cancels whatever the status; Latchkey leaves a decided invitation alone and answers as
-    // for one that is gone.
-    if !store::set_invitation_status(&state.db, &invitation.id, "canceled", None).await? {
-        return Err(OrgError::InvitationNotFound.into());
-    }
-    invitation.status = "canceled".into();
-    Ok(Json(InvitationView::from(&invitation)))
-}
-
-/// list-invitations query.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
-pub struct ListInvitationsQuery {
-    /// Organization id (default: the tenant).
-    pub organization_id: Option<String>,
-}
-
-/// The organization's invitations, every status, newest first (owners and admins; admins do not see
-/// invitations to become an owner).
-#[utoipa::path(get, path = paths::ORG_LIST_INVITATIONS, tag = "organizations", params(ListInvitationsQuery),
-    responses((status = 200, body = [InvitationView]), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn list_invitations(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiQuery(query): ApiQuery<ListInvitationsQuery>,
-) -> Result<Json<Vec<InvitationView>>, ApiError> {
-    let (tenant, org) = acting_in(&state, &principal, query.organization_id.as_deref(), AS_MEMBER).await?;
-    if !tenant.role.can_manage() {
-        return Err(OrgError::NotAllowedToListInvitations.into());
-    }
-    let invitations = visible_invitations(store::invitations(&state.db, &org.id).await?, tenant.role);
-    Ok(Json(invitations.iter().map(InvitationView::from).collect()))
-}
-
-/// list-user-invitations query: Better Auth accepts `email` only from its server-side API.
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct ListUserInvitationsQuery {
-    /// Refused: the caller's own email is used.
-    pub email: Option<String>,
-}
-
-/// The pending invitations addressed to the caller's email, with each organization's name. Better Auth
-/// lists them only for a verified email; Latchkey verifies no email yet, so an invitation is only ever
-/// shown to the account holding its address.
-#[utoipa::path(get, path = paths::ORG_LIST_USER_INVITATIONS, tag = "organizations", params(ListUserInvitationsQuery),
-    responses((status = 200, body = [ReceivedInvitationView]), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody)))]
-pub async fn list_user_invitations(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiQuery(query): ApiQuery<ListUserInvitationsQuery>,
-) -> Result<Json<Vec<ReceivedInvitationView>>, ApiError> {
-    if query.email.is_some() {
-        return Err(OrgError::Validation("User email cannot be passed for client side API calls.".into()).into());
-    }
-    let received = store::pending_invitations_to(&state.db, &principal.user.email).await?;
-    Ok(Json(received.iter().map(ReceivedInvitationView::from).collect()))
 }
 
 /// Remove-member body.
