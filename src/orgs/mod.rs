@@ -5,6 +5,7 @@
 //! and `member` (read only). An organization always keeps at least one owner.
 
 pub mod invitations;
+pub mod members;
 pub mod routes;
 pub mod store;
 
