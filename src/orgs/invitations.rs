@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     routes::{acting_in, memberships_changed, parse_role, visible_invitations, with_active_org, AS_ACTOR, AS_MEMBER},
-    store, Invitation, InvitationView, MemberView, OrgError, ReceivedInvitationView, Role, INVITATION_LIFETIME,
+    store, Invitation, InvitationStatus, InvitationView, MemberView, OrgError, ReceivedInvitationView, Role,
+    INVITATION_LIFETIME,
 };
 use crate::{
     accounts::email::Email,
@@ -77,7 +78,8 @@ pub async fn invite_member(
         }
         // Resending (or replacing an expired one) renews the pending invitation.
         pending.expires_at = now + INVITATION_LIFETIME;
-        store::set_invitation_status(&state.db, &pending.id, "pending", Some(pending.expires_at)).await?;
+        store::set_invitation_status(&state.db, &pending.id, InvitationStatus::Pending, Some(pending.expires_at))
+            .await?;
         return Ok(Json(InvitationView::from(&pending)));
     }
     let invitation = Invitation {
@@ -85,7 +87,7 @@ pub async fn invite_member(
         organization_id: org.id.clone(),
         email: email.as_str().to_owned(),
         role: role.as_str().to_owned(),
-        status: "pending".into(),
+        status: InvitationStatus::Pending,
         inviter_id: principal.user.id.clone(),
         expires_at: now + INVITATION_LIFETIME,
         created_at: now,
@@ -122,7 +124,7 @@ pub struct InvitationOutcome {
 async fn invitation_for_me(state: &AppState, principal: &Principal, id: &str) -> Result<Invitation, OrgError> {
     let invitation = store::find_invitation(&state.db, id)
         .await?
-        .filter(|inv| inv.status == "pending" && inv.expires_at > state.clock.now())
+        .filter(|inv| inv.status == InvitationStatus::Pending && inv.expires_at > state.clock.now())
         .ok_or(OrgError::InvitationNotFound)?;
     if invitation.email != principal.user.email {
         return Err(OrgError::NotTheRecipient);
@@ -157,7 +159,7 @@ pub async fn accept_invitation(
         Err(crate::storage::StorageError::UniqueViolation(_)) => return Err(OrgError::AlreadyAMember.into()),
         Err(error) => return Err(error.into()),
     }
-    invitation.status = "accepted".into();
+    invitation.status = InvitationStatus::Accepted;
     memberships_changed(&state, std::slice::from_ref(&principal.user.id)).await?;
     audit::emit(AuditEvent::OrganizationChanged {
         actor_id: &principal.user.id,
@@ -189,10 +191,10 @@ pub async fn reject_invitation(
     ApiJson(body): ApiJson<InvitationRef>,
 ) -> Result<Json<InvitationOutcome>, ApiError> {
     let mut invitation = invitation_for_me(&state, &principal, &body.invitation_id).await?;
-    if !store::set_invitation_status(&state.db, &invitation.id, "rejected", None).await? {
+    if !store::set_invitation_status(&state.db, &invitation.id, InvitationStatus::Rejected, None).await? {
         return Err(OrgError::InvitationNotFound.into());
     }
-    invitation.status = "rejected".into();
+    invitation.status = InvitationStatus::Rejected;
     Ok(Json(InvitationOutcome { invitation: InvitationView::from(&invitation), member: None }))
 }
 
@@ -222,10 +224,10 @@ pub async fn cancel_invitation(
     }
     // Better Auth cancels whatever the status; Latchkey leaves a decided invitation alone and answers as
     // for one that is gone.
-    if !store::set_invitation_status(&state.db, &invitation.id, "canceled", None).await? {
+    if !store::set_invitation_status(&state.db, &invitation.id, InvitationStatus::Canceled, None).await? {
         return Err(OrgError::InvitationNotFound.into());
     }
-    invitation.status = "canceled".into();
+    invitation.status = InvitationStatus::Canceled;
     Ok(Json(InvitationView::from(&invitation)))
 }
 

@@ -186,6 +186,46 @@ impl From<&Member> for MemberView {
 /// Invitation lifetime (Better Auth's default: 48 hours).
 pub const INVITATION_LIFETIME: Millis = 48 * 3_600_000;
 
+/// Where an invitation stands. Only a pending one may be accepted, rejected or canceled, and each of
+/// those ends it for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvitationStatus {
+    /// Waiting for the invitee (until it expires).
+    Pending,
+    /// The invitee joined.
+    Accepted,
+    /// The invitee declined.
+    Rejected,
+    /// An owner or admin withdrew it.
+    Canceled,
+}
+
+impl InvitationStatus {
+    /// The stored and shown name (Better Auth's).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InvitationStatus::Pending => "pending",
+            InvitationStatus::Accepted => "accepted",
+            InvitationStatus::Rejected => "rejected",
+            InvitationStatus::Canceled => "canceled",
+        }
+    }
+}
+
+impl TryFrom<String> for InvitationStatus {
+    type Error = String;
+
+    fn try_from(stored: String) -> Result<Self, Self::Error> {
+        match stored.as_str() {
+            "pending" => Ok(InvitationStatus::Pending),
+            "accepted" => Ok(InvitationStatus::Accepted),
+            "rejected" => Ok(InvitationStatus::Rejected),
+            "canceled" => Ok(InvitationStatus::Canceled),
+            _ => Err(format!("unknown invitation status `{stored}`")),
+        }
+    }
+}
+
 /// An invitation as stored.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Invitation {
@@ -197,8 +237,9 @@ pub struct Invitation {
     pub email: String,
     /// Role granted on acceptance.
     pub role: String,
-    /// `pending`, `accepted`, `rejected` or `canceled`.
-    pub status: String,
+    /// Where it stands (stored as its lower-case name).
+    #[sqlx(try_from = "String")]
+    pub status: InvitationStatus,
     /// Who invited.
     pub inviter_id: String,
     /// Unix ms.
@@ -236,7 +277,7 @@ impl From<&Invitation> for InvitationView {
             organization_id: inv.organization_id.clone(),
             email: inv.email.clone(),
             role: inv.role.clone(),
-            status: inv.status.clone(),
+            status: inv.status.as_str().to_owned(),
             inviter_id: inv.inviter_id.clone(),
             expires_at: iso8601(inv.expires_at),
             created_at: iso8601(inv.created_at),

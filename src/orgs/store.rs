@@ -6,7 +6,7 @@ use crate::{
     storage::{Db, StorageError},
 };
 
-use super::{Invitation, Member, Membership, Organization, ReceivedInvitation};
+use super::{Invitation, InvitationStatus, Member, Membership, Organization, ReceivedInvitation};
 
 const ORG_COLUMNS: &str = "id, name, slug, logo, metadata, created_at";
 const MEMBER_SELECT: &str = "SELECT m.id, m.organization_id, m.user_id, m.role, m.created_at, u.name AS user_name, \
@@ -211,7 +211,7 @@ pub async fn insert_invitation(db: &Db, inv: &Invitation) -> Result<(), StorageE
             .bind(&inv.organization_id)
             .bind(&inv.email)
             .bind(&inv.role)
-            .bind(&inv.status)
+            .bind(inv.status.as_str())
             .bind(&inv.inviter_id)
             .bind(inv.expires_at)
             .bind(inv.created_at)
@@ -255,14 +255,14 @@ pub async fn pending_invitations_to(db: &Db, email: &str) -> Result<Vec<Received
 pub async fn set_invitation_status(
     db: &Db,
     id: &str,
-    status: &str,
+    status: InvitationStatus,
     expires_at: Option<Millis>,
 ) -> Result<bool, StorageError> {
     const SQL: &str =
         "UPDATE invitations SET status = $2, expires_at = COALESCE($3, expires_at) WHERE id = $1 AND status = 'pending'";
     let affected = db_run!(db, |pool| sqlx::query(SQL)
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(expires_at)
         .execute(pool)
         .await
