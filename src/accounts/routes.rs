@@ -10,7 +10,8 @@ use crate::{
     config::Secret,
     error::{ApiError, ErrorBody},
     http::{cookies::SetCookies, extractors::ApiJson, paths},
-    principal::extractors::{refuse_untrusted_origin, session_data_cookie},
+    principal::extractors::refuse_untrusted_origin,
+    sessions::cookies::session_data_cookie,
     sessions::{self, ClientInfo},
 };
 

@@ -27,8 +27,8 @@ use crate::{
         extractors::{json_column, ApiJson, ApiQuery},
         paths,
     },
-    principal::extractors::session_data_cookie_for,
-    principal::{self, Principal, Tenant, TenantError, Via},
+    principal::{self, Principal, Tenant, TenantError},
+    sessions::cookies::reissued_session_data_cookie,
 };
 
 /// The routes of this capability.
@@ -287,18 +287,11 @@ pub(super) async fn with_active_org<T: Serialize>(
 ) -> Result<Response, ApiError> {
     let Some(session) = principal.session() else { return Ok(Json(body).into_response()) };
     store::set_active(&state.db, &session.id, org_id).await?;
-    let mut updated = Principal {
-        user: principal.user.clone(),
-        via: Via::Session(Box::new(session.clone())),
-        tenant_header: None,
-        set_cookies: Default::default(),
-        cookie_token_hash: principal.cookie_token_hash.clone(),
-    };
-    if let Via::Session(session) = &mut updated.via {
-        session.active_organization_id = org_id.map(str::to_owned);
-    }
+    let mut session = session.clone();
+    session.active_organization_id = org_id.map(str::to_owned);
+    let (user, token_hash) = (&principal.user, principal.cookie_token_hash.as_deref());
     let mut response = Json(body).into_response();
-    if let Some(cookie) = session_data_cookie_for(state, &updated) {
+    if let Some(cookie) = reissued_session_data_cookie(state, &session, user, token_hash, state.clock.now()) {
         if let Ok(value) = cookie.parse() {
             response.headers_mut().append(axum::http::header::SET_COOKIE, value);
         }

@@ -170,7 +170,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         set_cookies.push(state.cookies.set(&state.cookies.session_token, &cookie_value, Some(max_age)));
     }
     if cache_enabled && !valid.from_cache {
-        set_cookies.push(session_data_cookie(state, &valid.session, &valid.user, token, now));
+        set_cookies.push(sessions::cookies::session_data_cookie(state, &valid.session, &valid.user, token, now));
     }
     Ok(Resolved::Valid(Box::new(SessionAuth {
         session: valid.session,
@@ -179,32 +179,6 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         cookie_token_hash: Some(valid.token_hash),
         remembered: None,
     })))
-}
-
-/// A fresh `session_data` cookie for a session just read from the DB.
-pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, token: &str, now: i64) -> String {
-    cache_cookie(state, session, user, sessions::token_hash(token), now)
-}
-
-fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: String, now: i64) -> String {
-    let cached = cookie_cache::Cached {
-        session: session.clone(),
-        user: Arc::new(user.clone()),
-        token_hash,
-        expires_at: now + state.policy.cache_max_age,
-        rendered: Default::default(),
-    };
-    let value = cookie_cache::encode(&state.keys.cache, &cached);
-    state.cookies.set(&state.cookies.session_data, &value, Some(state.policy.cache_max_age / 1000))
-}
-
-/// A re-issued `session_data` cookie after the principal's session changed (e.g. its active
-/// organization); `None` when the cache is off or the session did not come in a cookie.
-pub fn session_data_cookie_for(state: &AppState, principal: &Principal) -> Option<String> {
-    let session = principal.session()?;
-    let token_hash = principal.cookie_token_hash.clone()?;
-    (state.policy.cache_max_age > 0)
-        .then(|| cache_cookie(state, session, &principal.user, token_hash, state.clock.now()))
 }
 
 impl FromRequestParts<AppState> for SessionAuth {

@@ -6,6 +6,7 @@
 //! session, refuses it if expired (and deletes it), and slides its expiry when it is due.
 
 pub mod cookie_cache;
+pub mod cookies;
 pub mod revoked;
 pub mod routes;
 pub mod store;

@@ -1,0 +1,41 @@
+//! Issuing the `session_data` cookie cache (DESIGN.md "Capability 1"): a signed, expiring copy of
+//! `{session, user}` bound to the hash of the session token it travels with, so a session check within its
+//! max-age reads no database. Sign-in and sign-up issue it with the new session; the session extractor
+//! re-issues it after a database read; a change to the session (its active organization) re-issues it
+//! bound to the token cookie the request carried.
+
+use std::sync::Arc;
+
+use super::{cookie_cache, token_hash, Session};
+use crate::{accounts::User, app::AppState, clock::Millis};
+
+/// A fresh `session_data` cookie for a session just read from, or written to, the database.
+pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, token: &str, now: Millis) -> String {
+    cache_cookie(state, session, user, token_hash(token), now)
+}
+
+/// The `session_data` cookie re-issued after `session` changed, bound to the hash of the token cookie the
+/// request carried; `None` when the cache is off or the session did not come in a cookie (a bearer
+/// token gets no cookies).
+pub fn reissued_session_data_cookie(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    cookie_token_hash: Option<&str>,
+    now: Millis,
+) -> Option<String> {
+    let token_hash = cookie_token_hash?.to_owned();
+    (state.policy.cache_max_age > 0).then(|| cache_cookie(state, session, user, token_hash, now))
+}
+
+fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: String, now: Millis) -> String {
+    let cached = cookie_cache::Cached {
+        session: session.clone(),
+        user: Arc::new(user.clone()),
+        token_hash,
+        expires_at: now + state.policy.cache_max_age,
+        rendered: Default::default(),
+    };
+    let value = cookie_cache::encode(&state.keys.cache, &cached);
+    state.cookies.set(&state.cookies.session_data, &value, Some(state.policy.cache_max_age / 1000))
+}
