@@ -25,7 +25,7 @@ use crate::{
         extractors::client_ip,
         PendingCookies,
     },
-    principal::{self, Credential, Principal, Via},
+    principal::{self, credentials, Credential, Principal, Via},
     sessions::{self, cookie_cache, ClientInfo, Session},
 };
 
@@ -105,12 +105,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     let now = state.clock.now();
     // As sent (percent-encoded): a remembered pair is recognised without decoding the token cookie.
     let raw_token = cookies::get_raw(&parts.headers, &state.cookies.session_token);
-    let bearer = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let bearer = credentials::bearer_token(&parts.headers);
     let key = state.keys.cookie.as_slice();
 
     if let Some(bearer) = bearer {
@@ -240,20 +235,12 @@ impl FromRequestParts<AppState> for SessionOrKey {
 
 /// The `x-api-key` header, if any.
 fn api_key_header(parts: &Parts) -> Option<&str> {
-    // A prebuilt name: `get("x-api-key")` parses the string on every call.
-    static X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
-    parts.headers.get(&X_API_KEY).map(|v| v.to_str().unwrap_or_default().trim())
+    credentials::api_key(&parts.headers)
 }
 
 /// A bearer token that is a JWT (an extension token here), if any.
 fn bearer_jwt(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| extensions::looks_like_jwt(token))
+    credentials::bearer_token(&parts.headers).filter(|token| extensions::looks_like_jwt(token))
 }
 
 /// 401 with Better Auth's code for a refused `x-api-key` (`INVALID_API_KEY`, `KEY_DISABLED`, `KEY_EXPIRED`).

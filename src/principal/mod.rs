@@ -6,6 +6,7 @@
 //! `/api/auth/check` and `/api/extensions/verify` accept. [`resolve_tenant`] applies the tenant rules to
 //! either, reading memberships from the in-process cache.
 
+pub mod credentials;
 pub mod extractors;
 pub mod routes;
 

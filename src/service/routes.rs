@@ -14,7 +14,6 @@ use axum::{
     routing::{delete, get, post},
     Json, Router,
 };
-use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::{Deserialize, Serialize};
 
 use super::{Client, ServiceClaims, ServiceUser};
@@ -82,7 +81,9 @@ impl FromRequestParts<AppState> for Master {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
             response
         };
-        let Some(presented) = basic_credentials(parts) else { return Err(challenge("master: no basic credentials")) };
+        let Some(presented) = crate::principal::credentials::basic(&parts.headers) else {
+            return Err(challenge("master: no basic credentials"));
+        };
         // Hashing first makes the comparison independent of the lengths too.
         let user_ok = crypto::constant_time_eq(
             crypto::sha256_hex(presented.0.as_bytes()).as_bytes(),
@@ -100,18 +101,6 @@ impl FromRequestParts<AppState> for Master {
     }
 }
 
-/// `Authorization: Basic base64(user:password)`, decoded.
-fn basic_credentials(parts: &Parts) -> Option<(String, crate::config::Secret)> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_owned(), crate::config::Secret::new(password)))
-}
-
 /// The client whose key the request carries (or `CLIENT_API_KEY`).
 pub struct ClientKey(pub Arc<Client>);
 
@@ -125,7 +114,7 @@ impl FromRequestParts<AppState> for ClientKey {
     /// 401 unless `x-api-key` (or the `CLIENT_API_KEY` fallback when the header is absent) is a current
     /// client key. User API keys (`lk_…`) and the master credentials are refused here.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get("x-api-key").map(|v| v.to_str().unwrap_or_default().trim());
+        let header = crate::principal::credentials::api_key(&parts.headers);
         let fallback = state.settings.service.client_api_key.as_ref().map(|key| key.expose());
         let Some(key) = header.or(fallback) else {
             audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: "client: no key" });
@@ -169,14 +158,7 @@ impl FromRequestParts<AppState> for ServiceToken {
     /// 401 `INVALID_TOKEN` unless `Authorization: Bearer` carries a service token that verifies and is not
     /// revoked. A token verified once is remembered until its `exp`; revocation is checked every time.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        // The scheme name is case-insensitive (RFC 9110 §11.1).
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
+        let token = crate::principal::credentials::bearer_token(&parts.headers);
         let Some(token) = token else {
             audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: "token: none" });
             return Err(invalid_token_response());
