@@ -8,7 +8,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(latchkey_node_tests)");
     println!("cargo::rerun-if-env-changed=LATCHKEY_TEST_POSTGRES_URL");
     println!("cargo::rerun-if-env-changed=LATCHKEY_REQUIRE_NODE");
-    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=build/test_cfgs.rs");
     if std::env::var_os("LATCHKEY_TEST_POSTGRES_URL").is_some_and(|url| !url.is_empty()) {
         println!("cargo::rustc-cfg=latchkey_postgres_tests");
     }
