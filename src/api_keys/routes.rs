@@ -129,11 +129,12 @@ pub struct CreatedKey<'a> {
 #[utoipa::path(post, path = paths::API_KEY_CREATE, tag = "api-keys", request_body = CreateRequest,
     responses((status = 200, body = CreatedKey),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_PREFIX`, `INVALID_EXPIRES_IN`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_PREFIX`, \
+            `INVALID_PREFIX_LENGTH`, `INVALID_NAME_LENGTH`, `EXPIRES_IN_IS_TOO_SMALL`, `EXPIRES_IN_IS_TOO_LARGE`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (the owner is not in `organizationId`)"),
+            description = "`UNAUTHORIZED`; `UNAUTHORIZED_SESSION` (`userId` of another user, not an admin)"),
         (status = 403, body = ErrorBody, description = "`SESSION_REQUIRED` (an API key cannot manage keys), \
-            `INVALID_ORIGIN`, `FORBIDDEN` (`userId` of another user, not an admin)"),
+            `INVALID_ORIGIN`, `USER_NOT_MEMBER_OF_ORGANIZATION` (the owner is not in `organizationId`)"),
         (status = 404, body = ErrorBody, description = "`NOT_FOUND`: an admin named an unknown `userId`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn create(
@@ -262,7 +263,8 @@ pub struct UpdateRequest {
 #[utoipa::path(post, path = paths::API_KEY_UPDATE, tag = "api-keys", request_body = UpdateRequest,
     responses((status = 200, body = ApiKeyView),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_EXPIRES_IN`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, \
+            `INVALID_NAME_LENGTH`, `EXPIRES_IN_IS_TOO_SMALL`, `EXPIRES_IN_IS_TOO_LARGE`"),
         (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
         (status = 403, body = ErrorBody,
             description = "`SESSION_REQUIRED` (an API key cannot manage keys), `INVALID_ORIGIN`"),

@@ -43,13 +43,14 @@ pub struct InviteRequest {
 #[utoipa::path(post, path = paths::ORG_INVITE_MEMBER, tag = "organizations", request_body = InviteRequest,
     responses((status = 200, body = InvitationView),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_ROLE`, `INVALID_EMAIL`, \
-            `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`, \
-            `USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `ROLE_NOT_FOUND`, `INVALID_EMAIL`, \
+            `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`, `USER_IS_ALREADY_INVITED_TO_THIS_ORGANIZATION`, \
+            `MEMBER_NOT_FOUND` (the caller is not a member), `ORGANIZATION_NOT_FOUND`, `NO_ACTIVE_ORGANIZATION`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (role may not invite with that role), \
+            description = "`YOU_ARE_NOT_ALLOWED_TO_INVITE_USERS_TO_THIS_ORGANIZATION`, \
+            `YOU_ARE_NOT_ALLOWED_TO_INVITE_USER_WITH_THIS_ROLE`, \
             `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn invite_member(
@@ -136,13 +137,12 @@ async fn invitation_for_me(state: &AppState, principal: &Principal, id: &str) ->
 #[utoipa::path(post, path = paths::ORG_ACCEPT_INVITATION, tag = "organizations", request_body = InvitationRef,
     responses((status = 200, body = InvitationOutcome),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`, \
-            `INVITATION_EXPIRED`, \
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, \
+            `INVITATION_NOT_FOUND` (unknown, no longer pending, or expired), \
             `USER_IS_ALREADY_A_MEMBER_OF_THIS_ORGANIZATION`"),
         (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
         (status = 403, body = ErrorBody,
-            description = "`SESSION_REQUIRED`, `FORBIDDEN` (addressed to someone else), `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
+            description = "`SESSION_REQUIRED`, `YOU_ARE_NOT_THE_RECIPIENT_OF_THE_INVITATION`, `INVALID_ORIGIN`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn accept_invitation(
     State(state): State<AppState>,
@@ -178,12 +178,11 @@ pub async fn accept_invitation(
 #[utoipa::path(post, path = paths::ORG_REJECT_INVITATION, tag = "organizations", request_body = InvitationRef,
     responses((status = 200, body = InvitationOutcome),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`, \
-            `INVITATION_EXPIRED`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, \
+            `INVITATION_NOT_FOUND` (unknown, no longer pending, or expired)"),
         (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
         (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (addressed to someone else), `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
+            description = "`YOU_ARE_NOT_THE_RECIPIENT_OF_THE_INVITATION`, `INVALID_ORIGIN`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn reject_invitation(
     State(state): State<AppState>,
@@ -202,13 +201,13 @@ pub async fn reject_invitation(
 #[utoipa::path(post, path = paths::ORG_CANCEL_INVITATION, tag = "organizations", request_body = InvitationRef,
     responses((status = 200, body = InvitationView),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVITATION_NOT_PENDING`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, \
+            `INVITATION_NOT_FOUND` (unknown or no longer pending), `MEMBER_NOT_FOUND` (the caller is not a member)"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (not an owner or admin), `INSUFFICIENT_PERMISSIONS` (API key), \
+            description = "`YOU_ARE_NOT_ALLOWED_TO_CANCEL_THIS_INVITATION`, `INSUFFICIENT_PERMISSIONS` (API key), \
             `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`INVITATION_NOT_FOUND`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn cancel_invitation(
     State(state): State<AppState>,

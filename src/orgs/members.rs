@@ -141,13 +141,14 @@ async fn remove(state: &AppState, actor: &Principal, member: &Member, action: &s
 #[utoipa::path(post, path = paths::ORG_REMOVE_MEMBER, tag = "organizations", request_body = RemoveMemberRequest,
     responses((status = 200, body = MemberEnvelope),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `LAST_OWNER`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `MEMBER_NOT_FOUND`, \
+            `YOU_CANNOT_LEAVE_THE_ORGANIZATION_AS_THE_ONLY_OWNER` (also an admin removing an owner, as Better Auth), \
+            `NO_ACTIVE_ORGANIZATION`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `YOU_ARE_NOT_ALLOWED_TO_DELETE_THIS_MEMBER` (Better Auth's status); \
+            `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (not an owner or admin; admins cannot remove owners), \
-            `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`MEMBER_NOT_FOUND`"),
+            description = "`INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn remove_member(
     State(state): State<AppState>,
@@ -190,13 +191,14 @@ pub struct UpdateRoleRequest {
 #[utoipa::path(post, path = paths::ORG_UPDATE_MEMBER_ROLE, tag = "organizations", request_body = UpdateRoleRequest,
     responses((status = 200, body = MemberView),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_ROLE`, `LAST_OWNER`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `ROLE_NOT_FOUND`, `MEMBER_NOT_FOUND`, \
+            `YOU_CANNOT_LEAVE_THE_ORGANIZATION_WITHOUT_AN_OWNER`, `NO_ACTIVE_ORGANIZATION`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (not an owner or admin; only owners grant or take `owner`), \
+            description = "`YOU_ARE_NOT_ALLOWED_TO_UPDATE_THIS_MEMBER` (not an owner or admin; only owners grant or \
+            take `owner`), \
             `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`MEMBER_NOT_FOUND`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn update_member_role(
     State(state): State<AppState>,
@@ -232,12 +234,12 @@ pub async fn update_member_role(
 #[utoipa::path(post, path = paths::ORG_LEAVE, tag = "organizations", request_body = OrganizationRef,
     responses((status = 200, body = MemberView),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `LAST_OWNER`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `MEMBER_NOT_FOUND`, \
+            `YOU_CANNOT_LEAVE_THE_ORGANIZATION_AS_THE_ONLY_OWNER`, `NO_ACTIVE_ORGANIZATION`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
             description = "`INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
-        (status = 404, body = ErrorBody, description = "`MEMBER_NOT_FOUND`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn leave(
     State(state): State<AppState>,

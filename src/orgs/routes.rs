@@ -404,11 +404,11 @@ pub struct UpdateData {
     responses((status = 200, body = OrganizationView),
         (status = 400, body = ErrorBody,
             description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_SLUG`, \
-            `ORGANIZATION_ALREADY_EXISTS`"),
+            `ORGANIZATION_SLUG_ALREADY_TAKEN`, `ORGANIZATION_NOT_FOUND`, `USER_IS_NOT_A_MEMBER_OF_THE_ORGANIZATION`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (not an owner or admin), `INSUFFICIENT_PERMISSIONS` (API key), \
+            description = "`YOU_ARE_NOT_ALLOWED_TO_UPDATE_THIS_ORGANIZATION`, `INSUFFICIENT_PERMISSIONS` (API key), \
             `INVALID_ORIGIN`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn update(
@@ -467,11 +467,14 @@ pub struct OrganizationRef {
 /// Deletes an organization (owners only); its members, invitations and org-scoped keys go with it.
 #[utoipa::path(post, path = paths::ORG_DELETE, tag = "organizations", request_body = OrganizationRef,
     responses((status = 200, body = OrganizationView),
-        (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
+        (status = 400, body = ErrorBody,
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `ORGANIZATION_NOT_FOUND`, \
+            `USER_IS_NOT_A_MEMBER_OF_THE_ORGANIZATION`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
-            description = "`FORBIDDEN` (not an owner), `INSUFFICIENT_PERMISSIONS` (API key), `INVALID_ORIGIN`"),
+            description = "`YOU_ARE_NOT_ALLOWED_TO_DELETE_THIS_ORGANIZATION`, `INSUFFICIENT_PERMISSIONS` (API key), \
+            `INVALID_ORIGIN`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -536,7 +539,8 @@ pub struct SlugStatus {
 #[utoipa::path(post, path = paths::ORG_CHECK_SLUG, tag = "organizations", request_body = SlugRequest,
     responses((status = 200, body = SlugStatus),
         (status = 400, body = ErrorBody,
-            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_SLUG`, `SLUG_IS_TAKEN`"),
+            description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`, `INVALID_SLUG`, \
+            `ORGANIZATION_SLUG_ALREADY_TAKEN`"),
         (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`: no valid session or API key"),
         (status = 403, body = ErrorBody,
             description = "`INVALID_ORIGIN`"),
@@ -596,7 +600,7 @@ mod serde_with_null {
             description = "The now active organization, or `null` when cleared"),
         (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `INVALID_BODY`"),
         (status = 401, body = ErrorBody,
-            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED`, `NO_ORGANIZATION` (tenant rules)"),
+            description = "`UNAUTHORIZED`; `ORGANIZATION_ACCESS_DENIED` (an org-scoped key in another organization)"),
         (status = 403, body = ErrorBody,
             description = "`SESSION_REQUIRED` (an API key has no active organization), `INVALID_ORIGIN`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
