@@ -11,12 +11,11 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::OpenApi;
 
 use crate::http::paths;
-use crate::{app::AppState, error::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -25,26 +24,6 @@ pub fn router() -> Router<AppState> {
         .route(paths::READYZ, get(readyz))
         .route(paths::METRICS, get(metrics_text))
         .route(paths::OPENAPI, get(openapi_json))
-}
-
-/// The process-wide Prometheus recorder (metrics macros use one global recorder; installed once).
-pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Suffix("duration_seconds".into()),
-            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
-        )?
-        .build_recorder();
-    let handle = recorder.handle();
-    // Another thread may have won the race; then its recorder is the global one.
-    if metrics::set_global_recorder(recorder).is_err() {
-        return HANDLE.get().cloned().ok_or_else(|| anyhow::anyhow!("a different metrics recorder is installed"));
-    }
-    Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
 /// `{status}`.
@@ -80,10 +59,10 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let (size, idle) = state.db.pool_stats();
     metrics::gauge!("latchkey_db_pool_connections", "state" => "open").set(f64::from(size));
     metrics::gauge!("latchkey_db_pool_connections", "state" => "idle").set(idle as f64);
-    metrics::gauge!("latchkey_revoked_sessions_cached").set(state.revoked.len() as f64);
-    metrics::gauge!("latchkey_revoked_tokens_cached").set(state.revocations.len() as f64);
+    metrics::gauge!("latchkey_revoked_sessions_cached").set(state.sessions.revoked.len() as f64);
+    metrics::gauge!("latchkey_revoked_tokens_cached").set(state.tokens.revocations.len() as f64);
     metrics::gauge!("latchkey_verified_tokens_cached").set(state.service.verified.len() as f64);
-    metrics::gauge!("latchkey_signing_keys_published").set(state.key_ring.kids().len() as f64);
+    metrics::gauge!("latchkey_signing_keys_published").set(state.tokens.key_ring.kids().len() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 

@@ -86,3 +86,23 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
         request_id = %request_id,
     )
 }
+
+/// The process-wide Prometheus recorder (metrics macros use one global recorder; installed once).
+pub fn metrics_handle() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+        )?
+        .build_recorder();
+    let handle = recorder.handle();
+    // Another thread may have won the race; then its recorder is the global one.
+    if metrics::set_global_recorder(recorder).is_err() {
+        return HANDLE.get().cloned().ok_or_else(|| anyhow::anyhow!("a different metrics recorder is installed"));
+    }
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}

@@ -5,7 +5,6 @@ use serde::{de::IgnoredAny, Deserialize, Serialize};
 
 use super::{email::Email, AccountError, NewUser, UserView};
 use crate::{
-    app::AppState,
     audit::{self, AuditEvent},
     config::Secret,
     error::{ApiError, ErrorBody},
@@ -13,6 +12,7 @@ use crate::{
     principal::extractors::refuse_untrusted_origin,
     sessions::cookies::session_data_cookie,
     sessions::{self, ClientInfo},
+    state::AppState,
 };
 
 /// The routes of this capability.
@@ -134,11 +134,12 @@ async fn start_session(
     user: &super::User,
 ) -> Result<(Secret, SetCookies), ApiError> {
     let now = state.clock.now();
-    let (token, session) = sessions::create(&state.db, &state.policy, user_id, client, remember_me, now).await?;
-    let signed = crate::crypto::sign_cookie_value(&state.keys.cookie, token.expose());
+    let (token, session) =
+        sessions::create(&state.db, &state.sessions.policy, user_id, client, remember_me, now).await?;
+    let signed = crate::crypto::sign_cookie_value(&state.sessions.keys.cookie, token.expose());
     let max_age = remember_me.then_some((session.expires_at - now) / 1000);
     let mut cookies = vec![state.cookies.set(&state.cookies.session_token, &signed, max_age)];
-    if state.policy.cache_max_age > 0 {
+    if state.sessions.policy.cache_max_age > 0 {
         cookies.push(session_data_cookie(state, &session, user, token.expose(), now));
     }
     audit::emit(AuditEvent::SessionCreated { user_id, session_id: &session.id });

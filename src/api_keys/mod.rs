@@ -461,6 +461,33 @@ pub struct CachedKey {
     pub user: Arc<User>,
 }
 
+/// What the API-key capability keeps in memory.
+#[derive(Debug)]
+pub struct ApiKeyState {
+    /// Verified keys by hash.
+    pub cache: KeyCache,
+    /// Key uses not yet written.
+    pub usage: UsageBatch,
+}
+
+impl ApiKeyState {
+    /// Empty; cached keys live `cache_ttl` ms without an event.
+    pub fn new(cache_ttl: Millis) -> ApiKeyState {
+        ApiKeyState { cache: KeyCache::new(cache_ttl), usage: UsageBatch::default() }
+    }
+
+    /// Applies an invalidation that concerns API keys.
+    pub fn apply(&self, event: &notify::CacheEvent) {
+        match event {
+            notify::CacheEvent::ApiKeyChanged { key_id } => self.cache.evict_id(key_id),
+            notify::CacheEvent::AllApiKeysChanged => self.cache.clear(),
+            // A key's owner's memberships are part of what the cached key grants.
+            notify::CacheEvent::MembershipsChanged { user_id } => self.cache.evict_owner(user_id),
+            _ => {}
+        }
+    }
+}
+
 /// Verified keys by hash, and recently unknown hashes.
 #[derive(Debug)]
 pub struct KeyCache {

@@ -13,7 +13,6 @@ use super::{
     check_expires_in, check_name, check_permissions, ApiKey, ApiKeyError, ApiKeyView, KeyProblem, NewKey, Permissions,
 };
 use crate::{
-    app::AppState,
     audit::{self, AuditEvent},
     clock::Millis,
     error::{ApiError, ErrorBody},
@@ -23,6 +22,7 @@ use crate::{
     },
     principal::Principal,
     sessions::ClientInfo,
+    state::AppState,
 };
 
 /// The routes of this capability.
@@ -155,9 +155,14 @@ pub async fn create(
         _ => principal.user.id.clone(),
     };
     let owner_organizations = match &body.organization_id {
-        Some(_) => {
-            state.memberships.get(&state.db, &owner_id, now).await?.iter().map(|m| m.organization_id.clone()).collect()
-        }
+        Some(_) => state
+            .orgs
+            .memberships
+            .get(&state.db, &owner_id, now)
+            .await?
+            .iter()
+            .map(|m| m.organization_id.clone())
+            .collect(),
         None => Vec::new(),
     };
     let new = NewKey {
@@ -170,7 +175,7 @@ pub async fn create(
         expires_in: body.expires_in,
     };
     let (secret, key) = super::create_key(&state.db, new, &owner_organizations, &principal.user.id, now).await?;
-    Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &state.usage) }).into_response())
+    Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &state.api_keys.usage) }).into_response())
 }
 
 /// `get` query.
@@ -193,7 +198,7 @@ pub async fn get_key(
     ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Response, ApiError> {
     let key = owned_key(&state, &principal, &query.id).await?;
-    Ok(Json(ApiKeyView::new(&key, &state.usage)).into_response())
+    Ok(Json(ApiKeyView::new(&key, &state.api_keys.usage)).into_response())
 }
 
 /// `list` query.
@@ -234,7 +239,7 @@ pub async fn list(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0).max(0);
     let (keys, total) = super::store::list_for_user(&state.db, &principal.user.id, limit, offset).await?;
-    let api_keys = keys.iter().map(|key| ApiKeyView::new(key, &state.usage)).collect();
+    let api_keys = keys.iter().map(|key| ApiKeyView::new(key, &state.api_keys.usage)).collect();
     Ok(Json(ListResponse { api_keys, total, limit, offset }).into_response())
 }
 
@@ -297,9 +302,9 @@ pub async fn update(
     key.updated_at = now;
     key.fields_changed();
     super::store::update(&state.db, &key).await?;
-    super::key_changed(&state.db, &state.api_keys, &key.id, now).await?;
+    super::key_changed(&state.db, &state.api_keys.cache, &key.id, now).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "updated" });
-    Ok(Json(ApiKeyView::new(&key, &state.usage)).into_response())
+    Ok(Json(ApiKeyView::new(&key, &state.api_keys.usage)).into_response())
 }
 
 /// Delete body.
@@ -338,7 +343,7 @@ pub async fn delete(
     if !super::store::delete(&state.db, &key.id).await? {
         return Err(ApiKeyError::NotFound.into());
     }
-    super::key_changed(&state.db, &state.api_keys, &key.id, state.clock.now()).await?;
+    super::key_changed(&state.db, &state.api_keys.cache, &key.id, state.clock.now()).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "deleted" });
     Ok(Json(Success { success: true }))
 }
@@ -397,7 +402,7 @@ pub async fn verify(
     if state.limits.verify_ip.hit(&client.rate_limit_key(), now).is_err() {
         return Ok(refused("RATE_LIMITED", "Too many requests. Please try again later."));
     }
-    let cached = state.api_keys.lookup(&state.db, &super::hash_key(body.key.expose()), now).await?;
+    let cached = state.api_keys.cache.lookup(&state.db, &super::hash_key(body.key.expose()), now).await?;
     let Some(cached) = cached else {
         return Ok(refused(KeyProblem::NotFound.code(), KeyProblem::NotFound.message()));
     };
@@ -409,7 +414,7 @@ pub async fn verify(
             return Ok(refused("INSUFFICIENT_PERMISSIONS", "The API key lacks a requested permission"));
         }
     }
-    let pending = state.usage.record(&cached.key.id, now);
+    let pending = state.api_keys.usage.record(&cached.key.id, now);
     let body = verified_body(&cached.key, pending);
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{ExtensionClaims, TokenProblem, AUDIENCE};
 use crate::{
-    app::AppState,
     audit::{self, AuditEvent},
     clock::iso8601,
     crypto,
@@ -13,6 +12,7 @@ use crate::{
     http::{extractors::ApiJson, paths},
     principal::{self, Principal},
     sessions::ClientInfo,
+    state::AppState,
 };
 
 /// The routes of this capability.
@@ -134,7 +134,7 @@ pub async fn issue(
         jti: crypto::new_id("etk"),
         nbf: None,
     };
-    let token = state.extension_keys.sign(&claims).map_err(ApiError::internal)?;
+    let token = state.extensions.sign(&claims).map_err(ApiError::internal)?;
     audit::emit(AuditEvent::ExtensionTokenIssued {
         user_id: &claims.sub,
         organization_id: &claims.org,
@@ -181,7 +181,7 @@ pub async fn verify(
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let now = state.clock.now();
     state.limits.verify_ip.hit(&client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
-    let claims = state.extension_keys.verify(body.token.expose(), now).map_err(|problem| match problem {
+    let claims = state.extensions.verify(body.token.expose(), now).map_err(|problem| match problem {
         TokenProblem::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED", "The token has expired"),
         TokenProblem::Invalid => super::invalid_token(),
     })?;

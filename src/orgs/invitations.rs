@@ -12,7 +12,6 @@ use super::{
 };
 use crate::{
     accounts::email::Email,
-    app::AppState,
     audit::{self, AuditEvent},
     crypto,
     error::{ApiError, ErrorBody},
@@ -21,6 +20,7 @@ use crate::{
         paths,
     },
     principal::Principal,
+    state::AppState,
 };
 
 /// Invite body.

@@ -9,7 +9,6 @@ use super::{
     store, Member, MemberView, OrgError, Role,
 };
 use crate::{
-    app::AppState,
     audit::{self, AuditEvent},
     error::{ApiError, ErrorBody},
     http::{
@@ -17,6 +16,7 @@ use crate::{
         paths,
     },
     principal::Principal,
+    state::AppState,
 };
 
 /// `list-members` answer.

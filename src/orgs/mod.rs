@@ -443,6 +443,27 @@ impl Membership {
     }
 }
 
+/// What the organizations capability keeps in memory: users' memberships (tenant resolution).
+#[derive(Debug)]
+pub struct OrgState {
+    /// Users' memberships.
+    pub memberships: MembershipCache,
+}
+
+impl OrgState {
+    /// Empty; memberships live `ttl` ms without an event.
+    pub fn new(ttl: Millis) -> OrgState {
+        OrgState { memberships: MembershipCache::new(ttl) }
+    }
+
+    /// Applies an invalidation that concerns memberships.
+    pub fn apply(&self, event: &notify::CacheEvent) {
+        if let notify::CacheEvent::MembershipsChanged { user_id } = event {
+            self.memberships.evict(user_id);
+        }
+    }
+}
+
 /// Each user's memberships, cached so that tenant resolution reads no DB per request. Changes made
 /// through Latchkey evict the user's entry on every node (directly, and through NOTIFY / the
 /// `cache_events` poll); `ttl` bounds anything else.

@@ -19,7 +19,6 @@ use super::{
     invitations, members, store, Invitation, InvitationView, MemberView, OrgError, Organization, OrganizationView, Role,
 };
 use crate::{
-    app::AppState,
     audit::{self, AuditEvent},
     crypto,
     error::{ApiError, ErrorBody},
@@ -29,6 +28,7 @@ use crate::{
     },
     principal::{self, Principal, Tenant, TenantError},
     sessions::cookies::reissued_session_data_cookie,
+    state::AppState,
 };
 
 /// The routes of this capability.
@@ -231,7 +231,7 @@ pub(super) async fn acting_in(
 
 /// Evicts cached memberships of `users` on every node.
 pub(super) async fn memberships_changed(state: &AppState, users: &[String]) -> Result<(), ApiError> {
-    super::memberships_changed(&state.db, &state.memberships, users, state.clock.now()).await?;
+    super::memberships_changed(&state.db, &state.orgs.memberships, users, state.clock.now()).await?;
     Ok(())
 }
 
@@ -490,7 +490,7 @@ pub async fn delete(
     store::delete(&state.db, &org.id).await?;
     memberships_changed(&state, &users).await?;
     // Org-scoped keys were deleted by the cascade: forget them everywhere.
-    state.api_keys.clear();
+    state.api_keys.cache.clear();
     crate::storage::notify::publish_event(
         &state.db,
         &crate::storage::notify::CacheEvent::AllApiKeysChanged,

@@ -14,7 +14,6 @@ use axum::{
 use crate::{
     accounts::User,
     api_keys::{self, KeyProblem},
-    app::AppState,
     audit::{self, AuditEvent},
     config::origin_of,
     crypto,
@@ -27,6 +26,7 @@ use crate::{
     },
     principal::{self, credentials, Credential, Principal, Via},
     sessions::{self, cookie_cache, ClientInfo, Session},
+    state::AppState,
 };
 
 impl FromRequestParts<AppState> for ClientInfo {
@@ -106,13 +106,14 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     // As sent (percent-encoded): a remembered pair is recognised without decoding the token cookie.
     let raw_token = cookies::get_raw(&parts.headers, &state.cookies.session_token);
     let bearer = credentials::bearer_token(&parts.headers);
-    let key = state.keys.cookie.as_slice();
+    let key = state.sessions.keys.cookie.as_slice();
 
     if let Some(bearer) = bearer {
         // Bearer session tokens (Better Auth's bearer plugin): the raw token, or the signed cookie value.
         let token = if bearer.contains('.') { crypto::verify_cookie_value(key, bearer) } else { Some(bearer) };
         let Some(token) = token else { return Ok(Resolved::Invalid { had_cookie: false }) };
-        let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, None, now).await?;
+        let valid =
+            sessions::validate(&state.db, &state.sessions.policy, &state.sessions.revoked, token, None, now).await?;
         return Ok(match valid {
             Some(valid) => Resolved::Valid(Box::new(SessionAuth {
                 session: valid.session,
@@ -129,14 +130,14 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     if is_state_changing(&parts.method) {
         require_trusted_origin(state, &parts.headers)?;
     }
-    let cache_enabled = state.policy.cache_max_age > 0;
+    let cache_enabled = state.sessions.policy.cache_max_age > 0;
     let disable_cache = parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "disableCookieCache=true"));
     let cache_value =
         if cache_enabled && !disable_cache { cookies::get(&parts.headers, &state.cookies.session_data) } else { None };
     // The hot path: this exact pair of cookies was verified before.
-    let remembered = cache_value.as_deref().and_then(|value| state.session_memo.hit(value, raw_token, now));
+    let remembered = cache_value.as_deref().and_then(|value| state.sessions.memo.hit(value, raw_token, now));
     if let Some(remembered) = remembered {
-        if let Some(valid) = sessions::from_cached(&state.policy, &state.revoked, &remembered, now) {
+        if let Some(valid) = sessions::from_cached(&state.sessions.policy, &state.sessions.revoked, &remembered, now) {
             return Ok(Resolved::Valid(Box::new(SessionAuth {
                 session: valid.session,
                 user: valid.user,
@@ -151,12 +152,13 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         return Ok(Resolved::Invalid { had_cookie: true });
     };
     let cache = cache_value.as_deref().map(|value| sessions::CacheProbe {
-        memo: &state.session_memo,
-        key: state.keys.cache.as_slice(),
+        memo: &state.sessions.memo,
+        key: state.sessions.keys.cache.as_slice(),
         value,
         token_cookie: raw_token,
     });
-    let valid = sessions::validate(&state.db, &state.policy, &state.revoked, token, cache, now).await?;
+    let valid =
+        sessions::validate(&state.db, &state.sessions.policy, &state.sessions.revoked, token, cache, now).await?;
     let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };
 
     let mut set_cookies = Vec::new();
@@ -253,7 +255,7 @@ fn invalid_api_key(problem: KeyProblem) -> ApiError {
 /// disabled, expired or deleted; the use is counted in memory.
 async fn api_key_principal(parts: &Parts, state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let now = state.clock.now();
-    let cached = state.api_keys.lookup(&state.db, &api_keys::hash_key(key), now).await?;
+    let cached = state.api_keys.cache.lookup(&state.db, &api_keys::hash_key(key), now).await?;
     let Some(cached) = cached else {
         audit::emit(AuditEvent::ApiKeyRefused { key_id: None, reason: "unknown key" });
         return Err(invalid_api_key(KeyProblem::NotFound));
@@ -262,7 +264,7 @@ async fn api_key_principal(parts: &Parts, state: &AppState, key: &str) -> Result
         audit::emit(AuditEvent::ApiKeyRefused { key_id: Some(&cached.key.id), reason: problem.code() });
         return Err(invalid_api_key(problem));
     }
-    state.usage.record(&cached.key.id, now);
+    state.api_keys.usage.record(&cached.key.id, now);
     let tenant_header = match parts.headers.get("x-tenant-id") {
         None => None,
         // Bytes that are not UTF-8 name no organization; refusing them beats falling back to the key's
@@ -336,12 +338,12 @@ impl FromRequestParts<AppState> for Credential {
                 // A service token verified before skips the extension-token attempt (an HS256 check that
                 // would fail on every request).
                 let known_service_token = state.service.verified.get(token, now).is_some();
-                let extension = if known_service_token { None } else { state.extension_keys.verify(token, now).ok() };
+                let extension = if known_service_token { None } else { state.extensions.verify(token, now).ok() };
                 let Some(claims) = extension else {
                     // Not an extension token: perhaps a service token (signed by the key ring).
                     let claims =
                         crate::service::routes::verify_service_token(state, token, now).map_err(|_| refused())?;
-                    if state.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+                    if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
                         return Err(refused());
                     }
                     return Ok(Credential::Service(claims));

@@ -17,12 +17,12 @@ use axum::http::StatusCode;
 use crate::{
     accounts::User,
     api_keys::{ApiKey, CachedKey},
-    app::AppState,
     error::ApiError,
     extensions::ExtensionClaims,
     http::cookies::SetCookies,
     orgs::{Membership, Role},
     sessions::Session,
+    state::AppState,
     storage::StorageError,
 };
 
@@ -188,7 +188,7 @@ pub async fn resolve_tenant(
     principal: &Principal,
     explicit: Option<&str>,
 ) -> Result<Tenant, TenantError> {
-    let memberships = state.memberships.get(&state.db, &principal.user.id, state.clock.now()).await?;
+    let memberships = state.orgs.memberships.get(&state.db, &principal.user.id, state.clock.now()).await?;
     let find = |id_or_slug: &str| {
         memberships
             .iter()
@@ -223,6 +223,6 @@ pub async fn resolve_tenant(
 
 /// The tenant of an extension token: its `org`, if its subject is still a member.
 pub async fn extension_tenant(state: &AppState, claims: &ExtensionClaims) -> Result<Option<Tenant>, ApiError> {
-    let memberships = state.memberships.get(&state.db, &claims.sub, state.clock.now()).await?;
+    let memberships = state.orgs.memberships.get(&state.db, &claims.sub, state.clock.now()).await?;
     Ok(memberships.iter().find(|m| m.organization_id == claims.org).map(Tenant::from))
 }

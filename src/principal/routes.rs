@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use super::{extension_tenant, resolve_tenant, Credential, TenantError};
 use crate::{
-    app::AppState,
     error::{ApiError, ErrorBody},
     http::paths,
+    state::AppState,
 };
 
 /// The routes of this module.

@@ -214,6 +214,15 @@ impl ServiceState {
         Ok(Some(user))
     }
 
+    /// Applies an invalidation that concerns service clients or users.
+    pub fn apply(&self, event: &notify::CacheEvent) {
+        match event {
+            notify::CacheEvent::ServiceClientChanged { client_id } => self.forget_client(client_id),
+            notify::CacheEvent::ServiceUserChanged { user_id } => self.forget_user(user_id),
+            _ => {}
+        }
+    }
+
     /// Forgets a client and its users (their cached rows may be stale).
     pub fn forget_client(&self, id: &str) {
         self.clients.retain(|client| client.id != id);

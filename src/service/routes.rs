@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Client, ServiceClaims, ServiceUser};
 use crate::{
-    app::AppState,
     audit::{self, AuditEvent},
     clock::iso8601,
     crypto,
@@ -28,6 +27,7 @@ use crate::{
         paths,
     },
     sessions::ClientInfo,
+    state::AppState,
     tokens::{
         revocation::{self, Owner},
         Algorithm, TokenError,
@@ -168,7 +168,7 @@ impl FromRequestParts<AppState> for ServiceToken {
             audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: token_reason(error) });
             invalid_token_response()
         })?;
-        if state.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+        if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
             audit::emit(AuditEvent::ServiceAuthFailed {
                 client_id: Some(&claims.client_id),
                 user_id: Some(&claims.sub),
@@ -186,7 +186,7 @@ pub fn verify_service_token(state: &AppState, token: &str, now: i64) -> Result<A
     if let Some(claims) = state.service.verified.get(token, now) {
         return Ok(claims);
     }
-    let claims: ServiceClaims = state.key_ring.verify(token, &state.service.expectation, now)?;
+    let claims: ServiceClaims = state.tokens.key_ring.verify(token, &state.service.expectation, now)?;
     let claims = Arc::new(claims);
     let leeway = i64::try_from(state.settings.tokens.leeway).unwrap_or(0);
     let until = claims.exp.saturating_add(leeway).saturating_mul(1000);
@@ -359,8 +359,14 @@ pub async fn delete_client(
     if !super::store::delete_client(&state.db, &id).await? {
         return Err(ApiError::not_found("No such client"));
     }
-    revocation::revoke_owner(&state.db, &state.revocations, Owner::Client(&id), now + state.longest_token_life(), now)
-        .await?;
+    revocation::revoke_owner(
+        &state.db,
+        &state.tokens.revocations,
+        Owner::Client(&id),
+        now + state.longest_token_life(),
+        now,
+    )
+    .await?;
     state.service.client_changed(&state.db, &id, now).await?;
     audit::emit(AuditEvent::ServiceClientChanged { client_id: &id, action: "deleted" });
     Ok(Json(Deleted { deleted: true }))
@@ -519,8 +525,14 @@ pub async fn delete_user(
     if !super::store::delete_user(&state.db, &client.id, &id).await? {
         return Err(ApiError::not_found("No such user"));
     }
-    revocation::revoke_owner(&state.db, &state.revocations, Owner::Subject(&id), now + state.longest_token_life(), now)
-        .await?;
+    revocation::revoke_owner(
+        &state.db,
+        &state.tokens.revocations,
+        Owner::Subject(&id),
+        now + state.longest_token_life(),
+        now,
+    )
+    .await?;
     state.service.user_changed(&state.db, &id, now).await?;
     audit::emit(AuditEvent::ServiceUserChanged { client_id: &client.id, user_id: &id, action: "deleted" });
     Ok(Json(Deleted { deleted: true }))
@@ -579,8 +591,8 @@ pub async fn issue_token(
     let issuer = super::issue::Issuer {
         db: &state.db,
         service: &state.service,
-        key_ring: &state.key_ring,
-        recorder: &state.recorder,
+        key_ring: &state.tokens.key_ring,
+        recorder: &state.tokens.recorder,
         algorithm: Algorithm::parse(&state.settings.service.algorithm).unwrap_or(Algorithm::Es256),
         ttl,
     };
@@ -628,7 +640,7 @@ pub async fn revoke_token(
     let now = state.clock.now();
     match verify_service_token(&state, body.token.expose(), now) {
         Ok(claims) if claims.client_id == client.id => {
-            if revocation::revoke_token(&state.db, &state.revocations, &claims.jti, now).await? {
+            if revocation::revoke_token(&state.db, &state.tokens.revocations, &claims.jti, now).await? {
                 audit::emit(AuditEvent::TokenRevoked { client_id: &client.id, jti: &claims.jti, reason: "revoked" });
             }
         }
@@ -700,7 +712,7 @@ pub struct JwkSet {
     responses((status = 200, body = JwkSet)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let max_age = format!("public, max-age={}", state.settings.tokens.jwks_max_age);
-    let mut response = state.key_ring.jwks().into_response();
+    let mut response = state.tokens.key_ring.jwks().into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Ok(value) = HeaderValue::from_str(&max_age) {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{cookie_cache, token_hash, Session};
-use crate::{accounts::User, app::AppState, clock::Millis};
+use crate::{accounts::User, clock::Millis, state::AppState};
 
 /// A fresh `session_data` cookie for a session just read from, or written to, the database.
 pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, token: &str, now: Millis) -> String {
@@ -25,7 +25,7 @@ pub fn reissued_session_data_cookie(
     now: Millis,
 ) -> Option<String> {
     let token_hash = cookie_token_hash?.to_owned();
-    (state.policy.cache_max_age > 0).then(|| cache_cookie(state, session, user, token_hash, now))
+    (state.sessions.policy.cache_max_age > 0).then(|| cache_cookie(state, session, user, token_hash, now))
 }
 
 fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: String, now: Millis) -> String {
@@ -33,9 +33,9 @@ fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: St
         session: session.clone(),
         user: Arc::new(user.clone()),
         token_hash,
-        expires_at: now + state.policy.cache_max_age,
+        expires_at: now + state.sessions.policy.cache_max_age,
         rendered: Default::default(),
     };
-    let value = cookie_cache::encode(&state.keys.cache, &cached);
-    state.cookies.set(&state.cookies.session_data, &value, Some(state.policy.cache_max_age / 1000))
+    let value = cookie_cache::encode(&state.sessions.keys.cache, &cached);
+    state.cookies.set(&state.cookies.session_data, &value, Some(state.sessions.policy.cache_max_age / 1000))
 }

@@ -84,6 +84,62 @@ impl From<&Session> for SessionView {
     }
 }
 
+/// What the sessions capability keeps in memory: its keys and lifetimes, the recently revoked sessions
+/// and the verified `session_data` cookies.
+pub struct SessionState {
+    /// Keys derived from the server secret.
+    pub keys: Keys,
+    /// Session lifetimes.
+    pub policy: Policy,
+    /// Sessions revoked within the cookie-cache window (a cached cookie of one is refused).
+    pub revoked: RevokedSessions,
+    /// Verified `session_data` cookies.
+    pub memo: cookie_cache::Memo,
+}
+
+impl SessionState {
+    /// Empty caches, keys derived from `secret`.
+    pub fn new(settings: &SessionSettings, secret: &Secret) -> SessionState {
+        let policy = Policy::from(settings);
+        SessionState {
+            keys: Keys {
+                cookie: secret.expose().as_bytes().to_vec(),
+                cache: crypto::derive_key(secret.expose().as_bytes(), "session-data/v1"),
+            },
+            policy,
+            revoked: RevokedSessions::new(policy.cache_max_age.max(1)),
+            memo: cookie_cache::Memo::default(),
+        }
+    }
+
+    /// Applies an invalidation that concerns sessions.
+    pub fn apply(&self, event: &notify::CacheEvent, now: Millis) {
+        if let notify::CacheEvent::SessionRevoked { session_id } = event {
+            self.revoked.insert(session_id, now);
+        }
+    }
+
+    /// Drops what has expired.
+    pub fn prune(&self, now: Millis) {
+        self.revoked.prune(now);
+        self.memo.prune(now);
+    }
+}
+
+/// Keys derived from the server secret.
+pub struct Keys {
+    /// Signs the session token cookie (the raw secret, as Better Auth does).
+    pub cookie: Vec<u8>,
+    /// Signs the cookie cache (a derived sub-key).
+    pub cache: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(***)")
+    }
+}
+
 /// Session lifetimes in milliseconds.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {

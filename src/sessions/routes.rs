@@ -14,12 +14,12 @@ use super::{store, ClientInfo, SessionView};
 use crate::{
     accounts::UserView,
     api_keys::ApiKey,
-    app::AppState,
     audit::{self, AuditEvent},
     clock::{iso8601, Millis},
     error::{ApiError, ErrorBody},
     http::{cookies::SetCookies, extractors::ApiJson, paths},
     principal::extractors::{MaybeSession, SessionAuth, SessionOrKey},
+    state::AppState,
 };
 
 /// The routes of this capability (`/debug/session` only when `debug_endpoints` is on).
@@ -82,7 +82,8 @@ fn no_store(mut response: Response) -> Response {
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON)")))]
 pub async fn sign_out(State(state): State<AppState>, maybe: MaybeSession) -> Result<Response, ApiError> {
     if let Some(auth) = maybe.auth {
-        super::revoke(&state.db, &state.revoked, std::slice::from_ref(&auth.session.id), state.clock.now()).await?;
+        super::revoke(&state.db, &state.sessions.revoked, std::slice::from_ref(&auth.session.id), state.clock.now())
+            .await?;
         audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: 1, reason: "sign_out" });
     }
     Ok(no_store((state.cookies.clear_session(), Json(SuccessResponse { success: true })).into_response()))
@@ -101,7 +102,7 @@ pub async fn get_session(caller: SessionOrKey, State(state): State<AppState>) ->
         SessionOrKey::Session(maybe) => maybe,
         SessionOrKey::Key(principal, client) => {
             let Some(key) = principal.api_key() else { return no_store(Json(None::<SessionWithUser>).into_response()) };
-            let session = key_session_view(key, &client, state.clock.now(), state.policy.expires_in);
+            let session = key_session_view(key, &client, state.clock.now(), state.sessions.policy.expires_in);
             let body = SessionWithUser { session, user: UserView::from(&*principal.user) };
             return no_store(Json(body).into_response());
         }
@@ -177,7 +178,7 @@ pub async fn revoke_session(
     let target = target
         .filter(|session| session.user_id == auth.user.id)
         .ok_or_else(|| ApiError::not_found("Session not found"))?;
-    super::revoke(&state.db, &state.revoked, std::slice::from_ref(&target.id), state.clock.now()).await?;
+    super::revoke(&state.db, &state.sessions.revoked, std::slice::from_ref(&target.id), state.clock.now()).await?;
     audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: 1, reason: "revoke_session" });
     let cookies = if target.id == auth.session.id { state.cookies.clear_session() } else { auth.set_cookies };
     Ok((cookies, Json(StatusResponse { status: true })))
@@ -194,7 +195,7 @@ pub async fn revoke_sessions(
     auth: SessionAuth,
 ) -> Result<(SetCookies, Json<StatusResponse>), ApiError> {
     let ids = store::ids_for_user(&state.db, &auth.user.id).await?;
-    super::revoke(&state.db, &state.revoked, &ids, state.clock.now()).await?;
+    super::revoke(&state.db, &state.sessions.revoked, &ids, state.clock.now()).await?;
     audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: ids.len(), reason: "revoke_sessions" });
     Ok((state.cookies.clear_session(), Json(StatusResponse { status: true })))
 }
@@ -211,7 +212,7 @@ pub async fn revoke_other_sessions(
 ) -> Result<(SetCookies, Json<StatusResponse>), ApiError> {
     let mut ids = store::ids_for_user(&state.db, &auth.user.id).await?;
     ids.retain(|id| *id != auth.session.id);
-    super::revoke(&state.db, &state.revoked, &ids, state.clock.now()).await?;
+    super::revoke(&state.db, &state.sessions.revoked, &ids, state.clock.now()).await?;
     audit::emit(AuditEvent::SessionsRevoked {
         user_id: &auth.user.id,
         count: ids.len(),

@@ -333,6 +333,47 @@ struct Ring {
     jwks: Bytes,
 }
 
+/// What the token core keeps in memory: the key ring, the revoked tokens and the issued-token recorder.
+#[derive(Debug)]
+pub struct TokenState {
+    /// Asymmetric signing keys (service tokens; OAuth next).
+    pub key_ring: Arc<KeyRing>,
+    /// Revoked tokens, in memory.
+    pub revocations: Arc<revocation::Revocations>,
+    /// Group commit of issued-token records.
+    pub recorder: revocation::Recorder,
+}
+
+impl TokenState {
+    /// Loads the ring (creating an `alg` key if none is active) and the revocations still in force, and
+    /// starts the recorder.
+    pub async fn start(db: &Db, server_secret: &[u8], alg: Algorithm, now: Millis) -> anyhow::Result<TokenState> {
+        let key_ring = Arc::new(KeyRing::new(server_secret));
+        key_ring.ensure(db, alg, now).await?;
+        let revocations = Arc::new(revocation::Revocations::default());
+        revocations.load(db, now).await?;
+        Ok(TokenState { key_ring, revocations, recorder: revocation::Recorder::start(db.clone()) })
+    }
+
+    /// Applies an invalidation that concerns tokens (a signing-key change reloads the ring in the
+    /// background).
+    pub fn apply(&self, event: &notify::CacheEvent, db: &Db, now: Millis) {
+        match event {
+            notify::CacheEvent::SigningKeysChanged => {
+                let (ring, db) = (Arc::clone(&self.key_ring), db.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = ring.reload(&db, now).await {
+                        tracing::warn!(error = format!("{error:#}"), "signing key reload failed");
+                    }
+                });
+            }
+            notify::CacheEvent::TokenRevoked { jti, expires_at } => self.revocations.insert_jti(jti, *expires_at),
+            notify::CacheEvent::OwnerTokensRevoked { owner, until } => self.revocations.insert_owner(owner, *until),
+            _ => {}
+        }
+    }
+}
+
 /// The signing keys every node shares, loaded from the database and reloaded when they change.
 pub struct KeyRing {
     ring: RwLock<Arc<Ring>>,

@@ -309,7 +309,7 @@ async fn a_service_token_whose_nbf_lies_in_the_future_is_refused(backend: Backen
     let now = app.clock.now() / 1000;
     let claims = jwt_part(&token, 1);
     // Re-signed by the server's own key: the same recorded jti, so only `nbf` can make a difference.
-    let resign = |claims: &Value| app.state.key_ring.sign(latchkey::tokens::Algorithm::Es256, claims).unwrap();
+    let resign = |claims: &Value| app.state.tokens.key_ring.sign(latchkey::tokens::Algorithm::Es256, claims).unwrap();
     let me = |token: String| bare_client().get(app.url(paths::V1_ME)).bearer_auth(token).send();
 
     assert_eq!(me(resign(&claims)).await.unwrap().status(), 200, "the re-signed control token");

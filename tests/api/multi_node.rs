@@ -57,5 +57,5 @@ async fn a_node_started_after_a_revocation_learns_it_from_the_database() {
     let answer =
         bare_client().get(node_b.url(paths::GET_SESSION)).header(header::COOKIE, &cookies).send().await.unwrap();
     assert_eq!(answer.text().await.unwrap(), "null");
-    assert_eq!(node_b.state.revoked.len(), 1);
+    assert_eq!(node_b.state.sessions.revoked.len(), 1);
 }

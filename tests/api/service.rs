@@ -334,7 +334,7 @@ async fn the_full_flow_issues_a_token_that_identifies_its_user_until_it_is_revok
     let token = issued["accessToken"].as_str().unwrap().to_owned();
     let header = jwt_part(&token, 0);
     assert_eq!(header["alg"], "ES256");
-    let active = app.state.key_ring.active(Algorithm::Es256).expect("an active ES256 key");
+    let active = app.state.tokens.key_ring.active(Algorithm::Es256).expect("an active ES256 key");
     assert_eq!(header["kid"], active.kid.as_str());
     let claims = jwt_part(&token, 1);
     let jti = claims["jti"].as_str().unwrap().to_owned();
@@ -902,7 +902,8 @@ async fn tokens_with_wrong_claims_are_refused_even_when_signed_by_the_real_key(b
     let ada = create_user(&app, &acme.key, json!({"externalId": "ada"})).await;
     let globex = create_client(&app, "Globex").await;
     let gus = create_user(&app, &globex.key, json!({"externalId": "gus"})).await;
-    let sign = |claims: &Value| app.state.key_ring.sign(Algorithm::Es256, claims).expect("sign with the real key");
+    let sign =
+        |claims: &Value| app.state.tokens.key_ring.sign(Algorithm::Es256, claims).expect("sign with the real key");
     let base = claims_for(&ada.id, &acme.id);
     let with = |change: &dyn Fn(&mut Value)| {
         let mut claims = base.clone();
@@ -1154,8 +1155,14 @@ async fn a_rotated_signing_key_stays_published_until_its_tokens_have_expired(bac
     let window = app.state.longest_token_life();
     let now = app.state.clock.now();
 
-    let new_kid =
-        app.state.key_ring.rotate(&app.state.db, Algorithm::Es256, now, window, None).await.unwrap().expect("rotated");
+    let new_kid = app
+        .state
+        .tokens
+        .key_ring
+        .rotate(&app.state.db, Algorithm::Es256, now, window, None)
+        .await
+        .unwrap()
+        .expect("rotated");
 
     assert_ne!(new_kid, old_kid);
     assert_eq!(jwks_kids(&jwks(&app).await), [new_kid.clone(), old_kid.clone()], "the active key first");
@@ -1191,8 +1198,14 @@ async fn an_expired_retired_key_leaves_the_jwks_at_the_next_maintenance(backend:
     let window = app.state.longest_token_life();
     assert_eq!(window, 3_630_000);
     let now = app.state.clock.now();
-    let new_kid =
-        app.state.key_ring.rotate(&app.state.db, Algorithm::Es256, now, window, None).await.unwrap().expect("rotated");
+    let new_kid = app
+        .state
+        .tokens
+        .key_ring
+        .rotate(&app.state.db, Algorithm::Es256, now, window, None)
+        .await
+        .unwrap()
+        .expect("rotated");
     assert_eq!(jwks_kids(&jwks(&app).await), [new_kid.clone(), old_kid.clone()]);
 
     app.clock.advance(Duration::from_millis(u64::try_from(window).unwrap() + 1000));
@@ -1200,7 +1213,7 @@ async fn an_expired_retired_key_leaves_the_jwks_at_the_next_maintenance(backend:
 
     assert_eq!(scalar(&app, &format!("SELECT COUNT(*) FROM signing_keys WHERE id = '{old_kid}'")).await, 0);
     assert_eq!(jwks_kids(&jwks(&app).await), [new_kid.as_str()], "the expired key is no longer published");
-    assert!(!app.state.key_ring.kids().contains(&old_kid), "the expired key no longer verifies");
+    assert!(!app.state.tokens.key_ring.kids().contains(&old_kid), "the expired key no longer verifies");
     let fresh = issue(&app, &client.key, &user).await;
     assert_eq!(kid_of(&fresh), new_kid);
 }
