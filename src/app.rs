@@ -3,20 +3,43 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use crate::state::AppState;
 use crate::{
     api_keys,
     clock::Clock,
     config::{Secret, Settings},
-    crypto, http, orgs,
+    crypto, http, ops, orgs,
     storage::{notify, notify::BusMessage, Db},
 };
 
+/// Every capability's routes, each with its OpenAPI operation: the document is assembled from the same
+/// calls that register the routes, so it cannot miss one. `/debug/session` only with `debug_endpoints`.
+pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ops::ApiDoc::openapi())
+        .merge(crate::accounts::routes::router())
+        .merge(crate::sessions::routes::router(debug_endpoints))
+        .merge(api_keys::routes::router())
+        .merge(orgs::routes::router())
+        .merge(crate::principal::routes::router())
+        .merge(crate::extensions::routes::router())
+        .merge(crate::service::routes::router())
+        .merge(ops::router())
+}
+
+/// The OpenAPI document of an app with `debug_endpoints` on or off.
+pub fn openapi(debug_endpoints: bool) -> serde_json::Value {
+    serde_json::to_value(routes(debug_endpoints).into_openapi()).unwrap_or_default()
+}
+
 /// The whole application: every capability's routes merged, the per-route layer ([`http::RouteLayer`]:
 /// JSON-only bodies, metrics), a JSON 404 for unknown paths, then the cross-cutting layers
-/// ([`http::with_layers`]).
+/// ([`http::with_layers`]). The OpenAPI document of these routes is kept in the state for
+/// `/openapi.json`.
 pub fn app(
     state: AppState,
 ) -> impl tower::Service<
@@ -28,17 +51,11 @@ pub fn app(
        + Send
        + Sync
        + 'static {
-    let debug = state.settings.debug_endpoints;
+    let (router, document) = routes(state.settings.debug_endpoints).split_for_parts();
+    // The first app built on a state renders its document; the routes do not change afterwards.
+    state.openapi.get_or_init(|| Bytes::from(serde_json::to_vec(&document).unwrap_or_default()));
     let cors_origins = state.settings.cors_origins.clone();
-    let router = axum::Router::new()
-        .merge(crate::accounts::routes::router())
-        .merge(crate::sessions::routes::router(debug))
-        .merge(api_keys::routes::router())
-        .merge(orgs::routes::router())
-        .merge(crate::principal::routes::router())
-        .merge(crate::extensions::routes::router())
-        .merge(crate::service::routes::router())
-        .merge(crate::ops::router())
+    let router = router
         // Per matched route (it needs `MatchedPath`, which routing sets).
         .route_layer(http::RouteLayer)
         .fallback(|| async { crate::error::ApiError::not_found("No such endpoint") })
@@ -266,4 +283,21 @@ fn spawn_background_tasks(state: &AppState) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_session_and_the_schemas_only_it_uses_are_documented_only_with_debug_endpoints() {
+        let on = super::openapi(true);
+        let off = super::openapi(false);
+
+        assert!(on["paths"][crate::sessions::paths::DEBUG_SESSION].is_object());
+        assert!(off["paths"].get(crate::sessions::paths::DEBUG_SESSION).is_none());
+        assert!(on["components"]["schemas"]["DebugSessionResponse"].is_object());
+        assert!(off["components"]["schemas"].get("DebugSessionResponse").is_none());
+        // Schemas other endpoints use stay.
+        assert!(off["components"]["schemas"]["SessionView"].is_object());
+        assert!(off["components"]["schemas"]["ErrorBody"].is_object());
+    }
 }

@@ -22,6 +22,7 @@ pub mod extensions;
 pub mod http;
 pub mod ops;
 pub mod orgs;
+pub mod paths;
 pub mod principal;
 pub mod rate_limit;
 pub mod service;

@@ -11,9 +11,11 @@ use std::{
     net::IpAddr,
     sync::{
         atomic::{AtomicI64, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
 };
+
+use axum::body::Bytes;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -63,6 +65,9 @@ pub struct AppStateInner {
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     pub metrics: PrometheusHandle,
+    /// The OpenAPI document of the routes served on this state, rendered when [`crate::app::app`]
+    /// assembles them.
+    pub openapi: OnceLock<Bytes>,
     pub sessions: SessionState,
     pub api_keys: ApiKeyState,
     pub orgs: OrgState,
@@ -88,6 +93,7 @@ impl AppState {
             trusted_origins: settings.effective_trusted_origins(),
             trusted_proxies: settings.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect(),
             metrics: crate::telemetry::metrics_handle()?,
+            openapi: OnceLock::new(),
             sessions: SessionState::new(&settings.session, secret),
             api_keys: ApiKeyState::new(cache_ttl),
             orgs: OrgState::new(cache_ttl),

@@ -7,6 +7,14 @@ pub mod password;
 pub mod routes;
 pub mod store;
 
+/// The paths this capability serves.
+pub mod paths {
+    /// `POST` sign-up with email and password.
+    pub const SIGN_UP_EMAIL: &str = "/api/auth/sign-up/email";
+    /// `POST` sign-in with email and password.
+    pub const SIGN_IN_EMAIL: &str = "/api/auth/sign-in/email";
+}
+
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -1,14 +1,17 @@
 //! `POST /api/auth/sign-up/email` and `POST /api/auth/sign-in/email` (Better Auth shapes).
 
-use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Json, Router};
+use axum::{extract::State, http::HeaderMap, http::StatusCode, Json};
 use serde::{de::IgnoredAny, Deserialize, Serialize};
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::paths;
 use super::{email::Email, AccountError, NewUser, UserView};
 use crate::{
     audit::{self, AuditEvent},
     config::Secret,
     error::{ApiError, ErrorBody},
-    http::{cookies::SetCookies, extractors::ApiJson, paths},
+    http::{cookies::SetCookies, extractors::ApiJson},
     principal::extractors::refuse_untrusted_origin,
     sessions::cookies::session_data_cookie,
     sessions::{self, ClientInfo},
@@ -16,8 +19,8 @@ use crate::{
 };
 
 /// The routes of this capability.
-pub fn router() -> Router<AppState> {
-    Router::new().route(paths::SIGN_UP_EMAIL, post(sign_up_email)).route(paths::SIGN_IN_EMAIL, post(sign_in_email))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sign_up_email)).routes(routes!(sign_in_email))
 }
 
 impl From<AccountError> for ApiError {

@@ -8,6 +8,22 @@
 pub mod routes;
 pub mod store;
 
+/// The paths this capability serves.
+pub mod paths {
+    /// `POST` create an API key.
+    pub const API_KEY_CREATE: &str = "/api/auth/api-key/create";
+    /// `GET` one API key.
+    pub const API_KEY_GET: &str = "/api/auth/api-key/get";
+    /// `GET` the caller's API keys.
+    pub const API_KEY_LIST: &str = "/api/auth/api-key/list";
+    /// `POST` update an API key.
+    pub const API_KEY_UPDATE: &str = "/api/auth/api-key/update";
+    /// `POST` delete an API key.
+    pub const API_KEY_DELETE: &str = "/api/auth/api-key/delete";
+    /// `POST` verify an API key.
+    pub const API_KEY_VERIFY: &str = "/api/auth/api-key/verify";
+}
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, OnceLock},

@@ -4,11 +4,13 @@ use axum::{
     extract::State,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
-    Json, Router,
+    Json,
 };
 use serde::{Deserialize, Serialize};
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::paths;
 use super::{
     check_expires_in, check_name, check_permissions, ApiKey, ApiKeyError, ApiKeyView, KeyProblem, NewKey, Permissions,
 };
@@ -16,24 +18,21 @@ use crate::{
     audit::{self, AuditEvent},
     clock::Millis,
     error::{ApiError, ErrorBody},
-    http::{
-        extractors::{json_column, ApiJson, ApiQuery},
-        paths,
-    },
+    http::extractors::{json_column, ApiJson, ApiQuery},
     principal::Principal,
     sessions::ClientInfo,
     state::AppState,
 };
 
 /// The routes of this capability.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(paths::API_KEY_CREATE, post(create))
-        .route(paths::API_KEY_GET, get(get_key))
-        .route(paths::API_KEY_LIST, get(list))
-        .route(paths::API_KEY_UPDATE, post(update))
-        .route(paths::API_KEY_DELETE, post(delete))
-        .route(paths::API_KEY_VERIFY, post(verify))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(get_key))
+        .routes(routes!(list))
+        .routes(routes!(update))
+        .routes(routes!(delete))
+        .routes(routes!(verify))
 }
 
 impl From<ApiKeyError> for ApiError {

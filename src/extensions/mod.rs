@@ -7,6 +7,14 @@
 
 pub mod routes;
 
+/// The paths this capability serves.
+pub mod paths {
+    /// `POST` issue an extension token.
+    pub const EXTENSION_TOKEN: &str = "/api/extensions/token";
+    /// `POST` verify an extension token.
+    pub const EXTENSION_VERIFY: &str = "/api/extensions/verify";
+}
+
 use std::{collections::HashMap, sync::RwLock};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

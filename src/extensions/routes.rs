@@ -1,23 +1,26 @@
 //! `POST /api/extensions/token` and `POST /api/extensions/verify`.
 
-use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
+use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::paths;
 use super::{ExtensionClaims, TokenProblem, AUDIENCE};
 use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,
     crypto,
     error::{ApiError, ErrorBody},
-    http::{extractors::ApiJson, paths},
+    http::extractors::ApiJson,
     principal::{self, Principal},
     sessions::ClientInfo,
     state::AppState,
 };
 
 /// The routes of this capability.
-pub fn router() -> Router<AppState> {
-    Router::new().route(paths::EXTENSION_TOKEN, post(issue)).route(paths::EXTENSION_VERIFY, post(verify))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(issue)).routes(routes!(verify))
 }
 
 /// Scopes as a list or a space-separated string.

@@ -5,6 +5,7 @@
 use axum::{extract::State, response::Response, Json};
 use serde::{Deserialize, Serialize};
 
+use super::paths;
 use super::{
     routes::{acting_in, memberships_changed, parse_role, visible_invitations, with_active_org, AS_ACTOR, AS_MEMBER},
     store, Invitation, InvitationStatus, InvitationView, MemberView, OrgError, ReceivedInvitationView, Role,
@@ -15,10 +16,7 @@ use crate::{
     audit::{self, AuditEvent},
     crypto,
     error::{ApiError, ErrorBody},
-    http::{
-        extractors::{ApiJson, ApiQuery},
-        paths,
-    },
+    http::extractors::{ApiJson, ApiQuery},
     principal::Principal,
     state::AppState,
 };

@@ -4,6 +4,7 @@
 use axum::{extract::State, Json};
 use serde::{Deserialize, Serialize};
 
+use super::paths;
 use super::{
     routes::{acting_in, memberships_changed, parse_role, OrgQuery, OrganizationRef, AS_ACTOR, AS_MEMBER},
     store, Member, MemberView, OrgError, Role,
@@ -11,10 +12,7 @@ use super::{
 use crate::{
     audit::{self, AuditEvent},
     error::{ApiError, ErrorBody},
-    http::{
-        extractors::{ApiJson, ApiQuery},
-        paths,
-    },
+    http::extractors::{ApiJson, ApiQuery},
     principal::Principal,
     state::AppState,
 };

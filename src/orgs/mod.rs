@@ -9,6 +9,48 @@ pub mod members;
 pub mod routes;
 pub mod store;
 
+/// The paths this capability serves.
+pub mod paths {
+    /// `POST` create an organization.
+    pub const ORG_CREATE: &str = "/api/auth/organization/create";
+    /// `POST` update an organization.
+    pub const ORG_UPDATE: &str = "/api/auth/organization/update";
+    /// `POST` delete an organization.
+    pub const ORG_DELETE: &str = "/api/auth/organization/delete";
+    /// `GET` the caller's organizations.
+    pub const ORG_LIST: &str = "/api/auth/organization/list";
+    /// `POST` is a slug free.
+    pub const ORG_CHECK_SLUG: &str = "/api/auth/organization/check-slug";
+    /// `POST` set the session's active organization.
+    pub const ORG_SET_ACTIVE: &str = "/api/auth/organization/set-active";
+    /// `GET` an organization with members and invitations.
+    pub const ORG_GET_FULL: &str = "/api/auth/organization/get-full-organization";
+    /// `GET` an organization's members.
+    pub const ORG_LIST_MEMBERS: &str = "/api/auth/organization/list-members";
+    /// `GET` the caller's membership in the tenant organization.
+    pub const ORG_GET_ACTIVE_MEMBER: &str = "/api/auth/organization/get-active-member";
+    /// `GET` the caller's (or a member's) role in the tenant organization.
+    pub const ORG_GET_ACTIVE_MEMBER_ROLE: &str = "/api/auth/organization/get-active-member-role";
+    /// `GET` an organization's invitations.
+    pub const ORG_LIST_INVITATIONS: &str = "/api/auth/organization/list-invitations";
+    /// `GET` the invitations addressed to the caller.
+    pub const ORG_LIST_USER_INVITATIONS: &str = "/api/auth/organization/list-user-invitations";
+    /// `POST` invite a member.
+    pub const ORG_INVITE_MEMBER: &str = "/api/auth/organization/invite-member";
+    /// `POST` accept an invitation.
+    pub const ORG_ACCEPT_INVITATION: &str = "/api/auth/organization/accept-invitation";
+    /// `POST` reject an invitation.
+    pub const ORG_REJECT_INVITATION: &str = "/api/auth/organization/reject-invitation";
+    /// `POST` cancel an invitation.
+    pub const ORG_CANCEL_INVITATION: &str = "/api/auth/organization/cancel-invitation";
+    /// `POST` remove a member.
+    pub const ORG_REMOVE_MEMBER: &str = "/api/auth/organization/remove-member";
+    /// `POST` change a member's role.
+    pub const ORG_UPDATE_MEMBER_ROLE: &str = "/api/auth/organization/update-member-role";
+    /// `POST` leave an organization.
+    pub const ORG_LEAVE: &str = "/api/auth/organization/leave";
+}
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};

@@ -10,11 +10,13 @@ use axum::{
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
-    Json, Router,
+    Json,
 };
 use serde::{Deserialize, Serialize};
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::paths;
 use super::{
     invitations, members, store, Invitation, InvitationView, MemberView, OrgError, Organization, OrganizationView, Role,
 };
@@ -22,37 +24,34 @@ use crate::{
     audit::{self, AuditEvent},
     crypto,
     error::{ApiError, ErrorBody},
-    http::{
-        extractors::{json_column, ApiJson, ApiQuery},
-        paths,
-    },
+    http::extractors::{json_column, ApiJson, ApiQuery},
     principal::{self, Principal, Tenant, TenantError},
     sessions::cookies::reissued_session_data_cookie,
     state::AppState,
 };
 
 /// The routes of this capability.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(paths::ORG_CREATE, post(create))
-        .route(paths::ORG_UPDATE, post(update))
-        .route(paths::ORG_DELETE, post(delete))
-        .route(paths::ORG_LIST, get(list))
-        .route(paths::ORG_CHECK_SLUG, post(check_slug))
-        .route(paths::ORG_SET_ACTIVE, post(set_active))
-        .route(paths::ORG_GET_FULL, get(get_full))
-        .route(paths::ORG_LIST_MEMBERS, get(members::list_members))
-        .route(paths::ORG_GET_ACTIVE_MEMBER, get(members::get_active_member))
-        .route(paths::ORG_GET_ACTIVE_MEMBER_ROLE, get(members::get_active_member_role))
-        .route(paths::ORG_LIST_INVITATIONS, get(invitations::list_invitations))
-        .route(paths::ORG_LIST_USER_INVITATIONS, get(invitations::list_user_invitations))
-        .route(paths::ORG_INVITE_MEMBER, post(invitations::invite_member))
-        .route(paths::ORG_ACCEPT_INVITATION, post(invitations::accept_invitation))
-        .route(paths::ORG_REJECT_INVITATION, post(invitations::reject_invitation))
-        .route(paths::ORG_CANCEL_INVITATION, post(invitations::cancel_invitation))
-        .route(paths::ORG_REMOVE_MEMBER, post(members::remove_member))
-        .route(paths::ORG_UPDATE_MEMBER_ROLE, post(members::update_member_role))
-        .route(paths::ORG_LEAVE, post(members::leave))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update))
+        .routes(routes!(delete))
+        .routes(routes!(list))
+        .routes(routes!(check_slug))
+        .routes(routes!(set_active))
+        .routes(routes!(get_full))
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::get_active_member))
+        .routes(routes!(members::get_active_member_role))
+        .routes(routes!(invitations::list_invitations))
+        .routes(routes!(invitations::list_user_invitations))
+        .routes(routes!(invitations::invite_member))
+        .routes(routes!(invitations::accept_invitation))
+        .routes(routes!(invitations::reject_invitation))
+        .routes(routes!(invitations::cancel_invitation))
+        .routes(routes!(members::remove_member))
+        .routes(routes!(members::update_member_role))
+        .routes(routes!(members::leave))
 }
 
 impl From<OrgError> for ApiError {

@@ -10,6 +10,12 @@ pub mod credentials;
 pub mod extractors;
 pub mod routes;
 
+/// The paths this capability serves.
+pub mod paths {
+    /// `GET` forward-auth check.
+    pub const AUTH_CHECK: &str = "/api/auth/check";
+}
+
 use std::sync::Arc;
 
 use axum::http::StatusCode;

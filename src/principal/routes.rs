@@ -4,21 +4,22 @@ use axum::{
     extract::State,
     http::{HeaderName, HeaderValue},
     response::{IntoResponse, Response},
-    routing::get,
-    Json, Router,
+    Json,
 };
 use serde::Serialize;
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::paths;
 use super::{extension_tenant, resolve_tenant, Credential, TenantError};
 use crate::{
     error::{ApiError, ErrorBody},
-    http::paths,
     state::AppState,
 };
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route(paths::AUTH_CHECK, get(check))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(check))
 }
 
 /// What a gateway learns about the caller (also sent as `x-auth-*` headers).

@@ -11,6 +11,28 @@ pub mod issue;
 pub mod routes;
 pub mod store;
 
+/// The paths this capability serves.
+pub mod paths {
+    /// `POST` create / `GET` list service clients (master credentials).
+    pub const V1_CLIENTS: &str = "/v1/clients";
+    /// `DELETE` a service client (master credentials).
+    pub const V1_CLIENT: &str = "/v1/clients/{id}";
+    /// `POST` rotate a client's key (master credentials).
+    pub const V1_CLIENT_ROTATE_KEY: &str = "/v1/clients/{id}/rotate-key";
+    /// `POST` create / `GET` list the client's users (client key).
+    pub const V1_USERS: &str = "/v1/users";
+    /// `DELETE` one of the client's users (client key).
+    pub const V1_USER: &str = "/v1/users/{id}";
+    /// `POST` issue a service token (client key).
+    pub const V1_TOKEN: &str = "/v1/token";
+    /// `POST` revoke a service token (client key).
+    pub const V1_TOKEN_REVOKE: &str = "/v1/token/revoke";
+    /// `GET` the identity behind a service token.
+    pub const V1_ME: &str = "/v1/me";
+    /// `GET` the public signing keys.
+    pub const JWKS: &str = "/.well-known/jwks.json";
+}
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};

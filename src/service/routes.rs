@@ -11,21 +11,20 @@ use axum::{
     extract::{FromRequestParts, State},
     http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::{delete, get, post},
-    Json, Router,
+    Json,
 };
 use serde::{Deserialize, Serialize};
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::paths;
 use super::{Client, ServiceClaims, ServiceUser};
 use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,
     crypto,
     error::{ApiError, ErrorBody},
-    http::{
-        extractors::{ApiJson, ApiPath, ApiQuery},
-        paths,
-    },
+    http::extractors::{ApiJson, ApiPath, ApiQuery},
     sessions::ClientInfo,
     state::AppState,
     tokens::{
@@ -35,17 +34,17 @@ use crate::{
 };
 
 /// The routes of this capability.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(paths::V1_CLIENTS, post(create_client).get(list_clients))
-        .route(paths::V1_CLIENT, delete(delete_client))
-        .route(paths::V1_CLIENT_ROTATE_KEY, post(rotate_client_key))
-        .route(paths::V1_USERS, post(create_user).get(list_users))
-        .route(paths::V1_USER, delete(delete_user))
-        .route(paths::V1_TOKEN, post(issue_token))
-        .route(paths::V1_TOKEN_REVOKE, post(revoke_token))
-        .route(paths::V1_ME, get(me))
-        .route(paths::JWKS, get(jwks))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_client, list_clients))
+        .routes(routes!(delete_client))
+        .routes(routes!(rotate_client_key))
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(delete_user))
+        .routes(routes!(issue_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(me))
+        .routes(routes!(jwks))
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -11,6 +11,26 @@ pub mod revoked;
 pub mod routes;
 pub mod store;
 
+/// The paths this capability serves.
+pub mod paths {
+    /// `POST` sign-out.
+    pub const SIGN_OUT: &str = "/api/auth/sign-out";
+    /// `GET` the current session.
+    pub const GET_SESSION: &str = "/api/auth/get-session";
+    /// `GET` the user's sessions.
+    pub const LIST_SESSIONS: &str = "/api/auth/list-sessions";
+    /// `POST` revoke one session.
+    pub const REVOKE_SESSION: &str = "/api/auth/revoke-session";
+    /// `POST` revoke all sessions.
+    pub const REVOKE_SESSIONS: &str = "/api/auth/revoke-sessions";
+    /// `POST` revoke all other sessions.
+    pub const REVOKE_OTHER_SESSIONS: &str = "/api/auth/revoke-other-sessions";
+    /// `GET` the session in a `{success, data}` envelope.
+    pub const API_SESSION: &str = "/api/session";
+    /// `GET` debug view (only with `debug_endpoints`).
+    pub const DEBUG_SESSION: &str = "/debug/session";
+}
+
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -5,11 +5,13 @@ use axum::{
     extract::State,
     http::{header, HeaderValue},
     response::{IntoResponse, Response},
-    routing::{get, post},
-    Json, Router,
+    Json,
 };
 use serde::{Deserialize, Serialize};
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::paths;
 use super::{store, ClientInfo, SessionView};
 use crate::{
     accounts::UserView,
@@ -17,23 +19,23 @@ use crate::{
     audit::{self, AuditEvent},
     clock::{iso8601, Millis},
     error::{ApiError, ErrorBody},
-    http::{cookies::SetCookies, extractors::ApiJson, paths},
+    http::{cookies::SetCookies, extractors::ApiJson},
     principal::extractors::{MaybeSession, SessionAuth, SessionOrKey},
     state::AppState,
 };
 
 /// The routes of this capability (`/debug/session` only when `debug_endpoints` is on).
-pub fn router(debug_endpoints: bool) -> Router<AppState> {
-    let router = Router::new()
-        .route(paths::SIGN_OUT, post(sign_out))
-        .route(paths::GET_SESSION, get(get_session))
-        .route(paths::LIST_SESSIONS, get(list_sessions))
-        .route(paths::REVOKE_SESSION, post(revoke_session))
-        .route(paths::REVOKE_SESSIONS, post(revoke_sessions))
-        .route(paths::REVOKE_OTHER_SESSIONS, post(revoke_other_sessions))
-        .route(paths::API_SESSION, get(api_session));
+pub fn router(debug_endpoints: bool) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(sign_out))
+        .routes(routes!(get_session))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(revoke_sessions))
+        .routes(routes!(revoke_other_sessions))
+        .routes(routes!(api_session));
     if debug_endpoints {
-        router.route(paths::DEBUG_SESSION, get(debug_session))
+        router.routes(routes!(debug_session))
     } else {
         router
     }

@@ -1,6 +1,6 @@
 //! Sign-up and sign-in: shapes, validation, enumeration resistance, no fixation.
 
-use latchkey::http::paths;
+use latchkey::paths;
 use serde_json::{json, Value};
 
 use crate::{both_backends, helpers::*};

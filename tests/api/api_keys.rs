@@ -54,7 +54,7 @@ both_backends!(
 async fn sign_up_as(app: &TestApp, email: &str) -> (reqwest::Client, String) {
     let client = new_client();
     let response = client
-        .post(app.url(latchkey::http::paths::SIGN_UP_EMAIL))
+        .post(app.url(latchkey::paths::SIGN_UP_EMAIL))
         .header(header::ORIGIN, ORIGIN)
         .json(&json!({"name": "Test User", "email": email, "password": PASSWORD}))
         .send()

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use latchkey::http::paths;
+use latchkey::paths;
 use serde_json::{json, Value};
 
 use crate::helpers::*;

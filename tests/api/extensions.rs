@@ -71,7 +71,7 @@ async fn sign_up_as(app: &TestApp, email: &str) -> (reqwest::Client, String) {
     let response = post_with(
         app,
         &client,
-        latchkey::http::paths::SIGN_UP_EMAIL,
+        latchkey::paths::SIGN_UP_EMAIL,
         &json!({"name": "Test User", "email": email, "password": PASSWORD}),
     )
     .await;
@@ -504,7 +504,7 @@ async fn an_extension_token_is_a_credential_only_for_check_and_verify(backend: B
     let listed = client.get(app.url(ORG_LIST)).bearer_auth(&token).send().await.unwrap();
     assert_error(listed, 401, "UNAUTHORIZED", "organization/list with an extension token").await;
     // Nor is it a session.
-    let session = client.get(app.url(latchkey::http::paths::GET_SESSION)).bearer_auth(&token).send().await.unwrap();
+    let session = client.get(app.url(latchkey::paths::GET_SESSION)).bearer_auth(&token).send().await.unwrap();
     assert!(session.status() == 401 || session.text().await.unwrap() == "null", "get-session with an extension token");
 }
 

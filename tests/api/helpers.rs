@@ -214,19 +214,16 @@ impl TestApp {
     }
 
     pub async fn sign_up(&self, email: &str) -> Response {
-        self.post(
-            latchkey::http::paths::SIGN_UP_EMAIL,
-            &json!({"name": "Test User", "email": email, "password": PASSWORD}),
-        )
-        .await
+        self.post(latchkey::paths::SIGN_UP_EMAIL, &json!({"name": "Test User", "email": email, "password": PASSWORD}))
+            .await
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> Response {
-        self.post(latchkey::http::paths::SIGN_IN_EMAIL, &json!({"email": email, "password": password})).await
+        self.post(latchkey::paths::SIGN_IN_EMAIL, &json!({"email": email, "password": password})).await
     }
 
     pub async fn get_session(&self) -> Value {
-        let response = self.get(latchkey::http::paths::GET_SESSION).await;
+        let response = self.get(latchkey::paths::GET_SESSION).await;
         assert_eq!(response.status(), 200);
         response.json().await.expect("json")
     }

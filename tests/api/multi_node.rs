@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use latchkey::http::paths;
+use latchkey::paths;
 use reqwest::header;
 use serde_json::json;
 

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use latchkey::{config::Secret, http::paths};
+use latchkey::{config::Secret, paths};
 use reqwest::{header, Client, Method, RequestBuilder};
 use serde_json::{json, Value};
 
@@ -765,7 +765,7 @@ async fn debug_session_is_documented_only_when_served_and_client_management_docu
 
 #[test]
 fn the_checker_refuses_missing_undocumented_and_mistyped_fields() {
-    let mut c = Checker::new(latchkey::ops::openapi(false));
+    let mut c = Checker::new(latchkey::app::openapi(false));
     let error = json!({"$ref": "#/components/schemas/ErrorBody"});
     let flattened = json!({"$ref": "#/components/schemas/OrganizationWithMembers"});
     let organization = json!({"id": "org_1", "name": "A", "slug": "a", "logo": null, "metadata": {"any": ["json"]},

@@ -1,6 +1,6 @@
 //! Health, readiness, metrics, the OpenAPI document and the JSON 404.
 
-use latchkey::http::paths;
+use latchkey::paths;
 use serde_json::Value;
 
 use crate::{both_backends, helpers::*};

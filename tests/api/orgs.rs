@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use latchkey::http::paths;
+use latchkey::paths;
 use reqwest::{header, Response};
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! CSRF and origin rules, content types, body limits, rate limits, cookie flags in both modes.
 
-use latchkey::{config::Mode, http::paths};
+use latchkey::{config::Mode, paths};
 use reqwest::header;
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use latchkey::http::paths;
+use latchkey::paths;
 use reqwest::{header, Response};
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use latchkey::http::paths;
+use latchkey::paths;
 use reqwest::header;
 use serde_json::{json, Value};
 

@@ -1,0 +1,7 @@
+//! Every path the server answers, for the library's clients (the black-box tests, benchmarks). Each is
+//! defined by the capability that serves it; nothing in `src/` imports this module.
+
+pub use crate::{
+    accounts::paths::*, api_keys::paths::*, extensions::paths::*, ops::paths::*, orgs::paths::*, principal::paths::*,
+    service::paths::*, sessions::paths::*,
+};
