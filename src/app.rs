@@ -27,7 +27,7 @@ pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
         .merge(orgs::routes::router())
         .merge(crate::principal::routes::router())
         .merge(crate::extensions::routes::router())
-        .merge(crate::service::routes::router())
+        .merge(crate::service_tokens::routes::router())
         .merge(ops::router())
 }
 
@@ -69,7 +69,7 @@ pub fn validate_settings(settings: &Settings) -> Vec<String> {
     let mut problems = settings.validate();
     problems.extend(crate::storage::validate_settings(settings));
     problems.extend(api_keys::validate_settings(&settings.api_keys));
-    problems.extend(crate::service::validate_settings(&settings.service, settings.is_production()));
+    problems.extend(crate::service_tokens::validate_settings(&settings.service, settings.is_production()));
     problems
 }
 

@@ -12,7 +12,7 @@ use crate::{
     clock::{iso8601, Clock},
     config::{self, Secret, Settings},
     crypto::{self, password::PasswordHasher},
-    orgs, service,
+    orgs, service_tokens,
     sessions::{self, revoked::RevokedSessions},
     storage::notify,
     telemetry,
@@ -419,15 +419,15 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             let length = name.trim().chars().count();
             anyhow::ensure!((1..=100).contains(&length), "--name must be 1-100 characters");
             let now = clock.now();
-            let (key, hash, start) = service::generate_client_key();
-            let client = service::Client {
+            let (key, hash, start) = service_tokens::generate_client_key();
+            let client = service_tokens::Client {
                 id: crypto::new_id("cli"),
                 name: name.trim().to_owned(),
                 key_start: start,
                 created_at: now,
                 updated_at: now,
             };
-            service::store::insert_client(&db, &client, &hash).await?;
+            service_tokens::store::insert_client(&db, &client, &hash).await?;
             println!("created client {} ({})", client.id, client.name);
             println!("client key (shown once): {key}");
         }

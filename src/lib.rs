@@ -25,7 +25,7 @@ pub mod orgs;
 pub mod paths;
 pub mod principal;
 pub mod rate_limit;
-pub mod service;
+pub mod service_tokens;
 pub mod sessions;
 pub mod state;
 pub mod storage;

@@ -69,7 +69,7 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("latchkey_db_pool_connections", "state" => "idle").set(idle as f64);
     metrics::gauge!("latchkey_revoked_sessions_cached").set(state.sessions.revoked.len() as f64);
     metrics::gauge!("latchkey_revoked_tokens_cached").set(state.tokens.revocations.len() as f64);
-    metrics::gauge!("latchkey_verified_tokens_cached").set(state.service.verified.len() as f64);
+    metrics::gauge!("latchkey_verified_tokens_cached").set(state.service_tokens.verified.len() as f64);
     metrics::gauge!("latchkey_signing_keys_published").set(state.tokens.key_ring.kids().len() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

@@ -3,5 +3,5 @@
 
 pub use crate::{
     accounts::paths::*, api_keys::paths::*, extensions::paths::*, ops::paths::*, orgs::paths::*, principal::paths::*,
-    service::paths::*, sessions::paths::*,
+    service_tokens::paths::*, sessions::paths::*,
 };

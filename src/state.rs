@@ -28,7 +28,7 @@ use crate::{
     http::cookies::CookieSettings,
     orgs::OrgState,
     rate_limit::RateLimits,
-    service::ServiceState,
+    service_tokens::ServiceState,
     sessions::{self, SessionState},
     storage::{
         notify::{self, CacheEvent},
@@ -73,7 +73,7 @@ pub struct AppStateInner {
     pub orgs: OrgState,
     pub extensions: ExtensionKeys,
     pub tokens: TokenState,
-    pub service: ServiceState,
+    pub service_tokens: ServiceState,
     /// Cache invalidations read from `cache_events` up to here (unix ms).
     events_synced_until: AtomicI64,
 }
@@ -99,7 +99,7 @@ impl AppState {
             orgs: OrgState::new(cache_ttl),
             extensions: ExtensionKeys::new(&settings.extensions, secret),
             tokens,
-            service: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
+            service_tokens: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
             events_synced_until: AtomicI64::new(now),
             settings: Arc::new(settings),
             db,
@@ -129,7 +129,7 @@ impl AppStateInner {
         self.api_keys.cache.prune(now);
         self.orgs.memberships.prune(now);
         self.tokens.revocations.prune(now);
-        self.service.prune(now);
+        self.service_tokens.prune(now);
         notify::cleanup_events(&self.db, now - EVENT_RETENTION).await?;
         // Records are kept a little past expiry: a token within the leeway may still be revoked.
         tokens::store::cleanup_issued(&self.db, now - self.leeway_ms() - 60_000).await?;
@@ -168,7 +168,7 @@ impl AppStateInner {
         self.api_keys.apply(event);
         self.orgs.apply(event);
         self.tokens.apply(event, &self.db, now);
-        self.service.apply(event);
+        self.service_tokens.apply(event);
     }
 
     /// Re-reads invalidations recorded since the last read (with an overlap: they are idempotent, and a

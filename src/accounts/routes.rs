@@ -11,10 +11,11 @@ use crate::{
     audit::{self, AuditEvent},
     config::Secret,
     error::{ApiError, ErrorBody},
+    http::extractors::ClientInfo,
     http::{cookies::SetCookies, extractors::ApiJson},
     principal::extractors::refuse_untrusted_origin,
+    sessions,
     sessions::cookies::session_data_cookie,
-    sessions::{self, ClientInfo},
     state::AppState,
 };
 

@@ -18,9 +18,9 @@ use crate::{
     audit::{self, AuditEvent},
     clock::Millis,
     error::{ApiError, ErrorBody},
+    http::extractors::ClientInfo,
     http::extractors::{json_column, ApiJson, ApiQuery},
     principal::Principal,
-    sessions::ClientInfo,
     state::AppState,
 };
 

@@ -13,8 +13,8 @@ use crate::{
     crypto,
     error::{ApiError, ErrorBody},
     http::extractors::ApiJson,
+    http::extractors::ClientInfo,
     principal::{self, Principal},
-    sessions::ClientInfo,
     state::AppState,
 };
 

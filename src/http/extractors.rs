@@ -169,6 +169,23 @@ fn bytes_rejection(error: &axum::extract::rejection::BytesRejection) -> ApiError
     }
 }
 
+/// Who is calling, from where (recorded on sessions, audit events and rate-limit keys). Extracted with
+/// the trusted proxies in the state (`principal::extractors`).
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    /// Client IP (socket, or X-Forwarded-For through a trusted proxy).
+    pub ip: Option<IpAddr>,
+    /// User agent.
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// The per-IP rate-limit key (clients whose address is unknown share one).
+    pub fn rate_limit_key(&self) -> Option<IpAddr> {
+        self.ip
+    }
+}
+
 /// The client's IP: the socket peer, unless the peer is a trusted proxy, in which case the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left are client-written).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {

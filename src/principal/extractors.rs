@@ -19,13 +19,14 @@ use crate::{
     crypto,
     error::ApiError,
     extensions,
+    http::extractors::ClientInfo,
     http::{
         cookies::{self, SetCookies},
         extractors::client_ip,
         PendingCookies,
     },
     principal::{self, credentials, Credential, Principal, Via},
-    sessions::{self, cookie_cache, ClientInfo, Session},
+    sessions::{self, cookie_cache, Session},
     state::AppState,
 };
 
@@ -337,12 +338,12 @@ impl FromRequestParts<AppState> for Credential {
                 let now = state.clock.now();
                 // A service token verified before skips the extension-token attempt (an HS256 check that
                 // would fail on every request).
-                let known_service_token = state.service.verified.get(token, now).is_some();
+                let known_service_token = state.service_tokens.verified.get(token, now).is_some();
                 let extension = if known_service_token { None } else { state.extensions.verify(token, now).ok() };
                 let Some(claims) = extension else {
                     // Not an extension token: perhaps a service token (signed by the key ring).
                     let claims =
-                        crate::service::routes::verify_service_token(state, token, now).map_err(|_| refused())?;
+                        state.service_tokens.verify(&state.tokens.key_ring, token, now).map_err(|_| refused())?;
                     if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
                         return Err(refused());
                     }

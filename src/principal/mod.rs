@@ -124,7 +124,7 @@ pub enum Credential {
     /// A verified extension token.
     Extension(ExtensionClaims),
     /// A verified, unrevoked service token (capability 4).
-    Service(std::sync::Arc<crate::service::ServiceClaims>),
+    Service(std::sync::Arc<crate::service_tokens::ServiceClaims>),
 }
 
 /// The organization a request acts in.

@@ -38,6 +38,7 @@ use crate::{
     clock::{iso8601, Millis},
     config::{Secret, SessionSettings},
     crypto,
+    http::extractors::ClientInfo,
     storage::{notify, Db, StorageError},
 };
 use revoked::RevokedSessions;
@@ -201,22 +202,6 @@ impl Policy {
     /// True if the session can no longer be used at `now`.
     pub fn is_expired(&self, session: &Session, now: Millis) -> bool {
         now >= session.expires_at || now >= session.created_at.saturating_add(self.absolute_lifetime)
-    }
-}
-
-/// Who is signing in, from where.
-#[derive(Clone, Debug, Default)]
-pub struct ClientInfo {
-    /// Client IP (socket, or X-Forwarded-For through a trusted proxy).
-    pub ip: Option<std::net::IpAddr>,
-    /// User agent.
-    pub user_agent: Option<String>,
-}
-
-impl ClientInfo {
-    /// The per-IP rate-limit key (clients whose address is unknown share one).
-    pub fn rate_limit_key(&self) -> Option<std::net::IpAddr> {
-        self.ip
     }
 }
 

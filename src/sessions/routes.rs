@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::paths;
-use super::{store, ClientInfo, SessionView};
+use super::{store, SessionView};
+use crate::http::extractors::ClientInfo;
 use crate::{
     accounts::UserView,
     api_keys::ApiKey,

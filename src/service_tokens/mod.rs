@@ -7,9 +7,12 @@
 //! database: clients by key hash, users by id and verified tokens live in [`TtlCache`]s, evicted on every
 //! node by bus events when a key is rotated or a user or client deleted.
 
+pub mod clients;
+pub mod credentials;
 pub mod issue;
 pub mod routes;
 pub mod store;
+pub mod users;
 
 /// The paths this capability serves.
 pub mod paths {
@@ -41,7 +44,7 @@ use crate::{
     cache::TtlCache,
     clock::Millis,
     storage::{notify, Db, StorageError},
-    tokens::{Expectation, TimeClaims},
+    tokens::{Expectation, KeyRing, TimeClaims, TokenError},
 };
 
 /// How long an unknown client key hash is remembered (ms).
@@ -178,6 +181,8 @@ pub struct ServiceState {
     pub verified: TtlCache<ServiceClaims>,
     /// How long a client or user stays cached without an event (bounds changes made behind our back).
     pub cache_ttl: Millis,
+    /// Seconds a token is still accepted past `exp` (a verified token stays cached that long).
+    leeway_secs: i64,
 }
 
 impl std::fmt::Debug for ServiceState {
@@ -200,7 +205,21 @@ impl ServiceState {
             users: TtlCache::default(),
             verified: TtlCache::default(),
             cache_ttl,
+            leeway_secs: i64::try_from(leeway_secs).unwrap_or(0),
         }
+    }
+
+    /// Verifies a service token (signature, `kid`/`alg`, issuer, audience, times), from the verified-token
+    /// cache when it was verified before. Revocation is the caller's check (it changes under the cache).
+    pub fn verify(&self, ring: &KeyRing, token: &str, now: Millis) -> Result<Arc<ServiceClaims>, TokenError> {
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
+        let claims: ServiceClaims = ring.verify(token, &self.expectation, now)?;
+        let claims = Arc::new(claims);
+        let until = claims.exp.saturating_add(self.leeway_secs).saturating_mul(1000);
+        self.verified.insert(token, Arc::clone(&claims), until, now);
+        Ok(claims)
     }
 
     /// The client holding the key with this hash.
