@@ -5,6 +5,7 @@
 //! [`KeyCache`] keyed by hash, evicted on update/delete here and on every other node (NOTIFY and the
 //! `cache_events` poll), and `lastRequest` is counted in memory by [`UsageBatch`] and flushed in batches.
 
+pub mod cache;
 pub mod routes;
 pub mod store;
 
@@ -26,15 +27,13 @@ pub mod paths {
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, OnceLock},
+    sync::Mutex,
 };
 
 use serde::Serialize;
 
 use crate::{
-    accounts::User,
     audit::{self, AuditEvent},
-    cache::TtlCache,
     clock::{iso8601, Millis},
     crypto,
     storage::{notify, Db, StorageError},
@@ -81,62 +80,36 @@ pub struct ApiKey {
     pub created_at: Millis,
     /// Unix ms.
     pub updated_at: Millis,
-    /// What is derived from the fields once (cached keys are checked on every request).
-    #[sqlx(skip)]
-    pub derived: Derived,
 }
 
-/// Parsed permissions and the rendered fields of a key, computed on first use. A clone starts empty: a
-/// cloned key may be edited, and must not carry renderings of the original's fields.
-#[derive(Debug, Default)]
-pub struct Derived {
-    permissions: OnceLock<Option<Permissions>>,
-    rendered: OnceLock<Rendered>,
-    /// The `api-key/verify` success body around the two per-use fields (see `routes::verified_body`).
-    verified: OnceLock<Option<(String, String)>>,
+/// A key's fields as its JSON view shows them and the permission checks read them: permissions and
+/// metadata parsed, timestamps in ISO 8601. Made once per cached key ([`cache::CachedKey`]), and for each
+/// key read from the database to be shown.
+#[derive(Debug)]
+pub struct KeyFields {
+    /// `None`: unrestricted within the owner's rights (stored text that is not valid JSON grants nothing).
+    pub permissions: Option<Permissions>,
+    pub metadata: Option<serde_json::Value>,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
-/// Timestamps and metadata of a key as its view shows them.
-#[derive(Clone, Debug)]
-struct Rendered {
-    expires_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-    metadata: Option<serde_json::Value>,
-}
-
-impl Clone for Derived {
-    fn clone(&self) -> Derived {
-        Derived::default()
-    }
-}
-
-impl ApiKey {
-    /// Forgets what was derived from the fields (call after changing them).
-    pub fn fields_changed(&mut self) {
-        self.derived = Derived::default();
-    }
-
-    fn rendered(&self) -> &Rendered {
-        self.derived.rendered.get_or_init(|| Rendered {
-            expires_at: self.expires_at.map(iso8601),
-            created_at: iso8601(self.created_at),
-            updated_at: iso8601(self.updated_at),
-            metadata: self.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
-        })
-    }
-
-    /// The parsed permissions (`None`: unrestricted within the owner's rights).
-    pub fn permissions(&self) -> Option<&Permissions> {
-        self.derived
-            .permissions
-            .get_or_init(|| self.permissions.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default()))
-            .as_ref()
+impl KeyFields {
+    /// Parses and renders `key`'s fields.
+    pub fn of(key: &ApiKey) -> KeyFields {
+        KeyFields {
+            permissions: key.permissions.as_deref().map(|p| serde_json::from_str(p).unwrap_or_default()),
+            metadata: key.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+            expires_at: key.expires_at.map(iso8601),
+            created_at: iso8601(key.created_at),
+            updated_at: iso8601(key.updated_at),
+        }
     }
 
     /// True if the key holds every requested action.
     pub fn holds(&self, requested: &Permissions) -> bool {
-        let Some(held) = self.permissions() else { return false };
+        let Some(held) = &self.permissions else { return false };
         requested.iter().all(|(resource, actions)| {
             held.get(resource).is_some_and(|have| actions.iter().all(|action| have.contains(action)))
         })
@@ -145,13 +118,14 @@ impl ApiKey {
     /// True if the key may do `action` on `resource` inside Latchkey (keys without permissions may do
     /// whatever their owner may).
     pub fn allows(&self, resource: &str, action: &str) -> bool {
-        self.permissions().is_none_or(|held| held.get(resource).is_some_and(|a| a.iter().any(|x| x == action)))
+        self.permissions.as_ref().is_none_or(|held| held.get(resource).is_some_and(|a| a.iter().any(|x| x == action)))
     }
 
     /// `resource:action` pairs, sorted (the `x-auth-scopes` of a key).
     pub fn scopes(&self) -> Vec<String> {
         let mut scopes: Vec<String> = self
-            .permissions()
+            .permissions
+            .as_ref()
             .map(|held| {
                 held.iter()
                     .flat_map(|(resource, actions)| actions.iter().map(move |a| format!("{resource}:{a}")))
@@ -162,7 +136,9 @@ impl ApiKey {
         scopes.dedup();
         scopes
     }
+}
 
+impl ApiKey {
     /// Why the key cannot be used at `now`, if it cannot.
     pub fn unusable(&self, now: Millis) -> Option<KeyProblem> {
         if !self.enabled {
@@ -349,7 +325,6 @@ pub async fn create_key(
         request_count: 0,
         created_at: now,
         updated_at: now,
-        derived: Default::default(),
     };
     store::insert(db, &key, &hash).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id, key_id: &key.id, action: "created" });
@@ -397,18 +372,21 @@ pub struct ApiKeyView<'a> {
 }
 
 impl<'a> ApiKeyView<'a> {
-    /// The view of `key`, with this node's not yet flushed usage folded in.
-    pub fn new(key: &'a ApiKey, usage: &UsageBatch) -> ApiKeyView<'a> {
-        ApiKeyView::with_pending(key, usage.pending(&key.id))
+    /// The view of `key` (its `fields` rendered), with this node's not yet flushed usage folded in.
+    pub fn new(key: &'a ApiKey, fields: &'a KeyFields, usage: &UsageBatch) -> ApiKeyView<'a> {
+        ApiKeyView::with_pending(key, fields, usage.pending(&key.id))
     }
 
     /// The view of `key` with this node's pending (last use, count), as [`UsageBatch::record`] returned it.
-    pub fn with_pending(key: &'a ApiKey, (last, count): (Option<Millis>, i64)) -> ApiKeyView<'a> {
+    pub fn with_pending(
+        key: &'a ApiKey,
+        fields: &'a KeyFields,
+        (last, count): (Option<Millis>, i64),
+    ) -> ApiKeyView<'a> {
         let last_request = match (key.last_request, last) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        let rendered = key.rendered();
         ApiKeyView {
             id: &key.id,
             name: key.name.as_deref(),
@@ -417,13 +395,13 @@ impl<'a> ApiKeyView<'a> {
             reference_id: &key.reference_id,
             organization_id: key.organization_id.as_deref(),
             enabled: key.enabled,
-            permissions: key.permissions(),
-            metadata: rendered.metadata.as_ref(),
-            expires_at: rendered.expires_at.as_deref(),
+            permissions: fields.permissions.as_ref(),
+            metadata: fields.metadata.as_ref(),
+            expires_at: fields.expires_at.as_deref(),
             last_request: last_request.map(iso8601),
             request_count: key.request_count + count,
-            created_at: &rendered.created_at,
-            updated_at: &rendered.updated_at,
+            created_at: &fields.created_at,
+            updated_at: &fields.updated_at,
         }
     }
 }
@@ -468,20 +446,11 @@ pub fn hash_key(key: &str) -> String {
     crypto::sha256_hex(key.as_bytes())
 }
 
-/// A verified key and its owner, as cached.
-#[derive(Debug)]
-pub struct CachedKey {
-    /// The key.
-    pub key: ApiKey,
-    /// Its owner.
-    pub user: Arc<User>,
-}
-
 /// What the API-key capability keeps in memory.
 #[derive(Debug)]
 pub struct ApiKeyState {
     /// Verified keys by hash.
-    pub cache: KeyCache,
+    pub cache: cache::KeyCache,
     /// Key uses not yet written.
     pub usage: UsageBatch,
 }
@@ -489,7 +458,7 @@ pub struct ApiKeyState {
 impl ApiKeyState {
     /// Empty; cached keys live `cache_ttl` ms without an event.
     pub fn new(cache_ttl: Millis) -> ApiKeyState {
-        ApiKeyState { cache: KeyCache::new(cache_ttl), usage: UsageBatch::default() }
+        ApiKeyState { cache: cache::KeyCache::new(cache_ttl), usage: UsageBatch::default() }
     }
 
     /// Applies an invalidation that concerns API keys.
@@ -501,64 +470,6 @@ impl ApiKeyState {
             notify::CacheEvent::MembershipsChanged { user_id } => self.cache.evict_owner(user_id),
             _ => {}
         }
-    }
-}
-
-/// Verified keys by hash, and recently unknown hashes.
-#[derive(Debug)]
-pub struct KeyCache {
-    entries: TtlCache<CachedKey>,
-    /// Hashes the DB did not know: a client retrying a deleted or mistyped key costs no DB read per
-    /// request. Needs no invalidation — a new key is random, so its hash cannot be in here.
-    unknown: TtlCache<()>,
-    ttl: Millis,
-}
-
-/// How long an unknown hash is remembered.
-const UNKNOWN_TTL: Millis = 10_000;
-
-impl KeyCache {
-    /// An empty cache whose entries live `ttl` ms.
-    pub fn new(ttl: Millis) -> KeyCache {
-        KeyCache { entries: TtlCache::default(), unknown: TtlCache::default(), ttl }
-    }
-
-    /// The key with this hash: from the cache while fresh, else from the DB.
-    pub async fn lookup(&self, db: &Db, hash: &str, now: Millis) -> Result<Option<Arc<CachedKey>>, StorageError> {
-        if let Some(cached) = self.entries.get(hash, now) {
-            return Ok(Some(cached));
-        }
-        if self.unknown.get(hash, now).is_some() {
-            return Ok(None);
-        }
-        let Some((key, user)) = store::find_by_hash(db, hash).await? else {
-            self.unknown.insert(hash, Arc::new(()), now.saturating_add(UNKNOWN_TTL), now);
-            return Ok(None);
-        };
-        let cached = Arc::new(CachedKey { key, user: Arc::new(user) });
-        self.entries.insert(hash, Arc::clone(&cached), now.saturating_add(self.ttl), now);
-        Ok(Some(cached))
-    }
-
-    /// Forgets the key with this id.
-    pub fn evict_id(&self, id: &str) {
-        self.entries.retain(|cached| cached.key.id != id);
-    }
-
-    /// Forgets every key of this owner (their role or email may have changed).
-    pub fn evict_owner(&self, user_id: &str) {
-        self.entries.retain(|cached| cached.key.reference_id != user_id);
-    }
-
-    /// Forgets everything.
-    pub fn clear(&self) {
-        self.entries.clear();
-    }
-
-    /// Drops expired entries (maintenance).
-    pub fn prune(&self, now: Millis) {
-        self.entries.prune(now);
-        self.unknown.prune(now);
     }
 }
 
@@ -615,7 +526,7 @@ impl UsageBatch {
 }
 
 /// Evicts a changed key here and on every other node.
-pub async fn key_changed(db: &Db, cache: &KeyCache, id: &str, now: Millis) -> Result<(), StorageError> {
+pub async fn key_changed(db: &Db, cache: &cache::KeyCache, id: &str, now: Millis) -> Result<(), StorageError> {
     cache.evict_id(id);
     notify::publish_event(db, &notify::CacheEvent::ApiKeyChanged { key_id: id.to_string() }, now).await
 }
@@ -640,7 +551,6 @@ mod tests {
             request_count: 0,
             created_at: 0,
             updated_at: 0,
-            derived: Derived::default(),
         }
     }
 
@@ -665,13 +575,14 @@ mod tests {
 
     #[test]
     fn permissions_narrow_and_null_means_the_owners_rights() {
-        let scoped = key(Some(r#"{"files":["read","write"],"extensions":["read"]}"#));
+        let scoped = KeyFields::of(&key(Some(r#"{"files":["read","write"],"extensions":["read"]}"#)));
+        let unrestricted = KeyFields::of(&key(None));
         let want = |json: &str| serde_json::from_str::<Permissions>(json).unwrap();
         assert!(scoped.holds(&want(r#"{"files":["read"]}"#)));
         assert!(!scoped.holds(&want(r#"{"files":["delete"]}"#)));
         assert!(!scoped.holds(&want(r#"{"users":["read"]}"#)));
-        assert!(!key(None).holds(&want(r#"{"files":["read"]}"#)), "verify with permissions needs listed ones");
-        assert!(key(None).allows("member", "delete"));
+        assert!(!unrestricted.holds(&want(r#"{"files":["read"]}"#)), "verify with permissions needs listed ones");
+        assert!(unrestricted.allows("member", "delete"));
         assert!(!scoped.allows("member", "delete") && scoped.allows("extensions", "read"));
         assert_eq!(scoped.scopes(), ["extensions:read", "files:read", "files:write"]);
     }

@@ -12,7 +12,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::paths;
 use super::{
-    check_expires_in, check_name, check_permissions, ApiKey, ApiKeyError, ApiKeyView, KeyProblem, NewKey, Permissions,
+    cache::CachedKey, check_expires_in, check_name, check_permissions, ApiKey, ApiKeyError, ApiKeyView, KeyFields,
+    KeyProblem, NewKey, Permissions,
 };
 use crate::{
     audit::{self, AuditEvent},
@@ -174,7 +175,8 @@ pub async fn create(
         expires_in: body.expires_in,
     };
     let (secret, key) = super::create_key(&state.db, new, &owner_organizations, &principal.user.id, now).await?;
-    Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &state.api_keys.usage) }).into_response())
+    let fields = KeyFields::of(&key);
+    Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &fields, &state.api_keys.usage) }).into_response())
 }
 
 /// `get` query.
@@ -197,7 +199,8 @@ pub async fn get_key(
     ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Response, ApiError> {
     let key = owned_key(&state, &principal, &query.id).await?;
-    Ok(Json(ApiKeyView::new(&key, &state.api_keys.usage)).into_response())
+    let fields = KeyFields::of(&key);
+    Ok(Json(ApiKeyView::new(&key, &fields, &state.api_keys.usage)).into_response())
 }
 
 /// `list` query.
@@ -238,7 +241,9 @@ pub async fn list(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0).max(0);
     let (keys, total) = super::store::list_for_user(&state.db, &principal.user.id, limit, offset).await?;
-    let api_keys = keys.iter().map(|key| ApiKeyView::new(key, &state.api_keys.usage)).collect();
+    let fields: Vec<KeyFields> = keys.iter().map(KeyFields::of).collect();
+    let api_keys =
+        keys.iter().zip(&fields).map(|(key, fields)| ApiKeyView::new(key, fields, &state.api_keys.usage)).collect();
     Ok(Json(ListResponse { api_keys, total, limit, offset }).into_response())
 }
 
@@ -299,11 +304,11 @@ pub async fn update(
         key.metadata = json_column(body.metadata.as_ref())?;
     }
     key.updated_at = now;
-    key.fields_changed();
     super::store::update(&state.db, &key).await?;
     super::key_changed(&state.db, &state.api_keys.cache, &key.id, now).await?;
     audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "updated" });
-    Ok(Json(ApiKeyView::new(&key, &state.api_keys.usage)).into_response())
+    let fields = KeyFields::of(&key);
+    Ok(Json(ApiKeyView::new(&key, &fields, &state.api_keys.usage)).into_response())
 }
 
 /// Delete body.
@@ -409,12 +414,12 @@ pub async fn verify(
         return Ok(refused(problem.code(), problem.message()));
     }
     if let Some(wanted) = body.permissions.as_ref().filter(|wanted| !wanted.is_empty()) {
-        if !cached.key.holds(wanted) {
+        if !cached.fields.holds(wanted) {
             return Ok(refused("INSUFFICIENT_PERMISSIONS", "The API key lacks a requested permission"));
         }
     }
     let pending = state.api_keys.usage.record(&cached.key.id, now);
-    let body = verified_body(&cached.key, pending);
+    let body = verified_body(&cached, pending);
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
@@ -422,11 +427,13 @@ pub async fn verify(
 /// `VerifyResponse` serialized, but rendered once per cached key apart from the two fields a use changes
 /// (`lastRequest`, `requestCount`), which are spliced in. Escaping every string of the view on each
 /// request was the largest single cost of this hot path.
-fn verified_body(key: &ApiKey, pending: (Option<Millis>, i64)) -> Vec<u8> {
+fn verified_body(cached: &CachedKey, pending: (Option<Millis>, i64)) -> Vec<u8> {
     const VARIABLE: &str = r#""lastRequest":null,"requestCount":0"#;
-    let view = ApiKeyView::with_pending(key, pending);
-    let parts = key.derived.verified.get_or_init(|| {
-        let template = ApiKeyView { last_request: None, request_count: 0, ..ApiKeyView::with_pending(key, (None, 0)) };
+    let (key, fields) = (&cached.key, &cached.fields);
+    let view = ApiKeyView::with_pending(key, fields, pending);
+    let parts = cached.verified_body.get_or_init(|| {
+        let template =
+            ApiKeyView { last_request: None, request_count: 0, ..ApiKeyView::with_pending(key, fields, (None, 0)) };
         let json = serde_json::to_string(&VerifyResponse { valid: true, error: None, key: Some(template) }).ok()?;
         // The last occurrence: metadata (rendered earlier in the object) may contain the same text, and
         // the fields after these two are timestamps.
@@ -472,8 +479,20 @@ mod tests {
             request_count: 7,
             created_at: 1_600_000_000_000,
             updated_at: 1_650_000_000_123,
-            derived: Default::default(),
         }
+    }
+
+    fn owner() -> std::sync::Arc<crate::accounts::User> {
+        std::sync::Arc::new(crate::accounts::User {
+            id: "usr_1".into(),
+            email: "a@example.com".into(),
+            name: "A".into(),
+            image: None,
+            email_verified: false,
+            role: "user".into(),
+            created_at: 0,
+            updated_at: 0,
+        })
     }
 
     #[test]
@@ -481,20 +500,20 @@ mod tests {
         let tricky = r#"{"nested":{"lastRequest":null,"requestCount":0},"x":"\u0000é"}"#;
         for metadata in [None, Some(r#"{"team":"a"}"#), Some(tricky)] {
             for stored_last in [None, Some(1_690_000_000_000)] {
-                let key = key(metadata, stored_last);
+                let cached = CachedKey::new(key(metadata, stored_last), owner());
                 for pending in [(None, 0), (Some(1_695_000_000_456), 3), (Some(1_680_000_000_000), 1)] {
                     let expected = serde_json::to_vec(&VerifyResponse {
                         valid: true,
                         error: None,
-                        key: Some(ApiKeyView::with_pending(&key, pending)),
+                        key: Some(ApiKeyView::with_pending(&cached.key, &cached.fields, pending)),
                     })
                     .unwrap();
                     // Twice: the first call renders the template, the second reuses it.
                     assert_eq!(
-                        String::from_utf8(verified_body(&key, pending)).unwrap(),
+                        String::from_utf8(verified_body(&cached, pending)).unwrap(),
                         String::from_utf8(expected.clone()).unwrap()
                     );
-                    assert_eq!(verified_body(&key, pending), expected);
+                    assert_eq!(verified_body(&cached, pending), expected);
                 }
             }
         }

@@ -119,7 +119,7 @@ pub async fn issue(
     if let Some(unknown) = scopes.iter().find(|s| !settings.allowed_scopes.contains(s)) {
         return Err(invalid_scope(format!("Unknown scope: {unknown}")));
     }
-    if let Some(key) = principal.api_key() {
+    if let Some(key) = principal.api_key_fields() {
         if let Some(missing) = scopes.iter().find(|scope| !key.allows("extensions", scope)) {
             return Err(insufficient_scope(format!("The API key may not grant the scope {missing}")));
         }

@@ -89,7 +89,7 @@ pub struct SessionAuth {
     pub cookie_token_hash: Option<String>,
     /// The remembered cookie-cache entry `session` and `user` are exact copies of, when they came from
     /// one unchanged (it holds renderings of them that can be reused).
-    pub remembered: Option<Arc<cookie_cache::Cached>>,
+    pub remembered: Option<Arc<cookie_cache::Remembered>>,
 }
 
 /// What the credentials on a request amount to.

@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 
 use crate::{
     accounts::User,
-    api_keys::{ApiKey, CachedKey},
+    api_keys::{cache::CachedKey, ApiKey, KeyFields},
     error::ApiError,
     extensions::ExtensionClaims,
     http::cookies::SetCookies,
@@ -81,6 +81,14 @@ impl Principal {
         }
     }
 
+    /// The API key's fields as parsed once for the cache (its permissions), when authenticated by one.
+    pub fn api_key_fields(&self) -> Option<&KeyFields> {
+        match &self.via {
+            Via::ApiKey(cached) => Some(&cached.fields),
+            Via::Session(_) => None,
+        }
+    }
+
     /// The session, or 403 `SESSION_REQUIRED` (key management and set-active are a person's acts).
     pub fn require_session(&self) -> Result<&Session, ApiError> {
         self.session().ok_or_else(|| {
@@ -95,7 +103,7 @@ impl Principal {
     /// 403 `INSUFFICIENT_PERMISSIONS` unless an API key's `permissions` allow `resource: action` (sessions
     /// and keys without permissions act with the user's own rights).
     pub fn require_permission(&self, resource: &str, action: &str) -> Result<(), ApiError> {
-        match self.api_key() {
+        match self.api_key_fields() {
             Some(key) if !key.allows(resource, action) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "INSUFFICIENT_PERMISSIONS",
@@ -112,7 +120,7 @@ impl Principal {
 
     /// `x-auth-scopes`: an API key's `resource:action` pairs; empty for sessions and unrestricted keys.
     pub fn scopes(&self) -> Vec<String> {
-        self.api_key().map(ApiKey::scopes).unwrap_or_default()
+        self.api_key_fields().map(KeyFields::scopes).unwrap_or_default()
     }
 }
 

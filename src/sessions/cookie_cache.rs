@@ -6,9 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
 };
 
+use axum::body::Bytes;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +17,8 @@ use crate::{accounts::User, clock::Millis, crypto};
 
 use super::Session;
 
-/// A verified cache entry. A clone starts without a rendered body (a clone may be edited).
-#[derive(Debug, Serialize, Deserialize)]
+/// What a `session_data` cookie carries.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cached {
     /// The session as of when the cookie was issued.
     pub session: Session,
@@ -27,21 +28,23 @@ pub struct Cached {
     pub token_hash: String,
     /// The cookie is worthless after this instant (unix ms).
     pub expires_at: Millis,
-    /// A response body rendered from `session` and `user` alone (get-session's), made on first use: a
-    /// remembered entry is immutable, so a client repeating its cookies gets the same bytes again.
-    #[serde(skip)]
-    pub rendered: std::sync::OnceLock<axum::body::Bytes>,
 }
 
-impl Clone for Cached {
-    fn clone(&self) -> Cached {
-        Cached {
-            session: self.session.clone(),
-            user: Arc::clone(&self.user),
-            token_hash: self.token_hash.clone(),
-            expires_at: self.expires_at,
-            rendered: std::sync::OnceLock::new(),
-        }
+/// A verified cookie as the memo keeps it, with what was rendered from it. Entries are never edited (a
+/// changed session gets a new cookie, hence a new entry), so what is rendered stays true.
+#[derive(Debug)]
+pub struct Remembered {
+    pub cached: Cached,
+    /// get-session's body, rendered from `session` and `user` alone on first use: a client repeating its
+    /// cookies gets the same bytes again.
+    pub get_session_body: OnceLock<Bytes>,
+}
+
+impl std::ops::Deref for Remembered {
+    type Target = Cached;
+
+    fn deref(&self) -> &Cached {
+        &self.cached
     }
 }
 
@@ -82,7 +85,7 @@ pub struct Memo {
 
 #[derive(Debug)]
 struct MemoEntry {
-    cached: Arc<Cached>,
+    cached: Arc<Remembered>,
     /// The whole cookie value.
     value: String,
     /// The signed token cookie it was verified with.
@@ -107,14 +110,17 @@ impl Memo {
         token_cookie: &str,
         token_hash: &str,
         now: Millis,
-    ) -> Option<Arc<Cached>> {
+    ) -> Option<Arc<Remembered>> {
         let hit = self.entries.read().ok().and_then(|entries| {
             entries.get(memo_key(value)).filter(|entry| entry.value == value).map(|entry| Arc::clone(&entry.cached))
         });
         let cached = match hit {
             Some(cached) => cached,
             None => {
-                let cached = Arc::new(decode(key, value, token_hash, now)?);
+                let cached = Arc::new(Remembered {
+                    cached: decode(key, value, token_hash, now)?,
+                    get_session_body: OnceLock::new(),
+                });
                 if let Ok(mut entries) = self.entries.write() {
                     if entries.len() >= MAX_MEMO {
                         entries.retain(|_, entry| entry.cached.expires_at > now);
@@ -138,7 +144,7 @@ impl Memo {
 
     /// The entry for `value` if it was verified together with exactly this signed token cookie (compared in
     /// constant time) and has not expired: the token cookie's signature and its binding were checked then.
-    pub fn hit(&self, value: &str, token_cookie: &str, now: Millis) -> Option<Arc<Cached>> {
+    pub fn hit(&self, value: &str, token_cookie: &str, now: Millis) -> Option<Arc<Remembered>> {
         let entries = self.entries.read().ok()?;
         let entry = entries.get(memo_key(value)).filter(|entry| entry.value == value)?;
         (crypto::constant_time_eq(entry.verified_with.as_bytes(), token_cookie.as_bytes())
@@ -179,7 +185,7 @@ mod tests {
             created_at: 1,
             updated_at: 1,
         };
-        Cached { session, user: user.into(), token_hash: "th".into(), expires_at, rendered: Default::default() }
+        Cached { session, user: user.into(), token_hash: "th".into(), expires_at }
     }
 
     #[test]

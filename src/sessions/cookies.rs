@@ -34,7 +34,6 @@ fn cache_cookie(state: &AppState, session: &Session, user: &User, token_hash: St
         user: Arc::new(user.clone()),
         token_hash,
         expires_at: now + state.sessions.policy.cache_max_age,
-        rendered: Default::default(),
     };
     let value = cookie_cache::encode(&state.sessions.keys.cache, &cached);
     state.cookies.set(&state.cookies.session_data, &value, Some(state.sessions.policy.cache_max_age / 1000))

@@ -119,7 +119,7 @@ pub async fn get_session(caller: SessionOrKey, State(state): State<AppState>) ->
             };
             // A session from a remembered cookie-cache entry, unchanged: its body was rendered before.
             let body = match &auth.remembered {
-                Some(remembered) => remembered.rendered.get_or_init(render).clone(),
+                Some(remembered) => remembered.get_session_body.get_or_init(render).clone(),
                 None => render(),
             };
             let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
