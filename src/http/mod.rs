@@ -197,8 +197,9 @@ where
     }
 }
 
-/// `Set-Cookie` values an extractor wants on the response (the sliding refresh of a session found by the
-/// general `Principal` extractor), added by [`RouteLayer`] unless the handler set a cookie of that name.
+/// `Set-Cookie` values an extractor wants on the response (a session's sliding refresh and its re-issued
+/// cookie cache), added by [`RouteLayer`] unless the handler set a cookie of that name. The one way an
+/// extractor's cookies reach a response: handlers never pass them on.
 #[derive(Clone, Debug, Default)]
 pub struct PendingCookies(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 

@@ -20,11 +20,7 @@ use crate::{
     error::ApiError,
     extensions,
     http::extractors::ClientInfo,
-    http::{
-        cookies::{self, SetCookies},
-        extractors::client_ip,
-        PendingCookies,
-    },
+    http::{cookies, extractors::client_ip, PendingCookies},
     principal::{self, credentials, Credential, Principal, Via},
     sessions::{self, cookie_cache, Session},
     state::AppState,
@@ -82,8 +78,6 @@ pub struct SessionAuth {
     pub session: Session,
     /// Its user.
     pub user: Arc<User>,
-    /// Cookies to send back (sliding refresh, refreshed cookie cache).
-    pub set_cookies: SetCookies,
     /// The SHA-256 of the session token when it came in a cookie (binds a re-issued cookie cache to it);
     /// `None` for bearer tokens, which get no cookies.
     pub cookie_token_hash: Option<String>,
@@ -119,7 +113,6 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
             Some(valid) => Resolved::Valid(Box::new(SessionAuth {
                 session: valid.session,
                 user: valid.user,
-                set_cookies: SetCookies::default(),
                 cookie_token_hash: None,
                 remembered: None,
             })),
@@ -142,7 +135,6 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
             return Ok(Resolved::Valid(Box::new(SessionAuth {
                 session: valid.session,
                 user: valid.user,
-                set_cookies: SetCookies::default(),
                 cookie_token_hash: Some(valid.token_hash),
                 remembered: Some(remembered),
             })));
@@ -162,6 +154,8 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         sessions::validate(&state.db, &state.sessions.policy, &state.sessions.revoked, token, cache, now).await?;
     let Some(valid) = valid else { return Ok(Resolved::Invalid { had_cookie: true }) };
 
+    // Cookies the check renewed reach the response through the route layer, whatever the handler
+    // answers (a handler's own cookie of the same name wins: sign-out's clearing, say).
     let mut set_cookies = Vec::new();
     if valid.refreshed {
         let max_age = (valid.session.expires_at - now) / 1000;
@@ -170,10 +164,14 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
     if cache_enabled && !valid.from_cache {
         set_cookies.push(sessions::cookies::session_data_cookie(state, &valid.session, &valid.user, token, now));
     }
+    if !set_cookies.is_empty() {
+        if let Some(pending) = parts.extensions.get::<PendingCookies>() {
+            pending.push(set_cookies);
+        }
+    }
     Ok(Resolved::Valid(Box::new(SessionAuth {
         session: valid.session,
         user: valid.user,
-        set_cookies: SetCookies(set_cookies),
         cookie_token_hash: Some(valid.token_hash),
         remembered: None,
     })))
@@ -280,13 +278,7 @@ async fn api_key_principal(parts: &Parts, state: &AppState, key: &str) -> Result
             }
         },
     };
-    Ok(Principal {
-        user: Arc::clone(&cached.user),
-        via: Via::ApiKey(cached),
-        tenant_header,
-        set_cookies: SetCookies::default(),
-        cookie_token_hash: None,
-    })
+    Ok(Principal { user: Arc::clone(&cached.user), via: Via::ApiKey(cached), tenant_header, cookie_token_hash: None })
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -307,19 +299,8 @@ impl FromRequestParts<AppState> for Principal {
         }
         match resolve(parts, state).await? {
             Resolved::Valid(auth) => {
-                let SessionAuth { session, user, set_cookies, cookie_token_hash, .. } = *auth;
-                // Handlers taking a `Principal` answer plain JSON: the route layer adds these cookies.
-                let mut set_cookies = set_cookies;
-                if let Some(pending) = parts.extensions.get::<PendingCookies>() {
-                    pending.push(std::mem::take(&mut set_cookies.0));
-                }
-                Ok(Principal {
-                    user,
-                    via: Via::Session(Box::new(session)),
-                    tenant_header: None,
-                    set_cookies,
-                    cookie_token_hash,
-                })
+                let SessionAuth { session, user, cookie_token_hash, .. } = *auth;
+                Ok(Principal { user, via: Via::Session(Box::new(session)), tenant_header: None, cookie_token_hash })
             }
             Resolved::Anonymous | Resolved::Invalid { .. } => Err(ApiError::unauthorized()),
         }

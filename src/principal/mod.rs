@@ -25,7 +25,6 @@ use crate::{
     api_keys::{cache::CachedKey, ApiKey, KeyFields},
     error::ApiError,
     extensions::ExtensionClaims,
-    http::cookies::SetCookies,
     orgs::{Membership, Role},
     sessions::Session,
     state::AppState,
@@ -50,8 +49,6 @@ pub struct Principal {
     pub via: Via,
     /// The `x-tenant-id` header, if sent.
     pub tenant_header: Option<String>,
-    /// Cookies to send back (sliding session refresh, refreshed cookie cache).
-    pub set_cookies: SetCookies,
     /// The session token's SHA-256 when it came in a cookie (see `SessionAuth`).
     pub cookie_token_hash: Option<String>,
 }

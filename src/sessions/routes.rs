@@ -123,7 +123,7 @@ pub async fn get_session(caller: SessionOrKey, State(state): State<AppState>) ->
                 None => render(),
             };
             let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-            (auth.set_cookies, json, body).into_response()
+            (json, body).into_response()
         }
         None if maybe.clear_cookies => (state.cookies.clear_session(), Json(None::<SessionWithUser>)).into_response(),
         None => Json(None::<SessionWithUser>).into_response(),
@@ -156,7 +156,7 @@ fn key_session_view(key: &ApiKey, client: &ClientInfo, now: Millis, lifetime: Mi
 pub async fn list_sessions(State(state): State<AppState>, auth: SessionAuth) -> Result<Response, ApiError> {
     let sessions = store::list_for_user(&state.db, &auth.user.id, state.clock.now()).await?;
     let views: Vec<SessionView> = sessions.iter().map(SessionView::from).collect();
-    Ok(no_store((auth.set_cookies, Json(views)).into_response()))
+    Ok(no_store(Json(views).into_response()))
 }
 
 /// Revokes one of the user's own sessions, by handle or raw token. Another user's session, or an unknown
@@ -183,7 +183,7 @@ pub async fn revoke_session(
         .ok_or_else(|| ApiError::not_found("Session not found"))?;
     super::revoke(&state.db, &state.sessions.revoked, std::slice::from_ref(&target.id), state.clock.now()).await?;
     audit::emit(AuditEvent::SessionsRevoked { user_id: &auth.user.id, count: 1, reason: "revoke_session" });
-    let cookies = if target.id == auth.session.id { state.cookies.clear_session() } else { auth.set_cookies };
+    let cookies = if target.id == auth.session.id { state.cookies.clear_session() } else { SetCookies::default() };
     Ok((cookies, Json(StatusResponse { status: true })))
 }
 
@@ -212,7 +212,7 @@ pub async fn revoke_sessions(
 pub async fn revoke_other_sessions(
     State(state): State<AppState>,
     auth: SessionAuth,
-) -> Result<(SetCookies, Json<StatusResponse>), ApiError> {
+) -> Result<Json<StatusResponse>, ApiError> {
     let mut ids = store::ids_for_user(&state.db, &auth.user.id).await?;
     ids.retain(|id| *id != auth.session.id);
     super::revoke(&state.db, &state.sessions.revoked, &ids, state.clock.now()).await?;
@@ -221,7 +221,7 @@ pub async fn revoke_other_sessions(
         count: ids.len(),
         reason: "revoke_other_sessions",
     });
-    Ok((auth.set_cookies, Json(StatusResponse { status: true })))
+    Ok(Json(StatusResponse { status: true }))
 }
 
 /// `{id, expiresAt}` of the session in the `/api/session` envelope.
@@ -264,7 +264,7 @@ pub async fn api_session(maybe: MaybeSession, State(state): State<AppState>) -> 
                     expires_at: crate::clock::iso8601(auth.session.expires_at),
                 },
             };
-            (auth.set_cookies, Json(ApiSessionResponse { success: true, data: Some(data) })).into_response()
+            Json(ApiSessionResponse { success: true, data: Some(data) }).into_response()
         }
         None if maybe.clear_cookies => {
             (state.cookies.clear_session(), Json(ApiSessionResponse { success: true, data: None })).into_response()
@@ -295,5 +295,5 @@ pub async fn debug_session(auth: SessionAuth) -> Response {
         session: SessionView::from(&auth.session),
         org: auth.session.active_organization_id.clone(),
     };
-    no_store((auth.set_cookies, Json(body)).into_response())
+    no_store(Json(body).into_response())
 }
