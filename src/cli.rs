@@ -376,28 +376,28 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             }
         }
         AdminCommand::RevokeApiKey { id } => {
-            anyhow::ensure!(api_keys::store::delete(&db, &id).await?, "no such api key");
-            // Running servers evict it through NOTIFY (PostgreSQL) or their `cache_events` poll.
-            notify::publish_event(&db, &notify::CacheEvent::ApiKeyChanged { key_id: id.clone() }, clock.now()).await?;
+            let key = api_keys::store::find(&db, &id).await?.ok_or_else(|| anyhow::anyhow!("no such api key"))?;
+            // Running servers evict it through NOTIFY (PostgreSQL) or their `cache_events` poll. The
+            // operator acts for the owner: the audit event names the owner as the actor.
+            let cache = api_keys::cache::KeyCache::new(0);
+            anyhow::ensure!(
+                api_keys::delete_key(&db, &cache, &key.id, &key.reference_id, clock.now()).await?,
+                "no such api key"
+            );
             println!("revoked api key {id}");
         }
         AdminCommand::CreateOrg { name, slug, owner_email } => {
             let user = user_by_email(&db, &owner_email).await?;
-            anyhow::ensure!(orgs::valid_slug(&slug), "--slug must be 1-64 of a-z 0-9 -");
-            let now = clock.now();
-            let org = orgs::Organization {
-                id: crypto::new_id("org"),
-                name,
-                slug,
-                logo: None,
-                metadata: None,
-                created_at: now,
-            };
-            orgs::store::insert_with_owner(&db, &org, &crypto::new_id("mem"), &user.id)
-                .await
-                .map_err(|error| anyhow::anyhow!("cannot create organization: {error}"))?;
-            notify::publish_event(&db, &notify::CacheEvent::MembershipsChanged { user_id: user.id.clone() }, now)
-                .await?;
+            let new = orgs::NewOrganization { name, slug, logo: None, metadata: None };
+            // No running server's cache here: `create_organization` publishes the change for them. The
+            // operator acts for the owner: the audit event names the owner as the actor.
+            let org =
+                orgs::create_organization(&db, &orgs::MembershipCache::new(0), new, &user.id, &user.id, clock.now())
+                    .await
+                    .map_err(|error| match error {
+                        orgs::OrgError::InvalidSlug => anyhow::anyhow!("--slug must be 1-64 of a-z 0-9 -"),
+                        other => anyhow::anyhow!("cannot create organization: {other}"),
+                    })?;
             println!("created organization {} ({}) owned by {}", org.id, org.slug, user.email);
         }
         AdminCommand::AddMember { org, email, role } => {
@@ -416,18 +416,8 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             println!("added {} to {} as {}", user.email, org.slug, role.as_str());
         }
         AdminCommand::CreateClient { name } => {
-            let length = name.trim().chars().count();
-            anyhow::ensure!((1..=100).contains(&length), "--name must be 1-100 characters");
-            let now = clock.now();
-            let (key, hash, start) = service_tokens::generate_client_key();
-            let client = service_tokens::Client {
-                id: crypto::new_id("cli"),
-                name: name.trim().to_owned(),
-                key_start: start,
-                created_at: now,
-                updated_at: now,
-            };
-            service_tokens::store::insert_client(&db, &client, &hash).await?;
+            anyhow::ensure!(service_tokens::valid_name(&name), "--name must be 1-100 characters");
+            let (key, client) = service_tokens::create_client(&db, &name, clock.now()).await?;
             println!("created client {} ({})", client.id, client.name);
             println!("client key (shown once): {key}");
         }
@@ -449,8 +439,7 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                     }
                 }
             };
-            let leeway = i64::try_from(settings.tokens.leeway).unwrap_or(0) * 1000;
-            let window = i64::try_from(settings.service.token_ttl).unwrap_or(i64::MAX / 2) * 1000 + leeway;
+            let window = service_tokens::longest_token_life(&settings);
             for alg in algorithms {
                 match ring.rotate(&db, alg, now, window, None).await? {
                     Some(kid) => println!("rotated {}: new signing key {kid}", alg.as_str()),

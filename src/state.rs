@@ -147,10 +147,9 @@ impl AppStateInner {
         i64::try_from(self.settings.tokens.leeway).unwrap_or(0).saturating_mul(1000)
     }
 
-    /// The longest a token of the core can live, leeway included: how long a retired signing key stays
-    /// published, and how long an owner's revocation is remembered.
+    /// See [`crate::service_tokens::longest_token_life`].
     pub fn longest_token_life(&self) -> i64 {
-        i64::try_from(self.settings.service.token_ttl).unwrap_or(i64::MAX / 2).saturating_mul(1000) + self.leeway_ms()
+        crate::service_tokens::longest_token_life(&self.settings)
     }
 
     /// Applies one cache invalidation (from NOTIFY or the `cache_events` table), in its wire form; a

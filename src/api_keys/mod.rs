@@ -525,6 +525,23 @@ impl UsageBatch {
     }
 }
 
+/// Deletes a key (false: there was none), evicts it everywhere and records who did it. The endpoint and
+/// `latchkey admin revoke-api-key` both delete keys here.
+pub async fn delete_key(
+    db: &Db,
+    cache: &cache::KeyCache,
+    id: &str,
+    actor_id: &str,
+    now: Millis,
+) -> Result<bool, StorageError> {
+    if !store::delete(db, id).await? {
+        return Ok(false);
+    }
+    key_changed(db, cache, id, now).await?;
+    audit::emit(AuditEvent::ApiKeyChanged { actor_id, key_id: id, action: "deleted" });
+    Ok(true)
+}
+
 /// Evicts a changed key here and on every other node.
 pub async fn key_changed(db: &Db, cache: &cache::KeyCache, id: &str, now: Millis) -> Result<(), StorageError> {
     cache.evict_id(id);

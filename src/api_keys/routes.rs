@@ -344,11 +344,10 @@ pub async fn delete(
 ) -> Result<Json<Success>, ApiError> {
     principal.require_session()?;
     let key = owned_key(&state, &principal, &body.key_id).await?;
-    if !super::store::delete(&state.db, &key.id).await? {
+    let now = state.clock.now();
+    if !super::delete_key(&state.db, &state.api_keys.cache, &key.id, &principal.user.id, now).await? {
         return Err(ApiKeyError::NotFound.into());
     }
-    super::key_changed(&state.db, &state.api_keys.cache, &key.id, state.clock.now()).await?;
-    audit::emit(AuditEvent::ApiKeyChanged { actor_id: &principal.user.id, key_id: &key.id, action: "deleted" });
     Ok(Json(Success { success: true }))
 }
 

@@ -56,6 +56,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    audit::{self, AuditEvent},
     cache::TtlCache,
     clock::{iso8601, Millis},
     storage::{notify, Db, StorageError},
@@ -560,6 +561,71 @@ pub async fn memberships_changed(
             .await?;
     }
     Ok(())
+}
+
+/// `VALIDATION_ERROR` unless `value` is 1–`max` characters and not blank.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), OrgError> {
+    if value.trim().is_empty() || value.chars().count() > max {
+        return Err(OrgError::Validation(format!("{field} must be 1-{max} characters")));
+    }
+    Ok(())
+}
+
+/// `INVALID_SLUG` unless [`valid_slug`].
+pub fn require_valid_slug(slug: &str) -> Result<(), OrgError> {
+    if valid_slug(slug) {
+        Ok(())
+    } else {
+        Err(OrgError::InvalidSlug)
+    }
+}
+
+/// An organization to create.
+pub struct NewOrganization {
+    pub name: String,
+    pub slug: String,
+    pub logo: Option<String>,
+    /// JSON text.
+    pub metadata: Option<String>,
+}
+
+/// Creates an organization with `owner_id` as its owner: checks the fields, refuses a taken slug
+/// (`ORGANIZATION_ALREADY_EXISTS`), invalidates the owner's memberships everywhere and records the
+/// change. The endpoint and `latchkey admin create-org` both create organizations here.
+pub async fn create_organization(
+    db: &Db,
+    cache: &MembershipCache,
+    new: NewOrganization,
+    owner_id: &str,
+    actor_id: &str,
+    now: Millis,
+) -> Result<Organization, OrgError> {
+    check_text("name", &new.name, 256)?;
+    require_valid_slug(&new.slug)?;
+    if let Some(logo) = &new.logo {
+        check_text("logo", logo, 2048)?;
+    }
+    let org = Organization {
+        id: crate::crypto::new_id("org"),
+        name: new.name.trim().to_owned(),
+        slug: new.slug,
+        logo: new.logo,
+        metadata: new.metadata,
+        created_at: now,
+    };
+    match store::insert_with_owner(db, &org, &crate::crypto::new_id("mem"), owner_id).await {
+        Ok(()) => {}
+        Err(StorageError::UniqueViolation(_)) => return Err(OrgError::AlreadyExists),
+        Err(error) => return Err(error.into()),
+    }
+    memberships_changed(db, cache, &[owner_id.to_owned()], now).await?;
+    audit::emit(AuditEvent::OrganizationChanged {
+        actor_id,
+        organization_id: &org.id,
+        action: "created",
+        target: None,
+    });
+    Ok(org)
 }
 
 #[cfg(test)]

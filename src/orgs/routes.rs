@@ -18,11 +18,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::paths;
 use super::{
-    invitations, members, store, Invitation, InvitationView, MemberView, OrgError, Organization, OrganizationView, Role,
+    check_text, invitations, members, require_valid_slug, store, Invitation, InvitationView, MemberView,
+    NewOrganization, OrgError, Organization, OrganizationView, Role,
 };
 use crate::{
     audit::{self, AuditEvent},
-    crypto,
     error::{ApiError, ErrorBody},
     http::extractors::{json_column, ApiJson, ApiQuery},
     principal::{self, Principal, Tenant, TenantError},
@@ -159,21 +159,6 @@ impl From<OrgError> for ApiError {
 
 pub(super) fn parse_role(role: &str) -> Result<Role, OrgError> {
     Role::parse(role).ok_or(OrgError::RoleNotFound)
-}
-
-pub(super) fn check_text(field: &str, value: &str, max: usize) -> Result<(), OrgError> {
-    if value.trim().is_empty() || value.chars().count() > max {
-        return Err(OrgError::Validation(format!("{field} must be 1-{max} characters")));
-    }
-    Ok(())
-}
-
-pub(super) fn require_valid_slug(slug: &str) -> Result<(), OrgError> {
-    if super::valid_slug(slug) {
-        Ok(())
-    } else {
-        Err(OrgError::InvalidSlug)
-    }
 }
 
 /// How an endpoint refuses an organization it cannot act in. Better Auth's endpoints answer the same
@@ -333,34 +318,22 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     principal.require_permission("organization", "create")?;
-    check_text("name", &body.name, 256)?;
-    require_valid_slug(&body.slug)?;
-    if let Some(logo) = &body.logo {
-        check_text("logo", logo, 2048)?;
-    }
-    let now = state.clock.now();
     let keep_active = body.keep_current_active_organization;
-    let org = Organization {
-        id: crypto::new_id("org"),
-        name: body.name.trim().to_owned(),
+    let new = NewOrganization {
+        name: body.name,
         slug: body.slug,
         logo: body.logo,
         metadata: json_column(body.metadata.as_ref())?,
-        created_at: now,
     };
-    let member_id = crypto::new_id("mem");
-    match store::insert_with_owner(&state.db, &org, &member_id, &principal.user.id).await {
-        Ok(()) => {}
-        Err(crate::storage::StorageError::UniqueViolation(_)) => return Err(OrgError::AlreadyExists.into()),
-        Err(error) => return Err(error.into()),
-    }
-    memberships_changed(&state, std::slice::from_ref(&principal.user.id)).await?;
-    audit::emit(AuditEvent::OrganizationChanged {
-        actor_id: &principal.user.id,
-        organization_id: &org.id,
-        action: "created",
-        target: None,
-    });
+    let org = super::create_organization(
+        &state.db,
+        &state.orgs.memberships,
+        new,
+        &principal.user.id,
+        &principal.user.id,
+        state.clock.now(),
+    )
+    .await?;
     let members = store::members(&state.db, &org.id, 10, 0).await?;
     let body = OrganizationWithMembers {
         organization: OrganizationView::from(&org),

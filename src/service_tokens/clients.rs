@@ -10,11 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::credentials::MasterCredentials;
 use super::paths;
-use super::Client;
 use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,
-    crypto,
     error::{ApiError, ErrorBody},
     http::extractors::{ApiJson, ApiPath},
     state::AppState,
@@ -72,8 +70,7 @@ pub struct Deleted {
 }
 
 pub(super) fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
-    let length = name.trim().chars().count();
-    if length == 0 || length > 100 {
+    if !super::valid_name(name) {
         return Err(ApiError::bad_request("INVALID_NAME", format!("{field} must be 1-100 characters")));
     }
     Ok(())
@@ -93,17 +90,7 @@ pub async fn create_client(
     ApiJson(body): ApiJson<CreateClientRequest>,
 ) -> Result<Response, ApiError> {
     check_name(&body.name, "name")?;
-    let now = state.clock.now();
-    let (key, hash, start) = super::generate_client_key();
-    let client = Client {
-        id: crypto::new_id("cli"),
-        name: body.name.trim().to_owned(),
-        key_start: start,
-        created_at: now,
-        updated_at: now,
-    };
-    super::store::insert_client(&state.db, &client, &hash).await?;
-    audit::emit(AuditEvent::ServiceClientChanged { client_id: &client.id, action: "created" });
+    let (key, client) = super::create_client(&state.db, &body.name, state.clock.now()).await?;
     let body = ClientWithKey { client_id: client.id, name: client.name, api_key: key };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

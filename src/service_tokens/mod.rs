@@ -41,6 +41,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    audit::{self, AuditEvent},
     cache::TtlCache,
     clock::Millis,
     storage::{notify, Db, StorageError},
@@ -294,6 +295,34 @@ impl ServiceState {
         self.users.prune(now);
         self.verified.prune(now);
     }
+}
+
+/// True for a client or user name: 1–100 characters once trimmed.
+pub fn valid_name(name: &str) -> bool {
+    (1..=100).contains(&name.trim().chars().count())
+}
+
+/// Creates a client named `name` (checked with [`valid_name`]); returns its key, shown only now. The
+/// endpoint and `latchkey admin create-client` both create clients here.
+pub async fn create_client(db: &Db, name: &str, now: Millis) -> Result<(String, Client), StorageError> {
+    let (key, hash, start) = generate_client_key();
+    let client = Client {
+        id: crate::crypto::new_id("cli"),
+        name: name.trim().to_owned(),
+        key_start: start,
+        created_at: now,
+        updated_at: now,
+    };
+    store::insert_client(db, &client, &hash).await?;
+    audit::emit(AuditEvent::ServiceClientChanged { client_id: &client.id, action: "created" });
+    Ok((key, client))
+}
+
+/// The longest a service token can be accepted, leeway included (ms): how long a retired signing key stays
+/// published, and how long an owner's revocation is remembered.
+pub fn longest_token_life(settings: &crate::config::Settings) -> Millis {
+    let leeway = i64::try_from(settings.tokens.leeway).unwrap_or(0).saturating_mul(1000);
+    i64::try_from(settings.service.token_ttl).unwrap_or(i64::MAX / 2).saturating_mul(1000) + leeway
 }
 
 /// A new client key: `lkc_` + 48 random alphanumerics; returns (key, hash, start).
