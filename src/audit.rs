@@ -8,15 +8,15 @@ use crate::telemetry::CurrentRequestId;
 #[derive(Debug)]
 #[allow(missing_docs)]
 pub enum AuditEvent<'a> {
-    /// A user was created.
+    /// A user signed up (`latchkey admin create-user` emits nothing).
     UserCreated { user_id: &'a str },
-    /// A sign-in succeeded.
+    /// An email/password sign-in succeeded.
     SignInSucceeded { user_id: &'a str },
     /// A sign-in failed (the email is not logged: it may be a password typed in the wrong field).
     SignInFailed { reason: &'a str },
-    /// A session was created.
+    /// A session was started, at sign-up or sign-in.
     SessionCreated { user_id: &'a str, session_id: &'a str },
-    /// Sessions were revoked.
+    /// Sessions were revoked; `reason` names the endpoint that did it (e.g. `sign_out`).
     SessionsRevoked { user_id: &'a str, count: usize, reason: &'a str },
     /// An API key was created, updated or deleted (`action`).
     ApiKeyChanged { actor_id: &'a str, key_id: &'a str, action: &'a str },
@@ -24,7 +24,7 @@ pub enum AuditEvent<'a> {
     ApiKeyRefused { key_id: Option<&'a str>, reason: &'a str },
     /// An organization, membership or invitation changed (`action`, e.g. `member.removed`).
     OrganizationChanged { actor_id: &'a str, organization_id: &'a str, action: &'a str, target: Option<&'a str> },
-    /// An extension token was issued.
+    /// An extension token was issued, in the user's tenant organization.
     ExtensionTokenIssued { user_id: &'a str, organization_id: &'a str, extension_id: &'a str, jti: &'a str },
     /// A `/v1` credential (master, client key, user secret or service token) was refused; never the
     /// credential itself, only what is known of who presented it and why.
@@ -33,9 +33,9 @@ pub enum AuditEvent<'a> {
     ServiceClientChanged { client_id: &'a str, action: &'a str },
     /// A service user was created or deleted (`action`).
     ServiceUserChanged { client_id: &'a str, user_id: &'a str, action: &'a str },
-    /// A token was issued.
+    /// A service token was issued to one of a client's users.
     TokenIssued { client_id: &'a str, user_id: &'a str, jti: &'a str },
-    /// A token was revoked.
+    /// A client revoked one of its service tokens.
     TokenRevoked { client_id: &'a str, jti: &'a str, reason: &'a str },
 }
 

@@ -37,7 +37,8 @@ impl<V> TtlCache<V> {
         (*inserted <= now && now < *until).then(|| Arc::clone(value))
     }
 
-    /// Keeps `value` under `key` until `until`.
+    /// Keeps `value` under `key` from `now` until `until`. A full cache first drops what expired, then
+    /// everything if that is not enough.
     pub fn insert(&self, key: &str, value: Arc<V>, until: Millis, now: Millis) {
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= self.capacity {
@@ -78,12 +79,11 @@ impl<V> TtlCache<V> {
         }
     }
 
-    /// Number of entries.
+    /// Number of entries, expired ones included until they are pruned.
     pub fn len(&self) -> usize {
         self.entries.read().map_or(0, |entries| entries.len())
     }
 
-    /// True if empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -40,13 +40,11 @@ pub enum Command {
     Migrate,
     /// Configuration commands.
     Config {
-        /// The config command.
         #[command(subcommand)]
         command: ConfigCommand,
     },
     /// Administration on the database.
     Admin {
-        /// The admin command.
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -64,10 +62,10 @@ pub enum ConfigCommand {
 pub enum AdminCommand {
     /// Create a user. The password is read from stdin, or generated and printed once when stdin is a terminal.
     CreateUser {
-        /// Email address.
+        /// Email address; trimmed and lower-cased.
         #[arg(long)]
         email: String,
-        /// Display name.
+        /// Display name, at most 256 characters.
         #[arg(long)]
         name: String,
         /// Give the user the admin role.
@@ -97,7 +95,7 @@ pub enum AdminCommand {
         /// Permissions as JSON, e.g. '{"extensions":["read"]}'.
         #[arg(long)]
         permissions: Option<String>,
-        /// Display name.
+        /// Display name of the key.
         #[arg(long)]
         name: Option<String>,
         /// Lifetime in seconds (default: never expires).
@@ -118,7 +116,7 @@ pub enum AdminCommand {
     },
     /// Create an organization owned by a user.
     CreateOrg {
-        /// Name.
+        /// Display name of the organization.
         #[arg(long)]
         name: String,
         /// Slug (a-z 0-9 -).
@@ -142,7 +140,7 @@ pub enum AdminCommand {
     },
     /// Create a service client for the `/v1` token API; its key (`lkc_…`) is printed once.
     CreateClient {
-        /// Name.
+        /// Display name of the client, 1-100 characters.
         #[arg(long)]
         name: String,
     },

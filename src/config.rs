@@ -183,7 +183,8 @@ impl Default for TokenSettings {
 pub struct ServiceSettings {
     /// Master user name (Basic auth of `POST /v1/clients`); unset: client management answers 503.
     pub master_username: Option<Secret>,
-    /// Master password.
+    /// Password of the master user (set both or neither); production wants at least 16 characters, not a
+    /// common password.
     pub master_password: Option<Secret>,
     /// Client key used by `/v1` requests that carry none.
     pub client_api_key: Option<Secret>,
@@ -230,7 +231,7 @@ impl Default for ServerSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Socket address to listen on.
+    /// `ip:port` to listen on; the default, `127.0.0.1:8080`, takes local connections only.
     #[serde(deserialize_with = "lenient_string")]
     pub listen: String,
     /// Public base URL; its origin is always trusted.
@@ -239,9 +240,9 @@ pub struct Settings {
     /// `sqlite://…` or `postgres://…`.
     #[serde(deserialize_with = "lenient_string")]
     pub database_url: String,
-    /// Pool size.
+    /// Most connections the database pool opens (16); at least 1.
     pub database_max_connections: u32,
-    /// development or production.
+    /// `development` (the default) or `production`; `NODE_ENV` counts only when it says one of those two.
     pub env: Mode,
     /// Server secret (cookie signing, key encryption); generated in development when unset.
     pub secret: Option<Secret>,
@@ -258,7 +259,6 @@ pub struct Settings {
     pub cookie_domain: Option<String>,
     /// Enables `GET /debug/session`.
     pub debug_endpoints: bool,
-    /// Log format.
     pub log_format: LogFormat,
     /// Argon2id worker threads (0: one per core).
     pub password_hash_threads: usize,
@@ -266,15 +266,17 @@ pub struct Settings {
     pub maintenance_interval: u64,
     /// Session lifetimes and cookie cache.
     pub session: SessionSettings,
-    /// Rate limits.
+    /// `[rate_limit]` in the file, `LATCHKEY_RATE_LIMIT_*` in the environment.
     pub rate_limit: RateLimitSettings,
-    /// Extension tokens.
+    /// `[extensions]`, `LATCHKEY_EXTENSIONS_*`; the secrets also come from `EXTENSION_TOKEN_SECRET` and
+    /// `EXTENSION_TOKEN_PREVIOUS_SECRETS`.
     pub extensions: ExtensionSettings,
-    /// API keys.
+    /// `[api_keys]` in the file, `LATCHKEY_API_KEYS_*` in the environment.
     pub api_keys: ApiKeySettings,
     /// Token core: signing keys and JWT checks.
     pub tokens: TokenSettings,
-    /// Service-token API.
+    /// `[service]`, `LATCHKEY_SERVICE_*`; the credentials also come from `MASTER_USERNAME`, `MASTER_PASSWORD`
+    /// and `CLIENT_API_KEY`.
     pub service: ServiceSettings,
     /// Connection timeouts and cap.
     pub server: ServerSettings,
@@ -548,7 +550,6 @@ impl Settings {
         }
     }
 
-    /// True in production mode.
     pub fn is_production(&self) -> bool {
         self.env == Mode::Production
     }

@@ -12,7 +12,6 @@ use serde::Serialize;
 /// An error a client can read.
 #[derive(Debug)]
 pub struct ApiError {
-    /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable code (Better Auth's where one exists).
     pub code: &'static str,
@@ -23,16 +22,15 @@ pub struct ApiError {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-/// Error body.
+/// The body of every error answer: a stable `code` for programs, a `message` for people.
 pub struct ErrorBody {
     /// Machine-readable code, e.g. `INVALID_EMAIL_OR_PASSWORD`.
     pub code: String,
-    /// Human-readable message.
+    /// Human-readable English message; never contains a secret. Match on `code`, not on this.
     pub message: String,
 }
 
 impl ApiError {
-    /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), retry_after: None }
     }

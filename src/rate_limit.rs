@@ -17,7 +17,7 @@ pub struct Limiter<K = String> {
     windows: Mutex<HashMap<K, (Millis, u32)>>,
 }
 
-/// The per-IP limiters' key.
+/// Key of the per-IP limiters: `None` puts every client whose address is unknown in one shared window.
 pub type IpKey = Option<IpAddr>;
 
 impl<K: Hash + Eq> Limiter<K> {
@@ -99,7 +99,6 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Builds the limiters from configuration.
     pub fn new(settings: &RateLimitSettings) -> RateLimits {
         RateLimits {
             sign_in_ip: Limiter::new(settings.sign_in_per_ip, settings.sign_in_ip_window),

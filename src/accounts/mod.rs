@@ -7,7 +7,7 @@ pub mod password;
 pub mod routes;
 pub mod store;
 
-/// The paths this capability serves.
+/// The URL paths of this capability's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `POST` sign-up with email and password.
     pub const SIGN_UP_EMAIL: &str = "/api/auth/sign-up/email";
@@ -32,11 +32,11 @@ pub struct User {
     pub id: String,
     /// Normalised email, unique.
     pub email: String,
-    /// Display name.
+    /// Display name, trimmed; at most 256 characters.
     pub name: String,
-    /// Avatar URL.
+    /// Avatar URL as given at sign-up (at most 2048 bytes); `None` if none was given.
     pub image: Option<String>,
-    /// Whether the email was verified.
+    /// Always `false` for now: nothing verifies an email yet, and sign-up refuses `emailVerified`.
     pub email_verified: bool,
     /// `user` or `admin`; never settable through sign-up.
     pub role: String,
@@ -64,7 +64,7 @@ pub const JOINED_USER_COLUMNS: &str = "u.email AS u_email, u.name AS u_name, u.i
     u.email_verified AS u_email_verified, u.role AS u_role, u.created_at AS u_created_at, u.updated_at AS u_updated_at";
 
 impl JoinedUser {
-    /// The user with this id.
+    /// The [`User`], given its id: the join key, which [`JOINED_USER_COLUMNS`] does not select.
     pub fn into_user(self, id: String) -> User {
         User {
             id,
@@ -83,15 +83,15 @@ impl JoinedUser {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
-    /// User id.
+    /// User id (`usr_…`).
     pub id: String,
-    /// Email.
+    /// Email address, trimmed and lower-cased.
     pub email: String,
-    /// Name.
+    /// Display name, trimmed; at most 256 characters.
     pub name: String,
     /// Image URL or null.
     pub image: Option<String>,
-    /// Email verified.
+    /// Whether the email address was verified: always `false` for now, as Latchkey verifies no email yet.
     pub email_verified: bool,
     /// `user` or `admin`.
     pub role: String,
@@ -153,13 +153,13 @@ impl From<StorageError> for AccountError {
 
 /// A new user's details, as received.
 pub struct NewUser {
-    /// Display name.
+    /// Display name; trimmed here, and refused as `InvalidName` beyond 256 characters.
     pub name: String,
     /// Raw email (normalised here).
     pub email: String,
-    /// Password.
+    /// Plain-text password, checked against the policy ([`password::check`]) before it is hashed.
     pub password: Secret,
-    /// Optional avatar URL.
+    /// Avatar URL; refused as `InvalidName` beyond 2048 bytes.
     pub image: Option<String>,
     /// `admin` only through the CLI.
     pub admin: bool,

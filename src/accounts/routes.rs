@@ -19,7 +19,7 @@ use crate::{
     state::AppState,
 };
 
-/// The routes of this capability.
+/// Sign-up and sign-in, each registered with its OpenAPI operation; `app::routes` merges them.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(sign_up_email)).routes(routes!(sign_in_email))
 }
@@ -57,14 +57,14 @@ impl From<AccountError> for ApiError {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignUpRequest {
-    /// Display name.
+    /// Display name, trimmed; at most 256 characters.
     pub name: String,
     /// Email (trimmed, lower-cased).
     pub email: String,
     /// 8–128 characters, not a common password.
     #[schema(value_type = String, format = Password)]
     pub password: Secret,
-    /// Avatar URL.
+    /// Avatar URL, at most 2048 bytes.
     pub image: Option<String>,
     /// Where the client goes next; must be relative or on a trusted origin.
     #[serde(rename = "callbackURL")]
@@ -92,7 +92,7 @@ pub struct SignUpResponse {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignInRequest {
-    /// Email.
+    /// Email address; trimmed and lower-cased before the lookup.
     pub email: String,
     /// Password.
     #[schema(value_type = String, format = Password)]

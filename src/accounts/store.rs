@@ -9,7 +9,6 @@ use super::User;
 
 const USER_COLUMNS: &str = "id, email, name, image, email_verified, role, created_at, updated_at";
 
-/// The user with this id.
 pub async fn find_user_by_id(db: &Db, id: &str) -> Result<Option<User>, StorageError> {
     const SQL: &str =
         "SELECT id, email, name, image, email_verified, role, created_at, updated_at FROM users WHERE id = $1";

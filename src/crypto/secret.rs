@@ -11,7 +11,6 @@ use serde::{Deserialize, Deserializer};
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

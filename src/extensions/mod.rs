@@ -7,7 +7,7 @@
 
 pub mod routes;
 
-/// The paths this capability serves.
+/// The URL paths of this capability's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `POST` issue an extension token.
     pub const EXTENSION_TOKEN: &str = "/api/extensions/token";
@@ -32,11 +32,11 @@ pub const AUDIENCE: &str = "action-api";
 /// The claims of an extension token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExtensionClaims {
-    /// User id.
+    /// The user the token acts for (`usr_…`).
     pub sub: String,
-    /// Organization id.
+    /// The organization it acts in (`org_…`); verification refuses it once `sub` is no longer a member.
     pub org: String,
-    /// Extension id.
+    /// The extension it was issued to, as the caller named it.
     pub ext: String,
     /// Space-separated scopes.
     pub scope: String,
@@ -46,7 +46,7 @@ pub struct ExtensionClaims {
     pub iat: i64,
     /// Expires at, unix seconds.
     pub exp: i64,
-    /// Token id.
+    /// Unique token id (`etk_…`).
     pub jti: String,
     /// Not before, unix seconds: Latchkey never sets it, but a token carrying one is refused until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,7 +115,7 @@ impl ExtensionKeys {
         }
     }
 
-    /// Signs claims.
+    /// Signs `claims` (HS256) with the current secret; previous secrets only verify.
     pub fn sign(&self, claims: &ExtensionClaims) -> Result<String, jsonwebtoken::errors::Error> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
     }

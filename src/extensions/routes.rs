@@ -18,7 +18,7 @@ use crate::{
     state::AppState,
 };
 
-/// The routes of this capability.
+/// Token and verify, each registered with its OpenAPI operation; `app::routes` merges them.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(issue)).routes(routes!(verify))
 }
@@ -51,7 +51,7 @@ impl Scopes {
     }
 }
 
-/// Token request.
+/// Asks for an extension token for the caller, in their tenant organization.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = ExtensionTokenRequest)]
@@ -151,7 +151,7 @@ pub async fn issue(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = ExtensionVerifyRequest)]
 pub struct VerifyRequest {
-    /// The token.
+    /// The extension token (the JWT) to check.
     #[schema(value_type = String, format = Password)]
     pub token: crate::config::Secret,
     /// Scopes the token must carry.

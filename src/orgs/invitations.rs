@@ -25,7 +25,7 @@ use crate::{
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InviteRequest {
-    /// Invitee email.
+    /// Invitee email; trimmed and lower-cased, as account emails are.
     pub email: String,
     /// Role on acceptance.
     pub role: String,
@@ -105,14 +105,14 @@ pub async fn invite_member(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvitationRef {
-    /// Invitation id.
+    /// Invitation id (`inv_…`).
     pub invitation_id: String,
 }
 
-/// Accept answer.
+/// Answer of accept-invitation and reject-invitation.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct InvitationOutcome {
-    /// The invitation.
+    /// The invitation, with its new status: `accepted` or `rejected`.
     pub invitation: InvitationView,
     /// The new membership (null on reject).
     pub member: Option<MemberView>,
@@ -228,7 +228,6 @@ pub async fn cancel_invitation(
     Ok(Json(InvitationView::from(&invitation)))
 }
 
-/// list-invitations query.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub struct ListInvitationsQuery {

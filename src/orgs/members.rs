@@ -22,11 +22,11 @@ use crate::{
 pub struct MembersPage {
     /// This page of members, oldest first.
     pub members: Vec<MemberView>,
-    /// All members.
+    /// Number of members in the organization, over all pages.
     pub total: i64,
 }
 
-/// The organization's members.
+/// A page of the organization's members, oldest first; any member may list them.
 #[utoipa::path(get, path = paths::ORG_LIST_MEMBERS, tag = "organizations", params(OrgQuery),
     responses((status = 200, body = MembersPage), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
@@ -57,7 +57,6 @@ pub async fn get_active_member(
     Ok(Json(MemberView::from(&member)))
 }
 
-/// get-active-member-role query.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub struct ActiveMemberRoleQuery {
@@ -115,7 +114,7 @@ pub struct RemoveMemberRequest {
 /// `{member}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MemberEnvelope {
-    /// The member.
+    /// The removed membership, as it was.
     pub member: MemberView,
 }
 
@@ -176,9 +175,9 @@ pub async fn remove_member(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateRoleRequest {
-    /// Membership id.
+    /// Membership id; a member's user id or email also matches.
     pub member_id: String,
-    /// New role.
+    /// `owner`, `admin` or `member`; only owners grant or take away `owner`.
     pub role: String,
     /// Organization (default: the tenant).
     pub organization_id: Option<String>,

@@ -9,7 +9,7 @@ pub mod members;
 pub mod routes;
 pub mod store;
 
-/// The paths this capability serves.
+/// The URL paths of this capability's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `POST` create an organization.
     pub const ORG_CREATE: &str = "/api/auth/organization/create";
@@ -105,7 +105,7 @@ impl Role {
 pub struct Organization {
     /// `org_…`
     pub id: String,
-    /// Display name.
+    /// Display name; the API takes 1–256 characters and stores them trimmed.
     pub name: String,
     /// Unique, URL-safe.
     pub slug: String,
@@ -121,11 +121,11 @@ pub struct Organization {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrganizationView {
-    /// Id.
+    /// Organization id (`org_…`).
     pub id: String,
     /// Name.
     pub name: String,
-    /// Slug.
+    /// Unique, URL-safe handle: 1–64 of `a-z 0-9 -`; `x-tenant-id` may name the organization by it.
     pub slug: String,
     /// Logo URL.
     pub logo: Option<String>,
@@ -154,19 +154,14 @@ impl From<&Organization> for OrganizationView {
 pub struct Member {
     /// `mem_…`
     pub id: String,
-    /// Organization.
     pub organization_id: String,
-    /// User.
     pub user_id: String,
     /// `owner`, `admin` or `member`.
     pub role: String,
     /// Unix ms.
     pub created_at: Millis,
-    /// The user's name.
     pub user_name: String,
-    /// The user's email.
     pub user_email: String,
-    /// The user's image.
     pub user_image: Option<String>,
 }
 
@@ -180,11 +175,11 @@ impl Member {
 /// The public fields of a member's user.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberUserView {
-    /// Id.
+    /// User id (`usr_…`).
     pub id: String,
     /// Name.
     pub name: String,
-    /// Email.
+    /// The user's email address, normalised (trimmed, lower case).
     pub email: String,
     /// Image URL.
     pub image: Option<String>,
@@ -194,17 +189,17 @@ pub struct MemberUserView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberView {
-    /// Membership id.
+    /// Membership id (`mem_…`).
     pub id: String,
     /// Organization id.
     pub organization_id: String,
     /// User id.
     pub user_id: String,
-    /// Role.
+    /// `owner`, `admin` or `member`.
     pub role: String,
     /// ISO 8601.
     pub created_at: String,
-    /// The user.
+    /// The member's user: id, name, email and image.
     pub user: MemberUserView,
 }
 
@@ -274,7 +269,6 @@ impl TryFrom<String> for InvitationStatus {
 pub struct Invitation {
     /// `inv_…`
     pub id: String,
-    /// Organization.
     pub organization_id: String,
     /// Invitee email (normalised).
     pub email: String,
@@ -283,7 +277,7 @@ pub struct Invitation {
     /// Where it stands (stored as its lower-case name).
     #[sqlx(try_from = "String")]
     pub status: InvitationStatus,
-    /// Who invited.
+    /// User id of the owner or admin who invited.
     pub inviter_id: String,
     /// Unix ms.
     pub expires_at: Millis,
@@ -295,11 +289,11 @@ pub struct Invitation {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvitationView {
-    /// Id.
+    /// Invitation id (`inv_…`): what the invitee accepts or rejects.
     pub id: String,
     /// Organization id.
     pub organization_id: String,
-    /// Invitee email.
+    /// Invitee email address, normalised (trimmed, lower case).
     pub email: String,
     /// Role granted on acceptance.
     pub role: String,
@@ -331,10 +325,8 @@ impl From<&Invitation> for InvitationView {
 /// An invitation with its organization's name (what the invitee is shown).
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ReceivedInvitation {
-    /// The invitation.
     #[sqlx(flatten)]
     pub invitation: Invitation,
-    /// The organization's name.
     pub organization_name: String,
 }
 
@@ -342,7 +334,7 @@ pub struct ReceivedInvitation {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceivedInvitationView {
-    /// The invitation.
+    /// The invitation's fields, inline.
     #[serde(flatten)]
     pub invitation: InvitationView,
     /// The organization's name.
@@ -469,18 +461,17 @@ pub fn valid_slug(slug: &str) -> bool {
 /// One of a user's memberships, as tenant resolution needs it.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Membership {
-    /// Organization id.
     pub organization_id: String,
     /// Organization slug (`x-tenant-id` may name it).
     pub slug: String,
-    /// Role.
+    /// `owner`, `admin` or `member`; [`Membership::role`] reads anything else as `member`.
     pub role: String,
     /// Joined, unix ms: the earliest is the "first organization".
     pub created_at: Millis,
 }
 
 impl Membership {
-    /// The role.
+    /// The parsed role; an unknown stored role counts as the least privileged, `member`.
     pub fn role(&self) -> Role {
         Role::parse(&self.role).unwrap_or(Role::Member)
     }
@@ -489,7 +480,6 @@ impl Membership {
 /// What the organizations capability keeps in memory: users' memberships (tenant resolution).
 #[derive(Debug)]
 pub struct OrgState {
-    /// Users' memberships.
     pub memberships: MembershipCache,
 }
 

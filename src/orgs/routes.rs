@@ -30,7 +30,8 @@ use crate::{
     state::AppState,
 };
 
-/// The routes of this capability.
+/// Every organization endpoint (this file, `members.rs`, `invitations.rs`), each registered with its OpenAPI
+/// operation; `app::routes` merges them.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create))
@@ -232,22 +233,22 @@ pub(super) fn visible_invitations(invitations: Vec<Invitation>, role: Role) -> V
 /// Organization with members (create's answer).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OrganizationWithMembers {
-    /// The organization.
+    /// The organization's fields, inline.
     #[serde(flatten)]
     pub organization: OrganizationView,
-    /// Its members.
+    /// Its members: at creation, the caller alone, as owner.
     pub members: Vec<MemberView>,
 }
 
 /// Organization with members and invitations.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FullOrganization {
-    /// The organization.
+    /// The organization's fields, inline.
     #[serde(flatten)]
     pub organization: OrganizationView,
-    /// Its members.
+    /// Its members, oldest first (at most 10 000).
     pub members: Vec<MemberView>,
-    /// Its invitations.
+    /// The invitations the caller may see, newest first: none for a member, no owner invitations for an admin.
     pub invitations: Vec<InvitationView>,
 }
 
@@ -283,16 +284,16 @@ pub(super) async fn with_active_org<T: Serialize>(
     Ok(response)
 }
 
-/// Create body.
+/// A new organization; the caller becomes its owner.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = OrganizationCreateRequest)]
 pub struct CreateRequest {
-    /// Name.
+    /// Display name: 1–256 characters, not blank; stored trimmed.
     pub name: String,
     /// Unique slug: 1–64 of `a-z 0-9 -`.
     pub slug: String,
-    /// Logo URL.
+    /// Logo URL: 1–2048 characters, not blank.
     pub logo: Option<String>,
     /// Arbitrary JSON.
     #[schema(value_type = Option<serde_json::Value>)]
@@ -345,7 +346,7 @@ pub async fn create(
     with_active_org(&state, &principal, Some(&org.id), body).await
 }
 
-/// Update body.
+/// Changes to an organization: only the fields given in `data` change.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = OrganizationUpdateRequest)]
@@ -360,13 +361,13 @@ pub struct UpdateRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = OrganizationUpdateData)]
 pub struct UpdateData {
-    /// Name.
+    /// New display name: 1–256 characters, not blank; stored trimmed.
     pub name: Option<String>,
-    /// Slug.
+    /// New slug: 1–64 of `a-z 0-9 -`, unique.
     pub slug: Option<String>,
-    /// Logo URL.
+    /// New logo URL: 1–2048 characters, not blank.
     pub logo: Option<String>,
-    /// Arbitrary JSON.
+    /// New metadata (arbitrary JSON), replacing the old; `null` or absent leaves it unchanged.
     #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<serde_json::Value>,
 }
@@ -432,7 +433,7 @@ pub async fn update(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrganizationRef {
-    /// Organization id.
+    /// Organization id; its slug also names it.
     pub organization_id: String,
 }
 
@@ -549,7 +550,6 @@ pub enum NullableId {
     Absent,
     /// `null`.
     Null,
-    /// A value.
     Value(String),
 }
 
@@ -609,9 +609,9 @@ pub async fn set_active(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub struct OrgQuery {
-    /// Organization id.
+    /// Organization id; with neither this nor `organizationSlug`, the tenant.
     pub organization_id: Option<String>,
-    /// Organization slug.
+    /// Organization slug, used when `organizationId` is absent.
     pub organization_slug: Option<String>,
     /// Page size (list-members; default 100, at most 1000).
     pub limit: Option<i64>,

@@ -59,7 +59,6 @@ pub async fn find_by_id_or_slug(db: &Db, id_or_slug: &str) -> Result<Option<Orga
     Ok(db_run!(db, |pool| sqlx::query_as::<_, Organization>(&sql).bind(id_or_slug).fetch_optional(pool).await)?)
 }
 
-/// True if the slug is taken.
 pub async fn slug_taken(db: &Db, slug: &str) -> Result<bool, StorageError> {
     const SQL: &str = "SELECT COUNT(*) FROM organizations WHERE slug = $1";
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(slug).fetch_one(pool).await)? > 0)
@@ -121,13 +120,11 @@ pub async fn members(db: &Db, org_id: &str, limit: i64, offset: i64) -> Result<V
         .await)?)
 }
 
-/// Number of members of an organization.
 pub async fn member_count(db: &Db, org_id: &str) -> Result<i64, StorageError> {
     const SQL: &str = "SELECT COUNT(*) FROM members WHERE organization_id = $1";
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(org_id).fetch_one(pool).await)?)
 }
 
-/// Number of owners of an organization.
 pub async fn owner_count(db: &Db, org_id: &str) -> Result<i64, StorageError> {
     const SQL: &str = "SELECT COUNT(*) FROM members WHERE organization_id = $1 AND role = 'owner'";
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(org_id).fetch_one(pool).await)?)
@@ -149,7 +146,6 @@ pub async fn find_member_by_id(db: &Db, member_id: &str) -> Result<Option<Member
     Ok(db_run!(db, |pool| sqlx::query_as::<_, Member>(&sql).bind(member_id).fetch_optional(pool).await)?)
 }
 
-/// Adds a member.
 pub async fn insert_member(
     db: &Db,
     id: &str,
@@ -202,7 +198,6 @@ pub async fn member_user_ids(db: &Db, org_id: &str) -> Result<Vec<String>, Stora
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, String>(SQL).bind(org_id).fetch_all(pool).await)?)
 }
 
-/// Stores an invitation.
 pub async fn insert_invitation(db: &Db, inv: &Invitation) -> Result<(), StorageError> {
     let sql = format!("INSERT INTO invitations ({INVITATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
     db_run!(db, |pool| {
@@ -221,7 +216,6 @@ pub async fn insert_invitation(db: &Db, inv: &Invitation) -> Result<(), StorageE
     })
 }
 
-/// An invitation by id.
 pub async fn find_invitation(db: &Db, id: &str) -> Result<Option<Invitation>, StorageError> {
     let sql = format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE id = $1");
     Ok(db_run!(db, |pool| sqlx::query_as::<_, Invitation>(&sql).bind(id).fetch_optional(pool).await)?)
@@ -301,7 +295,7 @@ pub async fn accept_invitation(
     })
 }
 
-/// Sets a session's active organization.
+/// Sets a session's active organization, or clears it with `None`.
 pub async fn set_active(db: &Db, session_id: &str, org_id: Option<&str>) -> Result<(), StorageError> {
     const SQL: &str = "UPDATE sessions SET active_organization_id = $2 WHERE id = $1";
     db_run!(db, |pool| {

@@ -32,7 +32,7 @@ pub struct CreateClientRequest {
 pub struct ClientWithKey {
     /// `cli_…`
     pub client_id: String,
-    /// Name.
+    /// Display name, trimmed.
     pub name: String,
     /// The client key (`lkc_…`): shown only now.
     pub api_key: String,
@@ -44,7 +44,7 @@ pub struct ClientWithKey {
 pub struct ClientView {
     /// `cli_…`
     pub client_id: String,
-    /// Name.
+    /// Display name, trimmed.
     pub name: String,
     /// First characters of the key.
     pub key_start: String,

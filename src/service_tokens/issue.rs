@@ -19,11 +19,11 @@ pub struct Issuer<'a> {
     pub db: &'a Db,
     /// Users, issuer and audience.
     pub service: &'a ServiceState,
-    /// Signing keys.
+    /// Signs with its active key of `algorithm`.
     pub key_ring: &'a KeyRing,
     /// Group commit of issued-token records.
     pub recorder: &'a Recorder,
-    /// `ES256`, `RS256` or `EdDSA`.
+    /// From `service.algorithm` (ES256 unless set otherwise).
     pub algorithm: Algorithm,
     /// Token lifetime, seconds.
     pub ttl: u64,

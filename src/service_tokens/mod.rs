@@ -14,7 +14,7 @@ pub mod routes;
 pub mod store;
 pub mod users;
 
-/// The paths this capability serves.
+/// The URL paths of this capability's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `POST` create / `GET` list service clients (master credentials).
     pub const V1_CLIENTS: &str = "/v1/clients";
@@ -59,7 +59,7 @@ pub const SECRET_PREFIX: &str = "lks_";
 pub struct Client {
     /// `cli_…`
     pub id: String,
-    /// Display name.
+    /// Display name, 1–100 characters, trimmed.
     pub name: String,
     /// First characters of the key, for display.
     pub key_start: String,
@@ -78,7 +78,7 @@ pub struct ServiceUser {
     pub client_id: String,
     /// The client's own id for this user.
     pub external_id: Option<String>,
-    /// Display name.
+    /// Display name, 1–100 characters, trimmed; `None` if the client gave none.
     pub name: Option<String>,
     /// SHA-256 (hex) of the secret.
     pub secret_hash: String,
@@ -101,7 +101,7 @@ pub struct ServiceClaims {
     pub aud: String,
     /// Service user id.
     pub sub: String,
-    /// Client id.
+    /// The client (`cli_…`) the user `sub` belongs to; deleting either revokes the token.
     pub client_id: String,
     /// Token id (the revocation handle).
     pub jti: String,
@@ -245,7 +245,7 @@ impl ServiceState {
         Ok(Some(client))
     }
 
-    /// The user with this id.
+    /// The service user with this id, from the cache or else the database (then cached for `cache_ttl`).
     pub async fn user(&self, db: &Db, id: &str, now: Millis) -> Result<Option<Arc<ServiceUser>>, StorageError> {
         if let Some(user) = self.users.get(id, now) {
             return Ok(Some(user));
@@ -277,7 +277,7 @@ impl ServiceState {
         notify::publish_event(db, &notify::CacheEvent::ServiceClientChanged { client_id: id.to_owned() }, now).await
     }
 
-    /// Forgets a user.
+    /// Forgets a user on this node only; [`ServiceState::user_changed`] tells every node.
     pub fn forget_user(&self, id: &str) {
         self.users.retain(|user| user.id != id);
     }

@@ -27,7 +27,7 @@ use crate::{
     },
 };
 
-/// The routes of this capability.
+/// Every `/v1` endpoint and the JWKS, each registered with its OpenAPI operation; `app::routes` merges them.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(clients::create_client, clients::list_clients))
@@ -51,7 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct TokenRequest {
     /// `svu_…`
     pub user_id: String,
-    /// The user's secret.
+    /// The user's secret (`lks_…`), answered once when the user was created.
     #[schema(value_type = String, format = Password)]
     pub secret: crate::config::Secret,
 }
@@ -61,11 +61,11 @@ pub struct TokenRequest {
 #[serde(rename_all = "camelCase")]
 #[schema(as = ServiceTokenResponse)]
 pub struct TokenResponse {
-    /// The JWT.
+    /// The signed JWT (`ES256` unless configured otherwise); the JWKS holds the key to verify it.
     pub access_token: String,
     /// `Bearer`.
     pub token_type: &'static str,
-    /// Seconds.
+    /// Lifetime in seconds: the configured `service.token_ttl` (30 days by default).
     pub expires_in: u64,
 }
 
@@ -115,7 +115,7 @@ pub async fn issue_token(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = ServiceTokenRevokeRequest)]
 pub struct RevokeRequest {
-    /// The service token.
+    /// The service token (JWT) to revoke; another client's token is left alone.
     #[schema(value_type = String, format = Password)]
     pub token: crate::config::Secret,
 }
@@ -166,11 +166,11 @@ pub async fn revoke_token(
 pub struct Me<'a> {
     /// `sub`.
     pub user_id: &'a str,
-    /// `client_id`.
+    /// The client the user belongs to (`cli_…`).
     pub client_id: &'a str,
     /// The client's id for the user.
     pub external_id: Option<&'a str>,
-    /// Name.
+    /// The user's display name, if it has one.
     pub name: Option<&'a str>,
     /// ISO 8601 (`exp`).
     pub expires_at: String,

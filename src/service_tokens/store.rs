@@ -88,7 +88,6 @@ pub async fn insert_user(db: &Db, user: &ServiceUser) -> Result<(), StorageError
     })
 }
 
-/// The user with this id.
 pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<ServiceUser>, StorageError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM service_users WHERE id = $1");
     db_run!(db, |pool| Ok(sqlx::query_as::<_, ServiceUser>(&sql).bind(id).fetch_optional(pool).await?))

@@ -57,7 +57,7 @@ pub struct UserView {
     pub user_id: String,
     /// The client's id for it.
     pub external_id: Option<String>,
-    /// Name.
+    /// Display name, trimmed; null if the client gave none.
     pub name: Option<String>,
     /// ISO 8601.
     pub created_at: String,

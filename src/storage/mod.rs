@@ -153,7 +153,6 @@ impl Db {
         Ok(())
     }
 
-    /// Which backend this pool talks to.
     pub fn backend(&self) -> Backend {
         match self {
             Db::Sqlite(_) => Backend::Sqlite,

@@ -22,19 +22,19 @@ pub const CHANNEL: &str = "latchkey_events";
 pub enum CacheEvent {
     /// `session_revoked:{id}`: refuse the session's cached cookie at once.
     SessionRevoked {
-        /// The session.
+        /// `ses_…`
         session_id: String,
     },
     /// `api_key:{id}`: the key changed or was deleted.
     ApiKeyChanged {
-        /// The key.
+        /// `key_…`
         key_id: String,
     },
     /// `api_keys:all`: an organization went away, and with it the scope of some keys.
     AllApiKeysChanged,
     /// `members:{user id}`: the user's memberships changed.
     MembershipsChanged {
-        /// The user.
+        /// `usr_…`
         user_id: String,
     },
     /// `signing_keys`: the key ring changed (rotation, retirement).
@@ -55,12 +55,12 @@ pub enum CacheEvent {
     },
     /// `service_client:{id}`: a service client changed (key rotated, deleted).
     ServiceClientChanged {
-        /// The client.
+        /// `cli_…`
         client_id: String,
     },
     /// `service_user:{id}`: a service user changed (deleted).
     ServiceUserChanged {
-        /// The user.
+        /// `svu_…`: a service user, not an accounts user.
         user_id: String,
     },
 }

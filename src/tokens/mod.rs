@@ -44,7 +44,6 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Every supported algorithm.
     pub const ALL: [Algorithm; 3] = [Algorithm::Es256, Algorithm::Rs256, Algorithm::EdDsa];
 
     /// `ES256`, `RS256` or `EdDSA` (the JOSE names).
@@ -107,9 +106,7 @@ pub enum TokenError {
 
 /// The registered time claims every token of the core carries (seconds since the epoch).
 pub trait TimeClaims {
-    /// `exp`.
     fn exp(&self) -> i64;
-    /// `iat`.
     fn iat(&self) -> i64;
     /// `nbf`, if present. No default: a claims type that forgot to read `nbf` would accept a token
     /// before its time.
@@ -248,7 +245,7 @@ impl PrivateKey {
 
 /// One key of the ring.
 pub struct SigningKey {
-    /// `kid`.
+    /// `kid` (`key_…`): also the row id, and the associated data its sealed private half is bound to.
     pub kid: String,
     /// Its algorithm (tokens naming another are refused).
     pub algorithm: Algorithm,
@@ -256,9 +253,10 @@ pub struct SigningKey {
     pub jwk: serde_json::Value,
     /// Unix ms.
     pub created_at: Millis,
-    /// When it stopped signing.
+    /// When it stopped signing (unix ms); `None` for the active key of its algorithm.
     pub retired_at: Option<Millis>,
-    /// When it leaves the JWKS.
+    /// When it leaves the JWKS and stops verifying (unix ms): its retirement plus the retire window; `None`
+    /// while active.
     pub expires_at: Option<Millis>,
     /// `None` when this node cannot decrypt it (another server secret): it still verifies.
     private: Option<PrivateKey>,

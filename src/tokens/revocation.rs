@@ -83,7 +83,6 @@ impl Revocations {
         self.revoked.read().map_or(0, |revoked| revoked.jtis.len() + revoked.owners.len())
     }
 
-    /// True if nothing is revoked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

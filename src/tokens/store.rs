@@ -19,9 +19,9 @@ pub struct KeyRow {
     pub private_key: String,
     /// Unix ms.
     pub created_at: Millis,
-    /// Stopped signing at.
+    /// When it stopped signing (unix ms); NULL for the one active key of its algorithm.
     pub retired_at: Option<Millis>,
-    /// Leaves the JWKS at.
+    /// When it leaves the JWKS (unix ms), after which it is deleted; NULL while active.
     pub expires_at: Option<Millis>,
 }
 
@@ -105,11 +105,10 @@ pub async fn delete_expired_keys(db: &Db, now: Millis) -> Result<u64, StorageErr
 /// The record of one issued token.
 #[derive(Clone, Debug)]
 pub struct IssuedToken {
-    /// `jti`.
+    /// The token's `jti`: the table's primary key, and what revoking one token names.
     pub jti: String,
     /// `sub`.
     pub subject: String,
-    /// `client_id`.
     pub client_id: String,
     /// Unix ms.
     pub expires_at: Millis,
