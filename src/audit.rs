@@ -6,7 +6,6 @@ use crate::telemetry::CurrentRequestId;
 
 /// A security-relevant event. Fields are ids and reason codes only.
 #[derive(Debug)]
-#[allow(missing_docs)]
 pub enum AuditEvent<'a> {
     /// A user signed up (`latchkey admin create-user` emits nothing).
     UserCreated { user_id: &'a str },

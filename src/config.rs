@@ -348,7 +348,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("LATCHKEY_SERVICE_", "service."),
     ("LATCHKEY_SERVER_", "server."),
 ];
-/// Not settings, but known: the config path and the test harness's database.
+/// Not settings, but known: the config path, the test harness's database and the log filter.
 const OTHER_KNOWN_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_TEST_POSTGRES_URL", "LATCHKEY_LOG"];
 
 fn primary_key(name: &str) -> Option<String> {

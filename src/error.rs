@@ -1,6 +1,7 @@
 //! The one error body of every non-OAuth endpoint: `{"code": "...", "message": "..."}` with its status
 //! (DESIGN.md "Capability 1", errors). Unexpected failures are logged once with their cause chain and
-//! answered with an opaque 500 that carries only the request id.
+//! answered with an opaque 500 (`INTERNAL_SERVER_ERROR`); the request id that finds the log line is in
+//! the `x-request-id` response header.
 
 use axum::{
     http::{header, HeaderValue, StatusCode},
@@ -79,7 +80,7 @@ impl ApiError {
         }
     }
 
-    /// 500: logs the whole cause chain once (inside the request's span, so with its request id) and
+    /// 500: logs the whole cause chain once (with the request id) and
     /// answers an opaque body. An unreachable database, wherever in the chain, is a 503 instead
     /// ([`ApiError::database_unavailable`]), logged as a warning: it is an outage, not a bug.
     pub fn internal(error: impl Into<anyhow::Error>) -> ApiError {

@@ -1,6 +1,6 @@
 //! Logging: a `tracing` subscriber built with an injected writer (so tests can capture or silence it),
 //! JSON lines in production and readable lines in development. Filter from `LATCHKEY_LOG`
-//! (or `RUST_LOG`), default `info`. Request ids are made here, returned in the `x-request-id` response
+//! (or `RUST_LOG`), default `info,sqlx=warn`. Request ids are made here, returned in the `x-request-id` response
 //! header, and carried by the events of a request through a task-local ([`CurrentRequestId`]).
 
 use axum::http::{HeaderValue, Request};

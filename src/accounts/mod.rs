@@ -131,7 +131,7 @@ pub enum AccountError {
     /// 400 `PASSWORD_COMPROMISED`.
     #[error("password is too common")]
     PasswordCompromised,
-    /// 400 `INVALID_NAME`.
+    /// 400 `VALIDATION_ERROR`: a name or image too long.
     #[error("invalid name")]
     InvalidName,
     /// 422 `USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL`.

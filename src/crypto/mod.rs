@@ -22,7 +22,7 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", random_alphanumeric(24))
 }
 
-/// Lower-case hex SHA-256: how session tokens (and later keys and codes) are stored.
+/// Lower-case hex SHA-256: how session tokens, API keys, client keys and service-user secrets are stored.
 pub fn sha256_hex(data: &[u8]) -> String {
     // `hex::encode` collects an iterator of chars (~1.5k instructions); this fills a stack buffer.
     let digest = Sha256::digest(data);

@@ -44,7 +44,7 @@ pub struct CreatedUser {
     pub secret: String,
     /// As given.
     pub external_id: Option<String>,
-    /// As given.
+    /// Trimmed, as stored.
     pub name: Option<String>,
 }
 

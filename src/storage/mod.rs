@@ -1,6 +1,6 @@
 //! Storage: one `Db` over SQLite (embedded default) or PostgreSQL, chosen by URL (DESIGN.md "Architecture").
 //!
-//! SQL is written once with `$1…` placeholders and run on whichever pool through [`db_run!`]; each
+//! SQL is written once with `$1…` placeholders and run on whichever pool through [`db_run!`](crate::db_run); each
 //! capability keeps its queries in its own `store.rs`. Both backends' errors are normalised into
 //! [`StorageError`], so a unique violation becomes the right 4xx at the call site and anything else
 //! stays an opaque 500.

@@ -16,7 +16,8 @@ use super::{Db, StorageError};
 pub const CHANNEL: &str = "latchkey_events";
 
 /// A cache invalidation, as published on the bus and recorded in `cache_events`. Each capability makes
-/// its own and `app` hands each to the capability whose cache it concerns. The wire form (`kind:…`) is
+/// its own and `AppState::apply` (state.rs) hands each to every capability, which applies the ones that
+/// concern its caches. The wire form (`kind:…`) is
 /// fixed: nodes of two versions share one bus and one table during a rolling upgrade.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CacheEvent {

@@ -520,7 +520,7 @@ impl KeyRing {
         Ok(rotated.then_some(kid))
     }
 
-    /// Signs `claims` with the active key of `alg`; returns the token and its `kid`.
+    /// Signs `claims` with the active key of `alg`; returns the token.
     pub fn sign(&self, alg: Algorithm, claims: &impl Serialize) -> Result<String, SignError> {
         let key = self.active(alg).ok_or(SignError::NoPrivateKey)?;
         key.sign(claims)

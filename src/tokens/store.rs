@@ -147,7 +147,7 @@ pub async fn insert_issued(db: &Db, batch: &[IssuedToken]) -> Result<(), Storage
     })
 }
 
-/// Marks one token revoked; returns its `(subject, client_id, expires_at)` if it was recorded.
+/// Marks one token revoked; returns its `expires_at` if it was recorded.
 pub async fn revoke_jti(db: &Db, jti: &str) -> Result<Option<Millis>, StorageError> {
     const SQL: &str = "UPDATE issued_tokens SET revoked = TRUE WHERE jti = $1 RETURNING expires_at";
     db_run!(db, |pool| Ok(sqlx::query_scalar::<_, Millis>(SQL).bind(jti).fetch_optional(pool).await?))
