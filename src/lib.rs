@@ -1,9 +1,10 @@
 //! Latchkey: one small, fast, secure authentication server (see `../shared/DESIGN.md`).
 //!
 //! Reading order: `app` (the merged router, start-up), `state` (what handlers share), `http` (the
-//! toolkit: layers, JSON bodies, cookies, the accept loop; extractors), then the capabilities (`accounts`, `sessions`, `principal` with
-//! tenant resolution, `api_keys`, `orgs`, `extensions`, `service`), `ops` (health, metrics, the OpenAPI
-//! document), then the core they stand on (`tokens`, `crypto`, `storage`, `config`).
+//! toolkit: layers, JSON bodies, cookies, the accept loop), then the capabilities (`accounts`,
+//! `sessions`, `principal` with tenant resolution, `api_keys`, `orgs`, `extensions`, `service_tokens`),
+//! `ops` (health, metrics, the OpenAPI document), then the core they stand on (`tokens`, `crypto`,
+//! `storage`, `config`). README "Code tour" has a line per module.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 // No `missing_docs`: nearly every item is `pub` for the black-box tests, and the lint bred comments that
 // repeat the name. An item is documented where its name does not say it all.

@@ -19,6 +19,8 @@ use axum::body::Bytes;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+// Each capability's state struct comes from its domain half (mod.rs); its routes take `AppState` back: the
+// folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     api_keys::ApiKeyState,
     clock::Clock,

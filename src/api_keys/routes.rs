@@ -15,6 +15,8 @@ use super::{
     cache::CachedKey, check_expires_in, check_name, check_permissions, ApiKey, ApiKeyError, ApiKeyView, KeyFields,
     KeyProblem, NewKey, Permissions,
 };
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     clock::Millis,

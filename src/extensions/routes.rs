@@ -7,6 +7,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::paths;
 use super::{ExtensionClaims, TokenProblem, AUDIENCE};
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,

@@ -11,6 +11,8 @@ use super::{
     store, Invitation, InvitationStatus, InvitationView, MemberView, OrgError, ReceivedInvitationView, Role,
     INVITATION_LIFETIME,
 };
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     accounts::email::Email,
     audit::{self, AuditEvent},

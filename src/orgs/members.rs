@@ -9,6 +9,8 @@ use super::{
     routes::{acting_in, memberships_changed, parse_role, OrgQuery, OrganizationRef, AS_ACTOR, AS_MEMBER},
     store, Member, MemberView, OrgError, Role,
 };
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     error::{ApiError, ErrorBody},

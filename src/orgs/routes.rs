@@ -21,6 +21,8 @@ use super::{
     check_text, invitations, members, require_valid_slug, store, Invitation, InvitationView, MemberView,
     NewOrganization, OrgError, Organization, OrganizationView, Role,
 };
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     error::{ApiError, ErrorBody},

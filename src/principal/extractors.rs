@@ -11,6 +11,8 @@ use axum::{
     http::{header, request::Parts, HeaderMap, Method, StatusCode},
 };
 
+// `principal` stands between the capabilities' domain halves (sessions, keys, memberships, which it reads)
+// and their routes (which extract a `Principal`): the folders meet in a circle, the files do not.
 use crate::{
     accounts::User,
     api_keys::{self, KeyProblem},

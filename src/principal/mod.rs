@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 
+// `principal` stands between the capabilities' domain halves (sessions, keys, memberships, which it reads)
+// and their routes (which extract a `Principal`): the folders meet in a circle, the files do not.
 use crate::{
     accounts::User,
     api_keys::{cache::CachedKey, ApiKey, KeyFields},

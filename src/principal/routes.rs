@@ -12,6 +12,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::paths;
 use super::{extension_tenant, resolve_tenant, Credential, TenantError};
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     error::{ApiError, ErrorBody},
     state::AppState,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::credentials::MasterCredentials;
 use super::paths;
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,

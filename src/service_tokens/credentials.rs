@@ -13,6 +13,8 @@ use axum::{
 };
 
 use super::{Client, ServiceClaims};
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     crypto,

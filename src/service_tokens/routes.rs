@@ -14,6 +14,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::credentials::{invalid_token_response, token_reason, ClientKey, ServiceToken};
 use super::{clients, paths, users};
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,

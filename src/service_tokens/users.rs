@@ -12,6 +12,8 @@ use super::clients::{check_name, Deleted};
 use super::credentials::ClientKey;
 use super::paths;
 use super::ServiceUser;
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
     clock::iso8601,

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 
 use super::{cookie_cache, token_hash, Session};
+// Issuing cookies reads the whole state (keys, policy, cookie settings), which is built on this folder's
+// domain half: the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{accounts::User, clock::Millis, state::AppState};
 
 /// A fresh `session_data` cookie for a session just read from, or written to, the database.

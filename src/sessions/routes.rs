@@ -13,6 +13,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::paths;
 use super::{store, SessionView};
+// The routes sit above `state` and `principal`, which are built on the domain half of this capability
+// (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::http::extractors::ClientInfo;
 use crate::{
     accounts::UserView,
