@@ -14,14 +14,11 @@ use serde_json::{json, Value};
 
 use crate::{both_backends, helpers::*};
 
-const MASTER_USERNAME: &str = "hardening-master";
-const MASTER_PASSWORD: &str = "hardening-master-password-0123";
 const EXTENSION_SECRET: &str = "hardening-extension-secret-0123456789abcdef";
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, |settings| {
-        settings.service.master_username = Some(latchkey::config::Secret::new(MASTER_USERNAME));
-        settings.service.master_password = Some(latchkey::config::Secret::new(MASTER_PASSWORD));
+        with_master_credentials(settings);
         settings.extensions.secret = Some(latchkey::config::Secret::new(EXTENSION_SECRET));
     })
     .await
@@ -45,14 +42,6 @@ async fn user_with_key(app: &TestApp, email: &str) -> String {
     created["key"].as_str().expect("key").to_owned()
 }
 
-fn with_key(app: &TestApp, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
-    bare_client().request(method, app.url(path)).header("x-api-key", key)
-}
-
-fn master(app: &TestApp, path: &str) -> reqwest::RequestBuilder {
-    bare_client().post(app.url(path)).basic_auth(MASTER_USERNAME, Some(MASTER_PASSWORD))
-}
-
 /// The JSON answer of a request that must get one.
 async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.expect("request").json().await.expect("a JSON answer")
@@ -60,7 +49,7 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
 
 /// A service client's key, one of its users (id, secret) and a token of that user.
 async fn service_token(app: &TestApp) -> (String, String, String, String) {
-    let client = json_of(master(app, paths::V1_CLIENTS).json(&json!({"name": "svc"}))).await;
+    let client = json_of(master(app, reqwest::Method::POST, paths::V1_CLIENTS).json(&json!({"name": "svc"}))).await;
     let key = client["apiKey"].as_str().unwrap().to_owned();
     let user =
         json_of(with_key(app, reqwest::Method::POST, paths::V1_USERS, &key).json(&json!({"externalId": "ext-1"})))
@@ -109,7 +98,7 @@ async fn every_client_string_holding_nul_is_refused_with_400_before_any_work(bac
 
     // The service-token API.
     assert_error(
-        master(&app, paths::V1_CLIENTS).json(&json!({"name": nul})).send().await.unwrap(),
+        master(&app, reqwest::Method::POST, paths::V1_CLIENTS).json(&json!({"name": nul})).send().await.unwrap(),
         400,
         "VALIDATION_ERROR",
         "client name",

@@ -285,3 +285,73 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
 pub fn kid_of(token: &str) -> String {
     jwt_part(token, 0)["kid"].as_str().expect("kid").to_owned()
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Service clients (capability 4)
+
+/// The master credentials [`with_master_credentials`] configures.
+pub const MASTER_USER: &str = "master";
+pub const MASTER_PASSWORD: &str = "master-password-0123456789";
+
+/// Configures the master credentials (`/v1/clients`).
+pub fn with_master_credentials(settings: &mut Settings) {
+    settings.service.master_username = Some(Secret::new(MASTER_USER));
+    settings.service.master_password = Some(Secret::new(MASTER_PASSWORD));
+}
+
+/// A request with the master credentials.
+pub fn master(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    bare_client().request(method, app.url(path)).basic_auth(MASTER_USER, Some(MASTER_PASSWORD))
+}
+
+/// A request with a client key.
+pub fn with_key(app: &TestApp, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+    bare_client().request(method, app.url(path)).header("x-api-key", key)
+}
+
+pub struct TestClient {
+    pub id: String,
+    pub key: String,
+}
+
+pub struct TestUser {
+    pub id: String,
+    pub secret: String,
+}
+
+/// Creates a client with the master credentials (asserts 201).
+pub async fn create_client(app: &TestApp, name: &str) -> TestClient {
+    let response = master(app, reqwest::Method::POST, latchkey::paths::V1_CLIENTS)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "create client {name}");
+    let body: Value = response.json().await.unwrap();
+    TestClient { id: body["clientId"].as_str().unwrap().to_owned(), key: body["apiKey"].as_str().unwrap().to_owned() }
+}
+
+/// Creates a user of the client whose key this is (asserts 201).
+pub async fn create_user(app: &TestApp, key: &str, body: Value) -> TestUser {
+    let response =
+        with_key(app, reqwest::Method::POST, latchkey::paths::V1_USERS, key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201, "create user {body}");
+    let body: Value = response.json().await.unwrap();
+    TestUser { id: body["userId"].as_str().unwrap().to_owned(), secret: body["secret"].as_str().unwrap().to_owned() }
+}
+
+/// `POST /v1/token`.
+pub async fn request_token(app: &TestApp, key: &str, user_id: &str, secret: &str) -> Response {
+    with_key(app, reqwest::Method::POST, latchkey::paths::V1_TOKEN, key)
+        .json(&json!({"userId": user_id, "secret": secret}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A token for `user` (asserts 200).
+pub async fn issue(app: &TestApp, key: &str, user: &TestUser) -> String {
+    let response = request_token(app, key, &user.id, &user.secret).await;
+    assert_eq!(response.status(), 200, "token for {}", user.id);
+    response.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_owned()
+}

@@ -9,14 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use latchkey::{config::Secret, paths};
+use latchkey::paths;
 use reqwest::{header, Client, Method, RequestBuilder};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-const MASTER_USER: &str = "master";
-const MASTER_PASSWORD: &str = "master-password-0123456789";
 const SCHEMA_REF: &str = "#/components/schemas/";
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -219,8 +217,7 @@ fn concrete(template: &str) -> String {
 
 fn with_master(settings: &mut latchkey::config::Settings) {
     settings.debug_endpoints = true;
-    settings.service.master_username = Some(Secret::new(MASTER_USER));
-    settings.service.master_password = Some(Secret::new(MASTER_PASSWORD));
+    with_master_credentials(settings);
 }
 
 /// A signed-up user on a fresh cookie-aware client.

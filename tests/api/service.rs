@@ -34,8 +34,6 @@ const JWKS: &str = "/.well-known/jwks.json";
 const KEY_CREATE: &str = "/api/auth/api-key/create";
 const CHECK: &str = "/api/auth/check";
 
-const MASTER_USER: &str = "master";
-const MASTER_PASSWORD: &str = "master-password-0123456789";
 /// `iss` of every service token (the base URL).
 const ISSUER: &str = "http://localhost:3000";
 /// `aud` of every service token.
@@ -88,67 +86,14 @@ both_backends!(
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 
-fn with_master(settings: &mut Settings) {
-    settings.service.master_username = Some(Secret::new(MASTER_USER));
-    settings.service.master_password = Some(Secret::new(MASTER_PASSWORD));
-}
-
 /// An app with master credentials configured.
 async fn spawn_service_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, with_master).await
-}
-
-/// A request with the master credentials.
-fn master(app: &TestApp, method: Method, path: &str) -> RequestBuilder {
-    bare_client().request(method, app.url(path)).basic_auth(MASTER_USER, Some(MASTER_PASSWORD))
-}
-
-/// A request with a client key.
-fn with_key(app: &TestApp, method: Method, path: &str, key: &str) -> RequestBuilder {
-    bare_client().request(method, app.url(path)).header("x-api-key", key)
+    spawn_app_with(backend, with_master_credentials).await
 }
 
 /// `Authorization: Basic` for these credentials.
 fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
-struct TestClient {
-    id: String,
-    key: String,
-}
-
-struct TestUser {
-    id: String,
-    secret: String,
-}
-
-/// Creates a client with the master credentials (asserts 201).
-async fn create_client(app: &TestApp, name: &str) -> TestClient {
-    let response = master(app, Method::POST, CLIENTS).json(&json!({"name": name})).send().await.unwrap();
-    assert_eq!(response.status(), 201, "create client {name}");
-    let body: Value = response.json().await.unwrap();
-    TestClient { id: body["clientId"].as_str().unwrap().to_owned(), key: body["apiKey"].as_str().unwrap().to_owned() }
-}
-
-/// Creates a user of the client whose key this is (asserts 201).
-async fn create_user(app: &TestApp, key: &str, body: Value) -> TestUser {
-    let response = with_key(app, Method::POST, USERS, key).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), 201, "create user {body}");
-    let body: Value = response.json().await.unwrap();
-    TestUser { id: body["userId"].as_str().unwrap().to_owned(), secret: body["secret"].as_str().unwrap().to_owned() }
-}
-
-/// `POST /v1/token`.
-async fn request_token(app: &TestApp, key: &str, user_id: &str, secret: &str) -> Response {
-    with_key(app, Method::POST, TOKEN, key).json(&json!({"userId": user_id, "secret": secret})).send().await.unwrap()
-}
-
-/// A token for `user` (asserts 200).
-async fn issue(app: &TestApp, key: &str, user: &TestUser) -> String {
-    let response = request_token(app, key, &user.id, &user.secret).await;
-    assert_eq!(response.status(), 200, "token for {}", user.id);
-    response.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_owned()
 }
 
 /// A client, one user of it, and a token for that user.
@@ -1068,7 +1013,7 @@ async fn client_api_key_is_used_only_when_a_request_carries_no_key(backend: Back
     let other = create_client(&app, "Other").await;
     let fallback = default.key.clone();
     let node = spawn_node(&app._db.as_ref().unwrap().url(), move |settings| {
-        with_master(settings);
+        with_master_credentials(settings);
         settings.service.client_api_key = Some(Secret::new(fallback));
     })
     .await;
@@ -1189,7 +1134,7 @@ async fn a_rotated_signing_key_stays_published_until_its_tokens_have_expired(bac
 /// (Maintenance used to reload the ring only when a rotation was due.)
 async fn an_expired_retired_key_leaves_the_jwks_at_the_next_maintenance(backend: Backend) {
     let short_tokens = |settings: &mut Settings| {
-        with_master(settings);
+        with_master_credentials(settings);
         settings.service.token_ttl = 3600;
     };
     let Some(app) = spawn_app_with(backend, short_tokens).await else { return };
@@ -1398,7 +1343,7 @@ async fn forward_auth_accepts_a_service_token_until_it_is_revoked(backend: Backe
 /// Records of tokens past their expiry (and the leeway) are deleted by maintenance; live ones stay.
 async fn records_of_expired_tokens_are_cleaned_up(backend: Backend) {
     let short = |settings: &mut Settings| {
-        with_master(settings);
+        with_master_credentials(settings);
         settings.service.token_ttl = 600;
     };
     let Some(app) = spawn_app_with(backend, short).await else { return };
@@ -1416,7 +1361,7 @@ async fn records_of_expired_tokens_are_cleaned_up(backend: Backend) {
 /// Maintenance rotates a key older than `rotation_interval`; the old one stays published.
 async fn a_signing_key_older_than_the_rotation_interval_is_rotated_by_maintenance(backend: Backend) {
     let hourly = |settings: &mut Settings| {
-        with_master(settings);
+        with_master_credentials(settings);
         settings.tokens.rotation_interval = 3600;
     };
     let Some(app) = spawn_app_with(backend, hourly).await else { return };
@@ -1465,7 +1410,7 @@ async fn concurrent_token_requests_are_each_recorded_before_they_are_answered(ba
 async fn an_rs256_or_eddsa_server_signs_with_that_algorithm(backend: Backend) {
     for (name, kty) in [("RS256", "RSA"), ("EdDSA", "OKP")] {
         let configure = |settings: &mut Settings| {
-            with_master(settings);
+            with_master_credentials(settings);
             settings.service.algorithm = name.to_owned();
         };
         let Some(app) = spawn_app_with(backend, configure).await else { return };
