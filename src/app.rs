@@ -149,7 +149,8 @@ impl Application {
         Ok(Application { listener, state, limits })
     }
 
-    /// The bound port.
+    /// The port the listener is bound to (the one the OS picked if `listen` asked for port 0); 0 if it
+    /// cannot be read.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|addr| addr.port()).unwrap_or_default()
     }
@@ -195,8 +196,8 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Maintenance on an interval; revocation events from other nodes; a slow poll that bounds staleness
-/// if notifications stop.
+/// Maintenance on an interval; other nodes' cache invalidations (NOTIFY, with a resync on reconnect); a
+/// slow poll that bounds staleness if notifications stop; Prometheus upkeep; the API key usage flush.
 fn spawn_background_tasks(state: &AppState) {
     let maintenance = state.clone();
     tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document
 //! (DESIGN.md "Cross-cutting").
 
-/// The paths this capability serves.
+/// The URL paths of this module's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `GET` liveness.
     pub const HEALTHZ: &str = "/healthz";
@@ -25,7 +25,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::ApiError, state::AppState};
 
-/// The routes of this module.
+/// Liveness, readiness, metrics and the OpenAPI document, each registered with its OpenAPI operation;
+/// `app::routes` merges them.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))

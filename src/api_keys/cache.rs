@@ -77,12 +77,12 @@ impl KeyCache {
         self.entries.retain(|cached| cached.key.id != id);
     }
 
-    /// Forgets every key of this owner (their role or email may have changed).
+    /// Forgets every key of this owner (on a change to their memberships).
     pub fn evict_owner(&self, user_id: &str) {
         self.entries.retain(|cached| cached.key.reference_id != user_id);
     }
 
-    /// Forgets everything.
+    /// Forgets every cached key (remembered unknown hashes stay: they need no invalidation).
     pub fn clear(&self) {
         self.entries.clear();
     }

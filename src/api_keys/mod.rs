@@ -9,7 +9,7 @@ pub mod cache;
 pub mod routes;
 pub mod store;
 
-/// The paths this capability serves.
+/// The URL paths of this capability's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `POST` create an API key.
     pub const API_KEY_CREATE: &str = "/api/auth/api-key/create";
@@ -54,15 +54,15 @@ pub type Permissions = BTreeMap<String, Vec<String>>;
 pub struct ApiKey {
     /// `key_…`
     pub id: String,
-    /// Display name.
+    /// Display name, at most 256 characters; `None` if none was given.
     pub name: Option<String>,
     /// First characters of the key.
     pub start: String,
-    /// The key's prefix.
+    /// What the key begins with: the prefix asked for at creation, else `api_keys.default_prefix`.
     pub prefix: String,
     /// Owning user.
     pub reference_id: String,
-    /// Organization the key is scoped to.
+    /// Organization the key is scoped to: requests made with it act in that organization only.
     pub organization_id: Option<String>,
     /// JSON `{resource: [actions]}`; null: the owner's rights.
     pub permissions: Option<String>,
@@ -275,13 +275,10 @@ pub(crate) fn check_name(name: &Option<String>) -> Result<(), ApiKeyError> {
 /// an admin; an operator's `latchkey admin`).
 #[derive(Debug)]
 pub struct NewKey {
-    /// The owning user.
     pub owner_id: String,
-    /// Display name.
     pub name: Option<String>,
-    /// The key's prefix.
     pub prefix: String,
-    /// The organization the key is scoped to.
+    /// The organization the key is scoped to; the owner must be a member of it.
     pub organization_id: Option<String>,
     /// What the key may do (none: its owner's rights).
     pub permissions: Option<Permissions>,
@@ -336,19 +333,20 @@ pub async fn create_key(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyView<'a> {
-    /// Id.
+    /// `key_…`: the `id` that `get` takes and the `keyId` of `update` and `delete`.
     pub id: &'a str,
-    /// Name.
+    /// Display name; null if none was given.
     pub name: Option<&'a str>,
     /// First characters, for display.
     pub start: &'a str,
-    /// Prefix.
+    /// What the key begins with, as chosen at creation.
     pub prefix: &'a str,
     /// Owning user.
     pub reference_id: &'a str,
-    /// Organization scope.
+    /// Organization the key is scoped to: requests made with it act in that organization only. Null: in
+    /// any of the owner's.
     pub organization_id: Option<&'a str>,
-    /// Enabled.
+    /// False: the key is refused (`KEY_DISABLED`).
     pub enabled: bool,
     /// `{resource: [actions]}` or null.
     #[schema(value_type = Option<Object>)]

@@ -27,7 +27,7 @@ use crate::{
     state::AppState,
 };
 
-/// The routes of this capability.
+/// The six `/api/auth/api-key/*` endpoints, each registered with its OpenAPI operation; `app::routes` merges them.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create))
@@ -94,14 +94,16 @@ async fn owned_key(state: &AppState, principal: &Principal, id: &str) -> Result<
     }
 }
 
-/// Create body.
+/// Every field is optional: `{}` creates an unnamed key of the caller with the default prefix, no
+/// expiry and the owner's rights.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = ApiKeyCreateRequest)]
 pub struct CreateRequest {
-    /// Display name.
+    /// Display name, at most 256 characters.
     pub name: Option<String>,
-    /// Key prefix (default `lk_`).
+    /// Key prefix: 1–16 of `A-Z a-z 0-9 _ -`, not starting with `lkc_` (default `lk_`, or the prefix the
+    /// server is configured with).
     pub prefix: Option<String>,
     /// Lifetime in seconds; null: never expires.
     pub expires_in: Option<i64>,
@@ -122,7 +124,7 @@ pub struct CreateRequest {
 pub struct CreatedKey<'a> {
     /// The key: shown only now.
     pub key: String,
-    /// The key's fields.
+    /// The key's other fields, flattened beside `key`.
     #[serde(flatten)]
     pub view: ApiKeyView<'a>,
 }
@@ -181,10 +183,9 @@ pub async fn create(
     Ok(Json(CreatedKey { key: secret, view: ApiKeyView::new(&key, &fields, &state.api_keys.usage) }).into_response())
 }
 
-/// `get` query.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct GetQuery {
-    /// Key id.
+    /// The key's `id` (`key_…`).
     pub id: String,
 }
 
@@ -205,7 +206,6 @@ pub async fn get_key(
     Ok(Json(ApiKeyView::new(&key, &fields, &state.api_keys.usage)).into_response())
 }
 
-/// `list` query.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// Page size (default 100, at most 1000).
@@ -214,14 +214,14 @@ pub struct ListQuery {
     pub offset: Option<i64>,
 }
 
-/// `list` answer.
+/// A page of the caller's keys.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = ApiKeyListResponse)]
 pub struct ListResponse<'a> {
     /// This page of keys, newest first.
     pub api_keys: Vec<ApiKeyView<'a>>,
-    /// All of the caller's keys.
+    /// How many keys the caller has, over all pages.
     pub total: i64,
     /// Page size used.
     pub limit: i64,
@@ -254,18 +254,19 @@ pub async fn list(
 #[serde(rename_all = "camelCase")]
 #[schema(as = ApiKeyUpdateRequest)]
 pub struct UpdateRequest {
-    /// Key id.
+    /// The key's `id` (`key_…`).
     pub key_id: String,
-    /// New name.
+    /// New display name, at most 256 characters.
     pub name: Option<String>,
-    /// Enable or disable.
+    /// False disables the key (refused with `KEY_DISABLED` from the next request on every node); true
+    /// enables it again.
     pub enabled: Option<bool>,
     /// New lifetime in seconds from now.
     pub expires_in: Option<i64>,
-    /// New permissions.
+    /// Replaces the key's `{resource: [actions]}`; null or absent leaves them unchanged.
     #[schema(value_type = Option<Object>)]
     pub permissions: Option<Permissions>,
-    /// New metadata.
+    /// Replaces the key's metadata (arbitrary JSON); null or absent leaves it unchanged.
     #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<serde_json::Value>,
 }
@@ -313,12 +314,12 @@ pub async fn update(
     Ok(Json(ApiKeyView::new(&key, &fields, &state.api_keys.usage)).into_response())
 }
 
-/// Delete body.
+/// The key to delete: one of the caller's own (any key, for an admin).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = ApiKeyDeleteRequest)]
 pub struct DeleteRequest {
-    /// Key id.
+    /// The key's `id` (`key_…`).
     pub key_id: String,
 }
 
@@ -353,7 +354,7 @@ pub async fn delete(
     Ok(Json(Success { success: true }))
 }
 
-/// Verify body.
+/// A key to check, as a resource server received it; no other credential is needed.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = ApiKeyVerifyRequest)]
 pub struct VerifyRequest {

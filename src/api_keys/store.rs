@@ -68,7 +68,6 @@ pub async fn find_by_hash(db: &Db, key_hash: &str) -> Result<Option<(ApiKey, Use
     }))
 }
 
-/// The key with this id.
 pub async fn find(db: &Db, id: &str) -> Result<Option<ApiKey>, StorageError> {
     let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
     Ok(db_run!(db, |pool| sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_optional(pool).await)?)

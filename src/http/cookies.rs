@@ -30,9 +30,10 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// How this server writes its cookies.
 #[derive(Clone, Debug)]
 pub struct CookieSettings {
-    /// Name of the session token cookie.
+    /// Name of the session token cookie: `{cookie_prefix}.session_token`, with `__Secure-` in front in
+    /// production.
     pub session_token: String,
-    /// Name of the cookie cache.
+    /// Name of the cookie cache: `{cookie_prefix}.session_data`, prefixed likewise.
     pub session_data: String,
     secure: bool,
     same_site: &'static str,

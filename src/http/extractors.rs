@@ -175,7 +175,7 @@ fn bytes_rejection(error: &axum::extract::rejection::BytesRejection) -> ApiError
 pub struct ClientInfo {
     /// Client IP (socket, or X-Forwarded-For through a trusted proxy).
     pub ip: Option<IpAddr>,
-    /// User agent.
+    /// The `User-Agent` header; `None` if absent or not visible ASCII.
     pub user_agent: Option<String>,
 }
 

@@ -1,9 +1,10 @@
-//! The HTTP toolkit: route constants, the cross-cutting layers ([`with_layers`], [`RouteLayer`]), JSON
-//! bodies and cookies, and the accept loop (`serve`). `app` merges the capabilities' routers and wraps
-//! them in these layers; the toolkit itself names no capability.
+//! The HTTP toolkit: the cross-cutting layers ([`with_layers`], [`RouteLayer`]), JSON bodies and
+//! cookies, and the accept loop (`serve`). `app` merges the capabilities' routers and wraps them in these
+//! layers; the toolkit itself names no capability.
 //!
-//! Layer order, outermost first: request id → trace span → propagate request id → CORS → timeout →
-//! body limit → routing → JSON-only bodies and metrics (per matched route, [`RouteLayer`]) → handlers.
+//! Layer order, outermost first: JSON error bodies for bodiless 405/408 → request id → trace span →
+//! propagate request id → CORS → timeout → body limit → routing → JSON-only bodies and metrics (per
+//! matched route, [`RouteLayer`]) → handlers.
 
 pub mod cookies;
 pub mod extractors;
@@ -27,14 +28,14 @@ use tower_http::{
 
 use crate::{error::ApiError, telemetry};
 
-/// Largest accepted request body.
+/// Largest accepted request body, in bytes (413 `PAYLOAD_TOO_LARGE` beyond).
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// Longest a request may take.
+/// Longest a request may take; past it the answer is 408 `REQUEST_TIMEOUT`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The cross-cutting layers around a finished router (its routes merged and its state given), wrapped
-/// once: request id → trace span → propagate request id → CORS (only with `cors_origins`) → timeout →
-/// body limit → JSON error bodies for bodiless 405/408.
+/// once, outermost first: JSON error bodies for bodiless 405/408 → request id → trace span → propagate
+/// request id → CORS (only with `cors_origins`) → timeout → body limit.
 ///
 /// The layers wrap the router as one tower stack rather than through `Router::layer`, which wraps every
 /// route separately (a boxed service per layer per route, cloned and dropped on every request: measured

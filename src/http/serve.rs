@@ -212,7 +212,6 @@ struct Entry {
     received: AtomicU64,
     /// Requests being handled.
     in_flight: AtomicU32,
-    /// Requests answered.
     answered: AtomicU64,
     /// `received` when the last answer was ready: more than this means the next request has begun.
     received_when_idle: AtomicU64,

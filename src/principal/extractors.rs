@@ -73,12 +73,10 @@ pub fn refuse_untrusted_origin(state: &AppState, headers: &HeaderMap) -> Result<
     }
 }
 
-/// An authenticated session.
+/// A valid session, from the session cookie or a bearer session token, and its user (never an `x-api-key`).
 #[derive(Debug)]
 pub struct SessionAuth {
-    /// The session.
     pub session: Session,
-    /// Its user.
     pub user: Arc<User>,
     /// The SHA-256 of the session token when it came in a cookie (binds a re-issued cookie cache to it);
     /// `None` for bearer tokens, which get no cookies.
@@ -193,7 +191,6 @@ impl FromRequestParts<AppState> for SessionAuth {
 
 /// An optional session: `None` when absent or invalid, with cookies to clear in the latter case.
 pub struct MaybeSession {
-    /// The session, if valid.
     pub auth: Option<SessionAuth>,
     /// True if the request carried a session cookie that did not check out: clear it.
     pub clear_cookies: bool,
@@ -236,7 +233,6 @@ impl FromRequestParts<AppState> for SessionOrKey {
     }
 }
 
-/// The `x-api-key` header, if any.
 fn api_key_header(parts: &Parts) -> Option<&str> {
     credentials::api_key(&parts.headers)
 }

@@ -10,7 +10,7 @@ pub mod credentials;
 pub mod extractors;
 pub mod routes;
 
-/// The paths this capability serves.
+/// The URL paths of this capability's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `GET` forward-auth check.
     pub const AUTH_CHECK: &str = "/api/auth/check";
@@ -47,9 +47,9 @@ pub enum Via {
 pub struct Principal {
     /// The user (shared with the API key cache entry, so a key check copies no strings).
     pub user: Arc<User>,
-    /// How.
     pub via: Via,
-    /// The `x-tenant-id` header, if sent.
+    /// The `x-tenant-id` header, trimmed, of a request made with an API key; `None` for sessions, which
+    /// act in their active organization.
     pub tenant_header: Option<String>,
     /// The session token's SHA-256 when it came in a cookie (see `SessionAuth`).
     pub cookie_token_hash: Option<String>,
@@ -137,9 +137,7 @@ pub enum Credential {
 /// The organization a request acts in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tenant {
-    /// Organization id.
     pub organization_id: String,
-    /// Its slug.
     pub slug: String,
     /// The caller's role in it.
     pub role: Role,

@@ -19,7 +19,7 @@ use crate::{
     state::AppState,
 };
 
-/// The routes of this module.
+/// The forward-auth check, registered with its OpenAPI operation; `app::routes` merges it.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(check))
 }

@@ -11,7 +11,7 @@ pub mod revoked;
 pub mod routes;
 pub mod store;
 
-/// The paths this capability serves.
+/// The URL paths of this capability's endpoints, also re-exported by `latchkey::paths`.
 pub mod paths {
     /// `POST` sign-out.
     pub const SIGN_OUT: &str = "/api/auth/sign-out";
@@ -48,7 +48,6 @@ use revoked::RevokedSessions;
 pub struct Session {
     /// `ses_…`; also the opaque revocation handle clients see as `token`.
     pub id: String,
-    /// Owner.
     pub user_id: String,
     /// Unix ms; the session is refused from this instant.
     pub expires_at: Millis,
@@ -56,7 +55,8 @@ pub struct Session {
     pub ip_address: Option<String>,
     /// Client user agent at sign-in.
     pub user_agent: Option<String>,
-    /// Active organization (capability 2).
+    /// Set by `organization/set-active` (null clears it) and by creating or joining an organization;
+    /// cleared when the organization is deleted or the user leaves or is removed from it.
     pub active_organization_id: Option<String>,
     /// Sign-in time, unix ms: the absolute lifetime counts from here.
     pub created_at: Millis,
@@ -69,11 +69,11 @@ pub struct Session {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
-    /// Session id.
+    /// `ses_…`, the same value as `token`; for an `x-api-key` caller of get-session, the key's `key_…` id.
     pub id: String,
     /// Opaque revocation handle for `revoke-session`.
     pub token: String,
-    /// Owner id.
+    /// The signed-in user's id (`usr_…`).
     pub user_id: String,
     /// ISO 8601.
     pub expires_at: String,
@@ -81,7 +81,8 @@ pub struct SessionView {
     pub ip_address: Option<String>,
     /// User agent at sign-in.
     pub user_agent: Option<String>,
-    /// Active organization id.
+    /// The organization the session acts in when a request names none (if the user is still a member of
+    /// it); for an `x-api-key` caller, the organization the key is scoped to.
     pub active_organization_id: Option<String>,
     /// ISO 8601.
     pub created_at: String,
@@ -108,7 +109,7 @@ impl From<&Session> for SessionView {
 /// What the sessions capability keeps in memory: its keys and lifetimes, the recently revoked sessions
 /// and the verified `session_data` cookies.
 pub struct SessionState {
-    /// Keys derived from the server secret.
+    /// The cookies' signing keys.
     pub keys: Keys,
     /// Session lifetimes.
     pub policy: Policy,
@@ -147,7 +148,7 @@ impl SessionState {
     }
 }
 
-/// Keys derived from the server secret.
+/// The cookies' signing keys, both made from the server secret.
 pub struct Keys {
     /// Signs the session token cookie (the raw secret, as Better Auth does).
     pub cookie: Vec<u8>,
@@ -242,7 +243,6 @@ pub async fn create(
 pub struct Valid {
     /// The session (with its new expiry if it was just refreshed).
     pub session: Session,
-    /// Its user.
     pub user: std::sync::Arc<User>,
     /// True if the answer came from the cookie cache, without a DB read.
     pub from_cache: bool,

@@ -74,7 +74,6 @@ impl RevokedSessions {
         self.ids.read().map_or(0, |ids| ids.len())
     }
 
-    /// True when no id is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -49,7 +49,7 @@ pub fn router(debug_endpoints: bool) -> OpenApiRouter<AppState> {
 pub struct SessionWithUser {
     /// The session (its `token` is a revocation handle).
     pub session: SessionView,
-    /// The user.
+    /// The signed-in user; for an `x-api-key` caller, the key's owner.
     pub user: UserView,
 }
 
@@ -67,7 +67,7 @@ pub struct StatusResponse {
     pub status: bool,
 }
 
-/// Revoke-session body.
+/// Which of the caller's own sessions to revoke.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RevokeSessionRequest {
     /// A session's revocation handle (`session.token` from list-sessions) or a raw session token.
@@ -230,7 +230,7 @@ pub async fn revoke_other_sessions(
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionSummary {
-    /// Session id.
+    /// `ses_…`: also the session's revocation handle.
     pub id: String,
     /// ISO 8601.
     pub expires_at: String,
@@ -239,9 +239,9 @@ pub struct SessionSummary {
 /// `data` of the `/api/session` envelope.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionData {
-    /// The user.
+    /// The signed-in user.
     pub user: UserView,
-    /// The session summary.
+    /// The session's id and expiry.
     pub session: SessionSummary,
 }
 
@@ -279,11 +279,11 @@ pub async fn api_session(maybe: MaybeSession, State(state): State<AppState>) -> 
 /// `{user, session, org}` for debugging (only with `debug_endpoints = true`).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DebugSessionResponse {
-    /// The user.
+    /// The signed-in user.
     pub user: UserView,
-    /// The session.
+    /// The session, as get-session shows it.
     pub session: SessionView,
-    /// The active organization id (organizations arrive with capability 2).
+    /// Same as `session.activeOrganizationId`.
     pub org: Option<String>,
 }
 

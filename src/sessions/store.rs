@@ -63,7 +63,6 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Ses
     }))
 }
 
-/// The session with this id.
 pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<Session>, StorageError> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
     db_run!(db, |pool| Ok(sqlx::query_as::<_, Session>(&sql).bind(id).fetch_optional(pool).await?))
