@@ -464,7 +464,8 @@ impl ApiKeyState {
         match event {
             notify::CacheEvent::ApiKeyChanged { key_id } => self.cache.evict_id(key_id),
             notify::CacheEvent::AllApiKeysChanged => self.cache.clear(),
-            // A key's owner's memberships are part of what the cached key grants.
+            // The owner's keys are dropped too (as since issue 3): cheap, and a key re-read is built from
+            // current rows. Tenant resolution itself reads `state.orgs.memberships`.
             notify::CacheEvent::MembershipsChanged { user_id } => self.cache.evict_owner(user_id),
             _ => {}
         }
