@@ -75,8 +75,8 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
-/// The OpenAPI 3.1 document of every endpoint this app serves, generated from the handlers' annotations
-/// as the router was assembled ([`crate::app::app`]).
+// Rendered by `app::app` as it assembled the routes, from the same calls.
+/// The OpenAPI 3.1 document of every endpoint this app serves, generated from the handlers' annotations.
 #[utoipa::path(get, path = paths::OPENAPI, tag = "ops",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
