@@ -172,6 +172,13 @@ impl AppStateInner {
         self.service_tokens.apply(event);
     }
 
+    /// Applies an invalidation here and publishes it to every other node, for a change whose caches
+    /// belong to another capability than the one making it.
+    pub async fn publish(&self, event: CacheEvent) -> Result<(), StorageError> {
+        self.apply(&event);
+        notify::publish_event(&self.db, &event, self.clock.now()).await
+    }
+
     /// Re-reads invalidations recorded since the last read (with an overlap: they are idempotent, and a
     /// row may commit a little after its timestamp).
     pub async fn resync_events(&self) -> Result<(), StorageError> {

@@ -464,14 +464,8 @@ pub async fn delete(
     let users = store::member_user_ids(&state.db, &org.id).await?;
     store::delete(&state.db, &org.id).await?;
     memberships_changed(&state, &users).await?;
-    // Org-scoped keys were deleted by the cascade: forget them everywhere.
-    state.api_keys.cache.clear();
-    crate::storage::notify::publish_event(
-        &state.db,
-        &crate::storage::notify::CacheEvent::AllApiKeysChanged,
-        state.clock.now(),
-    )
-    .await?;
+    // Org-scoped keys were deleted by the cascade: every cache of keys forgets them.
+    state.publish(crate::storage::notify::CacheEvent::AllApiKeysChanged).await?;
     audit::emit(AuditEvent::OrganizationChanged {
         actor_id: &principal.user.id,
         organization_id: &org.id,
