@@ -28,6 +28,7 @@ pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
         .merge(crate::principal::routes::router())
         .merge(crate::extensions::routes::router())
         .merge(crate::service_tokens::routes::router())
+        .merge(crate::management::routes::router())
         .merge(ops::router())
 }
 

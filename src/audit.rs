@@ -30,6 +30,8 @@ pub enum AuditEvent<'a> {
     ServiceAuthFailed { client_id: Option<&'a str>, user_id: Option<&'a str>, reason: &'a str },
     /// A service client was created, had its key rotated, or was deleted (`action`).
     ServiceClientChanged { client_id: &'a str, action: &'a str },
+    /// An OAuth client was created, updated, had its secret rotated, or was deleted (`action`).
+    OAuthClientChanged { client_id: &'a str, action: &'a str },
     /// A service user was created or deleted (`action`).
     ServiceUserChanged { client_id: &'a str, user_id: &'a str, action: &'a str },
     /// A service token was issued to one of a client's users.
@@ -70,6 +72,9 @@ pub fn emit(event: AuditEvent<'_>) {
         }
         AuditEvent::ServiceAuthFailed { client_id, user_id, reason } => {
             tracing::warn!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, reason, "service authentication failed")
+        }
+        AuditEvent::OAuthClientChanged { client_id, action } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, action, "oauth client changed")
         }
         AuditEvent::ServiceClientChanged { client_id, action } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, action, "service client changed")

@@ -12,7 +12,7 @@ use crate::{
     clock::{iso8601, Clock},
     config::{self, Secret, Settings},
     crypto::{self, password::PasswordHasher},
-    orgs, service_tokens,
+    oauth, orgs, service_tokens,
     sessions::{self, revoked::RevokedSessions},
     storage::notify,
     telemetry,
@@ -143,6 +143,28 @@ pub enum AdminCommand {
         /// Display name of the client, 1-100 characters.
         #[arg(long)]
         name: String,
+    },
+    /// Create an OAuth client (the same as `POST /api/v2/clients`); a confidential client's secret is
+    /// printed once.
+    CreateOauthClient {
+        /// Display name, 1-100 characters.
+        #[arg(long)]
+        name: String,
+        /// spa, native, regular_web or non_interactive: decides the auth method and grants.
+        #[arg(long)]
+        app_type: String,
+        /// A redirect URI, matched exactly (repeatable).
+        #[arg(long = "callback")]
+        callbacks: Vec<String>,
+        /// A URL logout may return to (repeatable).
+        #[arg(long = "logout-url")]
+        logout_urls: Vec<String>,
+        /// An origin whose browsers may call the token endpoint (repeatable).
+        #[arg(long = "web-origin")]
+        web_origins: Vec<String>,
+        /// A third-party client: its users see the consent page.
+        #[arg(long)]
+        third_party: bool,
     },
     /// Rotate the signing keys: a new key signs from now on, the old one stays published until the tokens
     /// it signed have expired. Running servers pick the new key up at once (PostgreSQL) or within seconds.
@@ -418,6 +440,26 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             let (key, client) = service_tokens::create_client(&db, &name, clock.now()).await?;
             println!("created client {} ({})", client.id, client.name);
             println!("client key (shown once): {key}");
+        }
+        AdminCommand::CreateOauthClient { name, app_type, callbacks, logout_urls, web_origins, third_party } => {
+            let fields = oauth::clients::ClientFields {
+                name: Some(name),
+                app_type: Some(app_type),
+                is_first_party: Some(!third_party),
+                callbacks: Some(callbacks),
+                allowed_logout_urls: Some(logout_urls),
+                web_origins: Some(web_origins),
+                ..Default::default()
+            };
+            let (client, secret) =
+                oauth::clients::create(&db, fields, clock.now()).await.map_err(|error| match error {
+                    oauth::clients::ClientError::Invalid(message) => anyhow::anyhow!("{message}"),
+                    other => anyhow::anyhow!("cannot create the client: {other}"),
+                })?;
+            println!("created oauth client {} ({}, {})", client.client_id, client.name, client.app_type.as_str());
+            if let Some(secret) = secret {
+                println!("client secret (shown once): {secret}");
+            }
         }
         AdminCommand::RotateKeys { algorithm } => {
             let ring = KeyRing::new(crate::app::server_secret(&settings)?.expose().as_bytes());

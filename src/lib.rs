@@ -21,6 +21,8 @@ pub mod crypto;
 pub mod error;
 pub mod extensions;
 pub mod http;
+pub mod management;
+pub mod oauth;
 pub mod ops;
 pub mod orgs;
 pub mod paths;

@@ -30,45 +30,68 @@ fn invalid_master() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_MASTER_CREDENTIALS", "Invalid master credentials")
 }
 
+/// Why the master credentials were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterRefusal {
+    /// None are configured: the endpoints they guard are disabled.
+    NotConfigured,
+    /// The request carries no Basic credentials.
+    Missing,
+    /// Basic credentials that are not the master's.
+    Wrong,
+}
+
+/// Checks the request's `Authorization: Basic` against the configured master credentials. Both halves
+/// are compared in constant time, always both (hashed first, so the lengths do not show either).
+/// Refusals are audited. The service-token API and the management API (`/api/v2`) both use this.
+pub fn check_master(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), MasterRefusal> {
+    let service = &state.settings.service;
+    let (Some(username), Some(password)) = (&service.master_username, &service.master_password) else {
+        return Err(MasterRefusal::NotConfigured);
+    };
+    let refuse = |refusal: MasterRefusal, reason: &str| {
+        audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason });
+        Err(refusal)
+    };
+    let Some(presented) = crate::principal::credentials::basic(headers) else {
+        return refuse(MasterRefusal::Missing, "master: no basic credentials");
+    };
+    let user_ok = crypto::constant_time_eq(
+        crypto::sha256_hex(presented.0.as_bytes()).as_bytes(),
+        crypto::sha256_hex(username.expose().as_bytes()).as_bytes(),
+    );
+    let password_ok = crypto::constant_time_eq(
+        crypto::sha256_hex(presented.1.expose().as_bytes()).as_bytes(),
+        crypto::sha256_hex(password.expose().as_bytes()).as_bytes(),
+    );
+    if user_ok & password_ok {
+        Ok(())
+    } else {
+        refuse(MasterRefusal::Wrong, "master: wrong credentials")
+    }
+}
+
 impl FromRequestParts<AppState> for MasterCredentials {
     type Rejection = Response;
 
     /// 503 when no master credentials are configured; 401 (with `WWW-Authenticate: Basic`) unless the
-    /// request carries them. Both halves are compared in constant time, always both.
+    /// request carries them.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let service = &state.settings.service;
-        let (Some(username), Some(password)) = (&service.master_username, &service.master_password) else {
-            return Err(ApiError::new(
+        match check_master(state, &parts.headers) {
+            Ok(()) => Ok(MasterCredentials),
+            Err(MasterRefusal::NotConfigured) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "MASTER_CREDENTIALS_NOT_CONFIGURED",
                 "Client management is disabled: MASTER_USERNAME and MASTER_PASSWORD are not set",
             )
-            .into_response());
-        };
-        let challenge = |reason: &str| {
-            audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason });
-            let mut response = invalid_master().into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
-            response
-        };
-        let Some(presented) = crate::principal::credentials::basic(&parts.headers) else {
-            return Err(challenge("master: no basic credentials"));
-        };
-        // Hashing first makes the comparison independent of the lengths too.
-        let user_ok = crypto::constant_time_eq(
-            crypto::sha256_hex(presented.0.as_bytes()).as_bytes(),
-            crypto::sha256_hex(username.expose().as_bytes()).as_bytes(),
-        );
-        let password_ok = crypto::constant_time_eq(
-            crypto::sha256_hex(presented.1.expose().as_bytes()).as_bytes(),
-            crypto::sha256_hex(password.expose().as_bytes()).as_bytes(),
-        );
-        if user_ok & password_ok {
-            Ok(MasterCredentials)
-        } else {
-            Err(challenge("master: wrong credentials"))
+            .into_response()),
+            Err(MasterRefusal::Missing | MasterRefusal::Wrong) => {
+                let mut response = invalid_master().into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
+                Err(response)
+            }
         }
     }
 }

@@ -214,7 +214,8 @@ fn help_advertises_only_what_is_built_and_no_internal_words() {
         let output = latchkey(dir.path()).args(&args).output().unwrap();
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success());
-        for word in ["OIDC", "OAuth", "capability"] {
+        // OAuth clients are built (`create-oauth-client`); OpenID Connect sign-in is not yet.
+        for word in ["OIDC", "OpenID", "capability"] {
             assert!(!help.contains(word), "`{}` mentions {word}:\n{help}", args.join(" "));
         }
     }
@@ -407,6 +408,52 @@ async fn admin_commands_create_orgs_members_and_api_keys_and_revoke_keys_on_a_ru
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!server.logs().contains(&key), "the key was logged");
+}
+
+#[tokio::test]
+async fn admin_create_oauth_client_creates_what_the_management_api_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = latchkey(dir.path()).arg("admin").args(args).output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (ok, out) = run(&[
+        "create-oauth-client",
+        "--name",
+        "Dashboard",
+        "--app-type",
+        "regular_web",
+        "--callback",
+        "https://app.example.com/callback",
+        "--callback",
+        "http://localhost:3000/callback",
+        "--web-origin",
+        "https://app.example.com",
+        "--third-party",
+    ]);
+    assert!(ok, "{out}");
+    let client_id = out.split_whitespace().nth(3).unwrap().to_owned();
+    let secret = out.lines().find_map(|l| l.strip_prefix("client secret (shown once): ")).unwrap().to_owned();
+    assert_eq!((client_id.len(), secret.len()), (32, 64), "{out}");
+    let (ok, spa) = run(&["create-oauth-client", "--name", "SPA", "--app-type", "spa"]);
+    assert!(ok && !spa.contains("secret"), "a public client has no secret: {spa}");
+    assert!(!run(&["create-oauth-client", "--name", "Bad", "--app-type", "spa", "--callback", "/relative"]).0);
+    assert!(!run(&["create-oauth-client", "--name", "Bad", "--app-type", "desktop"]).0);
+
+    let mut command = latchkey(dir.path());
+    command.env("MASTER_USERNAME", MASTER_USER).env("MASTER_PASSWORD", MASTER_PASSWORD);
+    let server = Server::start(command);
+    let url = format!("{}{}", server.address, paths::MGMT_CLIENT.replace("{id}", &client_id));
+    let response = bare_client().get(url).basic_auth(MASTER_USER, Some(MASTER_PASSWORD)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let client: Value = response.json().await.unwrap();
+    assert_eq!(client["name"], "Dashboard");
+    assert_eq!(client["is_first_party"], false);
+    assert_eq!(client["token_endpoint_auth_method"], "client_secret_post");
+    assert_eq!(client["callbacks"], json!(["https://app.example.com/callback", "http://localhost:3000/callback"]));
+    assert_eq!(client["web_origins"], json!(["https://app.example.com"]));
+    assert!(client.get("client_secret").is_none());
+    assert!(!server.logs().contains(&secret), "the secret was logged");
 }
 
 #[test]

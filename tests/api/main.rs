@@ -8,6 +8,7 @@ mod better_auth_client;
 mod cli;
 mod extensions;
 mod hardening;
+mod management;
 mod multi_node;
 mod openapi;
 mod ops;

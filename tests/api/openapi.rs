@@ -684,6 +684,49 @@ async fn every_documented_operation_answers_as_documented() {
     c.expect(404, paths::V1_CLIENT, master(Method::DELETE, &client_path)).await;
     c.expect(401, paths::V1_CLIENT, bare.delete(url(&client_path))).await;
 
+    // --- management API (master credentials)
+    let created = c
+        .expect(
+            201,
+            paths::MGMT_CLIENTS,
+            master(Method::POST, paths::MGMT_CLIENTS)
+                .json(&json!({"name": "Web", "app_type": "regular_web", "callbacks": ["https://app.example.com/cb"]})),
+        )
+        .await;
+    let oauth_id = created["client_id"].as_str().unwrap().to_owned();
+    let spa = c
+        .expect(
+            201,
+            paths::MGMT_CLIENTS,
+            master(Method::POST, paths::MGMT_CLIENTS).json(&json!({"name": "SPA", "app_type": "spa"})),
+        )
+        .await;
+    c.expect(400, paths::MGMT_CLIENTS, master(Method::POST, paths::MGMT_CLIENTS).json(&json!({"name": "x"}))).await;
+    c.expect(401, paths::MGMT_CLIENTS, bare.post(url(paths::MGMT_CLIENTS)).json(&json!({"name": "x"}))).await;
+    c.expect(200, paths::MGMT_CLIENTS, master(Method::GET, paths::MGMT_CLIENTS)).await;
+    c.expect(200, paths::MGMT_CLIENTS, master(Method::GET, &format!("{}?include_totals=true", paths::MGMT_CLIENTS)))
+        .await;
+    c.expect(400, paths::MGMT_CLIENTS, master(Method::GET, &format!("{}?per_page=many", paths::MGMT_CLIENTS))).await;
+    c.expect(401, paths::MGMT_CLIENTS, bare.get(url(paths::MGMT_CLIENTS))).await;
+    let oauth_path = paths::MGMT_CLIENT.replace("{id}", &oauth_id);
+    c.expect(200, paths::MGMT_CLIENT, master(Method::GET, &oauth_path)).await;
+    c.expect(404, paths::MGMT_CLIENT, master(Method::GET, &concrete(paths::MGMT_CLIENT))).await;
+    c.expect(401, paths::MGMT_CLIENT, bare.get(url(&oauth_path))).await;
+    c.expect(200, paths::MGMT_CLIENT, master(Method::PATCH, &oauth_path).json(&json!({"name": "Web 2"}))).await;
+    c.expect(400, paths::MGMT_CLIENT, master(Method::PATCH, &oauth_path).json(&json!({"app_type": "spa"}))).await;
+    c.expect(404, paths::MGMT_CLIENT, master(Method::PATCH, &concrete(paths::MGMT_CLIENT)).json(&json!({}))).await;
+    c.expect(401, paths::MGMT_CLIENT, bare.patch(url(&oauth_path)).json(&json!({}))).await;
+    let rotate_path = paths::MGMT_CLIENT_ROTATE_SECRET.replace("{id}", &oauth_id);
+    c.expect(200, paths::MGMT_CLIENT_ROTATE_SECRET, master(Method::POST, &rotate_path)).await;
+    let spa_rotate = paths::MGMT_CLIENT_ROTATE_SECRET.replace("{id}", spa["client_id"].as_str().unwrap());
+    c.expect(400, paths::MGMT_CLIENT_ROTATE_SECRET, master(Method::POST, &spa_rotate)).await;
+    c.expect(404, paths::MGMT_CLIENT_ROTATE_SECRET, master(Method::POST, &concrete(paths::MGMT_CLIENT_ROTATE_SECRET)))
+        .await;
+    c.expect(401, paths::MGMT_CLIENT_ROTATE_SECRET, bare.post(url(&rotate_path))).await;
+    c.expect(204, paths::MGMT_CLIENT, master(Method::DELETE, &oauth_path)).await;
+    c.expect(404, paths::MGMT_CLIENT, master(Method::DELETE, &oauth_path)).await;
+    c.expect(401, paths::MGMT_CLIENT, bare.delete(url(&oauth_path))).await;
+
     // --- every state-changing operation: a body that is not JSON is 415 (refused before any handler)
     let operations: Vec<(String, String)> = c.doc["paths"]
         .as_object()
@@ -707,7 +750,7 @@ async fn every_documented_operation_answers_as_documented() {
             continue;
         }
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let request = if template.starts_with(paths::V1_CLIENTS) {
+        let request = if template.starts_with(paths::V1_CLIENTS) || template.starts_with("/api/v2/") {
             master(method, &concrete(template))
         } else if template.starts_with("/v1/") {
             bare.request(method, url(&concrete(template))).header("x-api-key", &live_key)

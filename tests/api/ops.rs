@@ -113,6 +113,12 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::V1_TOKEN_REVOKE, "post"),
         (paths::V1_ME, "get"),
         (paths::JWKS, "get"),
+        (paths::MGMT_CLIENTS, "post"),
+        (paths::MGMT_CLIENTS, "get"),
+        (paths::MGMT_CLIENT, "get"),
+        (paths::MGMT_CLIENT, "patch"),
+        (paths::MGMT_CLIENT, "delete"),
+        (paths::MGMT_CLIENT_ROTATE_SECRET, "post"),
     ];
     for (path, method) in all {
         assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");

@@ -1,0 +1,146 @@
+//! The management API at Auth0's paths and in Auth0's shapes, `/api/v2/*` (DESIGN.md "Capability 5",
+//! management setup), so Auth0's management SDKs work against Latchkey. Built so far: clients
+//! ([`clients`]), authorised by the master credentials (`Authorization: Basic`); bearer tokens for the
+//! built-in audience `{issuer}api/v2/` come with the token endpoint.
+//!
+//! Errors are Auth0's `{statusCode, error, message, errorCode}`, bad bodies included.
+
+pub mod clients;
+pub mod routes;
+
+/// The URL paths of the management API.
+pub mod paths {
+    /// `POST` create / `GET` list OAuth clients.
+    pub const MGMT_CLIENTS: &str = "/api/v2/clients";
+    /// `GET`, `PATCH`, `DELETE` one OAuth client.
+    pub const MGMT_CLIENT: &str = "/api/v2/clients/{id}";
+    /// `POST` rotate a client's secret.
+    pub const MGMT_CLIENT_ROTATE_SECRET: &str = "/api/v2/clients/{id}/rotate-secret";
+}
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+// The routes sit above `state`, which is built on the capabilities' domain halves: the folders meet in a
+// circle, the files do not (README, "Code tour").
+use crate::{
+    error::ApiError,
+    http::extractors::ApiJson,
+    service_tokens::credentials::{check_master, MasterRefusal},
+    state::AppState,
+};
+
+/// Auth0's management error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagementErrorBody {
+    /// The HTTP status again.
+    pub status_code: u16,
+    /// The status's reason phrase, e.g. `Bad Request`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Machine-readable, e.g. `invalid_body`, `inexistent_client`.
+    pub error_code: String,
+}
+
+/// An error of the management API.
+#[derive(Debug)]
+pub struct ManagementError {
+    pub status: StatusCode,
+    pub error_code: &'static str,
+    pub message: String,
+}
+
+impl ManagementError {
+    pub fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> ManagementError {
+        ManagementError { status, error_code, message: message.into() }
+    }
+
+    /// 400 `invalid_body`.
+    pub fn invalid_body(message: impl Into<String>) -> ManagementError {
+        ManagementError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+}
+
+impl IntoResponse for ManagementError {
+    fn into_response(self) -> Response {
+        let body = ManagementErrorBody {
+            status_code: self.status.as_u16(),
+            error: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: self.message,
+            error_code: self.error_code.to_owned(),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
+        }
+        response
+    }
+}
+
+/// Every error the rest of the server makes (bad JSON, database down, …) in the management shape: the
+/// status and message kept, the code lower-cased as Auth0's are.
+impl From<ApiError> for ManagementError {
+    fn from(error: ApiError) -> ManagementError {
+        let error_code = match error.code {
+            "INVALID_JSON" | "VALIDATION_ERROR" | "INVALID_BODY" => "invalid_body",
+            "UNSUPPORTED_MEDIA_TYPE" => "unsupported_media_type",
+            "DATABASE_UNAVAILABLE" => "database_unavailable",
+            "PAYLOAD_TOO_LARGE" => "payload_too_large",
+            _ => "internal_error",
+        };
+        ManagementError { status: error.status, error_code, message: error.message }
+    }
+}
+
+impl From<crate::storage::StorageError> for ManagementError {
+    fn from(error: crate::storage::StorageError) -> ManagementError {
+        ApiError::internal(error).into()
+    }
+}
+
+/// A caller allowed to manage: the master credentials. (Bearer tokens with management scopes come with
+/// the token endpoint.)
+pub struct Manager;
+
+impl FromRequestParts<AppState> for Manager {
+    type Rejection = ManagementError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match check_master(state, &parts.headers) {
+            Ok(()) => Ok(Manager),
+            Err(MasterRefusal::NotConfigured) => Err(ManagementError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "management_disabled",
+                "The management API is disabled: MASTER_USERNAME and MASTER_PASSWORD are not set",
+            )),
+            Err(MasterRefusal::Missing) => {
+                Err(ManagementError::new(StatusCode::UNAUTHORIZED, "missing_credentials", "Missing authentication"))
+            }
+            Err(MasterRefusal::Wrong) => {
+                Err(ManagementError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"))
+            }
+        }
+    }
+}
+
+/// A JSON body, refused in the management shape.
+pub struct ManagementJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ManagementJson<T> {
+    type Rejection = ManagementError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ApiJson(value) = ApiJson::<T>::from_request(request, state).await?;
+        Ok(ManagementJson(value))
+    }
+}
