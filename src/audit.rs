@@ -32,6 +32,10 @@ pub enum AuditEvent<'a> {
     ServiceClientChanged { client_id: &'a str, action: &'a str },
     /// An OAuth client was created, updated, had its secret rotated, or was deleted (`action`).
     OAuthClientChanged { client_id: &'a str, action: &'a str },
+    /// An API (resource server) was created, updated or deleted (`action`).
+    ResourceServerChanged { id: &'a str, action: &'a str },
+    /// A client grant was created, had its scopes changed, or was deleted (`action`).
+    ClientGrantChanged { id: &'a str, client_id: &'a str, audience: &'a str, action: &'a str },
     /// A service user was created or deleted (`action`).
     ServiceUserChanged { client_id: &'a str, user_id: &'a str, action: &'a str },
     /// A service token was issued to one of a client's users.
@@ -72,6 +76,12 @@ pub fn emit(event: AuditEvent<'_>) {
         }
         AuditEvent::ServiceAuthFailed { client_id, user_id, reason } => {
             tracing::warn!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, reason, "service authentication failed")
+        }
+        AuditEvent::ResourceServerChanged { id, action } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, id, action, "resource server changed")
+        }
+        AuditEvent::ClientGrantChanged { id, client_id, audience, action } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, id, client_id, audience, action, "client grant changed")
         }
         AuditEvent::OAuthClientChanged { client_id, action } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, action, "oauth client changed")

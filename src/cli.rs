@@ -166,6 +166,35 @@ pub enum AdminCommand {
         #[arg(long)]
         third_party: bool,
     },
+    /// Create an API (resource server) that clients can ask tokens for (the same as
+    /// `POST /api/v2/resource-servers`).
+    CreateResourceServer {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// The audience clients ask for, usually a URL; cannot change later.
+        #[arg(long)]
+        identifier: String,
+        /// A scope the API defines (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Allow refresh tokens for this audience.
+        #[arg(long)]
+        allow_offline_access: bool,
+    },
+    /// Let a client obtain tokens for an API with client credentials (the same as
+    /// `POST /api/v2/client-grants`).
+    Grant {
+        /// The client's id.
+        #[arg(long)]
+        client_id: String,
+        /// The API's identifier (or the management API's, `{base_url}/api/v2/`).
+        #[arg(long)]
+        audience: String,
+        /// A scope the client may ask for (repeatable); each must be defined by the API.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
     /// Rotate the signing keys: a new key signs from now on, the old one stays published until the tokens
     /// it signed have expired. Running servers pick the new key up at once (PostgreSQL) or within seconds.
     RotateKeys {
@@ -460,6 +489,32 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             if let Some(secret) = secret {
                 println!("client secret (shown once): {secret}");
             }
+        }
+        AdminCommand::CreateResourceServer { name, identifier, scopes, allow_offline_access } => {
+            let fields = oauth::apis::ResourceServerFields {
+                name: Some(name),
+                identifier: Some(identifier),
+                scopes: Some(
+                    scopes
+                        .into_iter()
+                        .map(|value| oauth::apis::ScopeDefinition { value, description: String::new() })
+                        .collect(),
+                ),
+                allow_offline_access: Some(allow_offline_access),
+                ..Default::default()
+            };
+            let api = oauth::apis::create(&db, &settings.base_url, fields, clock.now()).await?;
+            println!("created resource server {} ({})", api.id, api.identifier);
+        }
+        AdminCommand::Grant { client_id, audience, scopes } => {
+            let grant = oauth::apis::grant(&db, &settings.base_url, &client_id, &audience, scopes, clock.now()).await?;
+            println!(
+                "created client grant {} ({} → {}: {})",
+                grant.id,
+                grant.client_id,
+                grant.audience,
+                grant.scope.join(" ")
+            );
         }
         AdminCommand::RotateKeys { algorithm } => {
             let ring = KeyRing::new(crate::app::server_secret(&settings)?.expose().as_bytes());

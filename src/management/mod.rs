@@ -1,11 +1,14 @@
 //! The management API at Auth0's paths and in Auth0's shapes, `/api/v2/*` (DESIGN.md "Capability 5",
 //! management setup), so Auth0's management SDKs work against Latchkey. Built so far: clients
-//! ([`clients`]), authorised by the master credentials (`Authorization: Basic`); bearer tokens for the
-//! built-in audience `{issuer}api/v2/` come with the token endpoint.
+//! ([`clients`]), APIs ([`resource_servers`]) and client grants ([`client_grants`]), authorised by the
+//! master credentials (`Authorization: Basic`); bearer tokens for the built-in audience
+//! `{issuer}api/v2/` come with the token endpoint.
 //!
 //! Errors are Auth0's `{statusCode, error, message, errorCode}`, bad bodies included.
 
+pub mod client_grants;
 pub mod clients;
+pub mod resource_servers;
 pub mod routes;
 
 /// The URL paths of the management API.
@@ -16,6 +19,14 @@ pub mod paths {
     pub const MGMT_CLIENT: &str = "/api/v2/clients/{id}";
     /// `POST` rotate a client's secret.
     pub const MGMT_CLIENT_ROTATE_SECRET: &str = "/api/v2/clients/{id}/rotate-secret";
+    /// `POST` create / `GET` list APIs.
+    pub const MGMT_RESOURCE_SERVERS: &str = "/api/v2/resource-servers";
+    /// `GET`, `PATCH`, `DELETE` one API.
+    pub const MGMT_RESOURCE_SERVER: &str = "/api/v2/resource-servers/{id}";
+    /// `POST` create / `GET` list client grants.
+    pub const MGMT_CLIENT_GRANTS: &str = "/api/v2/client-grants";
+    /// `PATCH`, `DELETE` one client grant.
+    pub const MGMT_CLIENT_GRANT: &str = "/api/v2/client-grants/{id}";
 }
 
 use axum::{

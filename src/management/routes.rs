@@ -2,7 +2,7 @@
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::clients;
+use super::{client_grants, clients, resource_servers};
 use crate::state::AppState;
 
 /// The routes of the management API.
@@ -11,4 +11,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(clients::create_client, clients::list_clients))
         .routes(routes!(clients::get_client, clients::update_client, clients::delete_client))
         .routes(routes!(clients::rotate_secret))
+        .routes(routes!(resource_servers::create_resource_server, resource_servers::list_resource_servers))
+        .routes(routes!(
+            resource_servers::get_resource_server,
+            resource_servers::update_resource_server,
+            resource_servers::delete_resource_server
+        ))
+        .routes(routes!(client_grants::create_grant, client_grants::list_grants))
+        .routes(routes!(client_grants::update_grant, client_grants::delete_grant))
 }

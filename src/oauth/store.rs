@@ -1,6 +1,9 @@
 //! SQL of the OAuth provider.
 
-use super::clients::{AppType, AuthMethod, GrantType, OAuthClient, RefreshTokenSettings, SecretChange};
+use super::{
+    apis::{ClientGrant, ResourceServer},
+    clients::{AppType, AuthMethod, GrantType, OAuthClient, RefreshTokenSettings, SecretChange},
+};
 use crate::{
     clock::Millis,
     db_run,
@@ -34,7 +37,7 @@ struct ClientRow {
 
 /// A stored value this version cannot read: a 500, never a guess.
 fn corrupt(what: &str) -> StorageError {
-    StorageError::Other(sqlx::Error::Decode(format!("oauth_clients.{what} holds an unknown value").into()))
+    StorageError::Other(sqlx::Error::Decode(format!("oauth {what} holds an unknown value").into()))
 }
 
 fn json_list<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<Vec<T>, StorageError> {
@@ -157,6 +160,222 @@ pub async fn update_client(db: &Db, client: &OAuthClient, secret: SecretChange) 
 pub async fn delete_client(db: &Db, client_id: &str) -> Result<bool, StorageError> {
     db_run!(db, |pool| Ok(sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1")
         .bind(client_id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        == 1))
+}
+
+const API_COLUMNS: &str = "id, name, identifier, scopes, signing_alg, token_lifetime, allow_offline_access, \
+     skip_consent_for_verifiable_first_party_clients, created_at, updated_at";
+
+/// A row of `oauth_resource_servers`.
+#[derive(sqlx::FromRow)]
+struct ApiRow {
+    id: String,
+    name: String,
+    identifier: String,
+    scopes: String,
+    signing_alg: String,
+    token_lifetime: i64,
+    allow_offline_access: bool,
+    skip_consent_for_verifiable_first_party_clients: bool,
+    created_at: Millis,
+    updated_at: Millis,
+}
+
+impl ApiRow {
+    fn into_api(self) -> Result<ResourceServer, StorageError> {
+        Ok(ResourceServer {
+            scopes: serde_json::from_str(&self.scopes).map_err(|_| corrupt("resource_servers.scopes"))?,
+            signing_alg: Algorithm::parse(&self.signing_alg).ok_or_else(|| corrupt("resource_servers.signing_alg"))?,
+            id: self.id,
+            name: self.name,
+            identifier: self.identifier,
+            token_lifetime: self.token_lifetime,
+            allow_offline_access: self.allow_offline_access,
+            skip_consent_for_verifiable_first_party_clients: self.skip_consent_for_verifiable_first_party_clients,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Stores a new API (a taken identifier is a `UniqueViolation`).
+pub async fn insert_resource_server(db: &Db, api: &ResourceServer) -> Result<(), StorageError> {
+    const SQL: &str = "INSERT INTO oauth_resource_servers (id, name, identifier, scopes, signing_alg, token_lifetime, \
+                       allow_offline_access, skip_consent_for_verifiable_first_party_clients, created_at, updated_at) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    db_run!(db, |pool| {
+        sqlx::query(SQL)
+            .bind(&api.id)
+            .bind(&api.name)
+            .bind(&api.identifier)
+            .bind(to_json(&api.scopes))
+            .bind(api.signing_alg.as_str())
+            .bind(api.token_lifetime)
+            .bind(api.allow_offline_access)
+            .bind(api.skip_consent_for_verifiable_first_party_clients)
+            .bind(api.created_at)
+            .bind(api.updated_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// The API with this id.
+pub async fn find_resource_server(db: &Db, id: &str) -> Result<Option<ResourceServer>, StorageError> {
+    let sql = format!("SELECT {API_COLUMNS} FROM oauth_resource_servers WHERE id = $1");
+    let row = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query_as::<_, ApiRow>(&sql).bind(id).fetch_optional(pool).await?
+    ))?;
+    row.map(ApiRow::into_api).transpose()
+}
+
+/// The API with this identifier (audience).
+pub async fn resource_server_by_identifier(db: &Db, identifier: &str) -> Result<Option<ResourceServer>, StorageError> {
+    let sql = format!("SELECT {API_COLUMNS} FROM oauth_resource_servers WHERE identifier = $1");
+    let row = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query_as::<_, ApiRow>(&sql).bind(identifier).fetch_optional(pool).await?
+    ))?;
+    row.map(ApiRow::into_api).transpose()
+}
+
+/// A page of APIs, oldest first, and the total.
+pub async fn list_resource_servers(
+    db: &Db,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ResourceServer>, i64), StorageError> {
+    let sql = format!("SELECT {API_COLUMNS} FROM oauth_resource_servers ORDER BY created_at, id LIMIT $1 OFFSET $2");
+    let (rows, total) = db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, ApiRow>(&sql).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oauth_resource_servers").fetch_one(pool).await?;
+        Ok::<_, StorageError>((rows, total))
+    })?;
+    Ok((rows.into_iter().map(ApiRow::into_api).collect::<Result<_, _>>()?, total))
+}
+
+/// Writes an API's fields; false if there is no such API.
+pub async fn update_resource_server(db: &Db, api: &ResourceServer) -> Result<bool, StorageError> {
+    const SQL: &str = "UPDATE oauth_resource_servers SET name = $1, scopes = $2, signing_alg = $3, token_lifetime = $4, \
+                       allow_offline_access = $5, skip_consent_for_verifiable_first_party_clients = $6, updated_at = $7 \
+                       WHERE id = $8";
+    db_run!(db, |pool| Ok(sqlx::query(SQL)
+        .bind(&api.name)
+        .bind(to_json(&api.scopes))
+        .bind(api.signing_alg.as_str())
+        .bind(api.token_lifetime)
+        .bind(api.allow_offline_access)
+        .bind(api.skip_consent_for_verifiable_first_party_clients)
+        .bind(api.updated_at)
+        .bind(&api.id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        == 1))
+}
+
+/// Deletes an API and the client grants for its identifier, in one transaction; false if there was none.
+pub async fn delete_resource_server(db: &Db, id: &str) -> Result<bool, StorageError> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM oauth_client_grants WHERE audience IN \
+             (SELECT identifier FROM oauth_resource_servers WHERE id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM oauth_resource_servers WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted == 1)
+    })
+}
+
+/// A row of `oauth_client_grants`.
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: String,
+    client_id: String,
+    audience: String,
+    scope: String,
+    created_at: Millis,
+}
+
+impl GrantRow {
+    fn into_grant(self) -> Result<ClientGrant, StorageError> {
+        Ok(ClientGrant {
+            scope: serde_json::from_str(&self.scope).map_err(|_| corrupt("client_grants.scope"))?,
+            id: self.id,
+            client_id: self.client_id,
+            audience: self.audience,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// Stores a grant (a second one for the same client and audience is a `UniqueViolation`).
+pub async fn insert_client_grant(db: &Db, grant: &ClientGrant) -> Result<(), StorageError> {
+    const SQL: &str =
+        "INSERT INTO oauth_client_grants (id, client_id, audience, scope, created_at) VALUES ($1, $2, $3, $4, $5)";
+    db_run!(db, |pool| {
+        sqlx::query(SQL)
+            .bind(&grant.id)
+            .bind(&grant.client_id)
+            .bind(&grant.audience)
+            .bind(to_json(&grant.scope))
+            .bind(grant.created_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// The grant with this id.
+pub async fn find_client_grant(db: &Db, id: &str) -> Result<Option<ClientGrant>, StorageError> {
+    const SQL: &str = "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants WHERE id = $1";
+    let row = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query_as::<_, GrantRow>(SQL).bind(id).fetch_optional(pool).await?
+    ))?;
+    row.map(GrantRow::into_grant).transpose()
+}
+
+/// Grants, oldest first, optionally of one client and/or for one audience.
+pub async fn list_client_grants(
+    db: &Db,
+    client_id: Option<&str>,
+    audience: Option<&str>,
+) -> Result<Vec<ClientGrant>, StorageError> {
+    const SQL: &str = "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants \
+                       WHERE ($1 IS NULL OR client_id = $1) AND ($2 IS NULL OR audience = $2) \
+                       ORDER BY created_at, id LIMIT 1000";
+    let rows = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query_as::<_, GrantRow>(SQL).bind(client_id).bind(audience).fetch_all(pool).await?
+    ))?;
+    rows.into_iter().map(GrantRow::into_grant).collect()
+}
+
+/// Writes a grant's scopes; false if there is no such grant.
+pub async fn update_client_grant(db: &Db, grant: &ClientGrant) -> Result<bool, StorageError> {
+    db_run!(db, |pool| Ok(sqlx::query("UPDATE oauth_client_grants SET scope = $1 WHERE id = $2")
+        .bind(to_json(&grant.scope))
+        .bind(&grant.id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        == 1))
+}
+
+/// Deletes a grant; false if there was none.
+pub async fn delete_client_grant(db: &Db, id: &str) -> Result<bool, StorageError> {
+    db_run!(db, |pool| Ok(sqlx::query("DELETE FROM oauth_client_grants WHERE id = $1")
+        .bind(id)
         .execute(pool)
         .await?
         .rows_affected()

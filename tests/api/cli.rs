@@ -439,6 +439,16 @@ async fn admin_create_oauth_client_creates_what_the_management_api_shows() {
     assert!(ok && !spa.contains("secret"), "a public client has no secret: {spa}");
     assert!(!run(&["create-oauth-client", "--name", "Bad", "--app-type", "spa", "--callback", "/relative"]).0);
     assert!(!run(&["create-oauth-client", "--name", "Bad", "--app-type", "desktop"]).0);
+    let api =
+        ["create-resource-server", "--name", "Orders", "--identifier", "https://orders", "--scope", "read:orders"];
+    let (ok, out) = run(&api);
+    assert!(ok && out.contains("https://orders"), "{out}");
+    assert!(!run(&api).0, "the identifier is taken");
+    let (ok, out) =
+        run(&["grant", "--client-id", &client_id, "--audience", "https://orders", "--scope", "read:orders"]);
+    assert!(ok && out.starts_with("created client grant cgr_"), "{out}");
+    assert!(!run(&["grant", "--client-id", &client_id, "--audience", "https://orders", "--scope", "nope"]).0);
+    assert!(!run(&["grant", "--client-id", "nope", "--audience", "https://orders"]).0);
 
     let mut command = latchkey(dir.path());
     command.env("MASTER_USERNAME", MASTER_USER).env("MASTER_PASSWORD", MASTER_PASSWORD);
@@ -453,6 +463,11 @@ async fn admin_create_oauth_client_creates_what_the_management_api_shows() {
     assert_eq!(client["callbacks"], json!(["https://app.example.com/callback", "http://localhost:3000/callback"]));
     assert_eq!(client["web_origins"], json!(["https://app.example.com"]));
     assert!(client.get("client_secret").is_none());
+    let url = format!("{}{}?client_id={client_id}", server.address, paths::MGMT_CLIENT_GRANTS);
+    let response = bare_client().get(url).basic_auth(MASTER_USER, Some(MASTER_PASSWORD)).send().await.unwrap();
+    let grants: Value = response.json().await.unwrap();
+    assert_eq!(grants[0]["audience"], "https://orders");
+    assert_eq!(grants[0]["scope"], json!(["read:orders"]));
     assert!(!server.logs().contains(&secret), "the secret was logged");
 }
 

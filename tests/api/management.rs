@@ -1,5 +1,6 @@
-//! The management API (capability 5), `/api/v2/clients`: Auth0's shapes and defaults by `app_type`,
-//! secrets shown once and stored hashed, updates and rotation, Auth0's error body, and who may call it.
+//! The management API (capability 5): `/api/v2/clients` (Auth0's shapes and defaults by `app_type`,
+//! secrets shown once and stored hashed, updates and rotation), `/api/v2/resource-servers` and
+//! `/api/v2/client-grants`; Auth0's error body, and who may call it.
 
 use latchkey::paths;
 use reqwest::{header, Method, Response};
@@ -16,6 +17,10 @@ both_backends!(
     deleting_a_client_makes_it_inexistent,
     bad_fields_are_refused_with_auth0s_error_body_and_change_nothing,
     only_the_master_credentials_manage_clients,
+    apis_are_created_with_auth0_defaults_and_their_identifier_is_unique,
+    an_api_changes_but_its_identifier_and_the_management_api_do_not,
+    client_grants_name_an_existing_client_and_api_and_only_scopes_it_defines,
+    deleting_an_api_or_a_client_deletes_their_grants,
 );
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
@@ -295,4 +300,204 @@ async fn only_the_master_credentials_manage_clients(backend: Backend) {
     let Some(unconfigured) = spawn_app(backend).await else { return };
     let response = master(&unconfigured, Method::GET, paths::MGMT_CLIENTS).send().await.unwrap();
     assert_auth0_error(response, 503, "management_disabled").await;
+}
+
+/// The management API's identifier for the test apps' base URL.
+fn management_audience(app: &TestApp) -> String {
+    format!("{}/api/v2/", app.state.settings.base_url.trim_end_matches('/'))
+}
+
+async fn create_api(app: &TestApp, body: Value) -> Response {
+    master(app, Method::POST, paths::MGMT_RESOURCE_SERVERS).json(&body).send().await.unwrap()
+}
+
+async fn created_api(app: &TestApp, body: Value) -> Value {
+    let response = create_api(app, body.clone()).await;
+    assert_eq!(response.status(), 201, "create {body}");
+    response.json().await.unwrap()
+}
+
+fn api_path(id: &str) -> String {
+    paths::MGMT_RESOURCE_SERVER.replace("{id}", id)
+}
+
+async fn create_grant(app: &TestApp, body: Value) -> Response {
+    master(app, Method::POST, paths::MGMT_CLIENT_GRANTS).json(&body).send().await.unwrap()
+}
+
+async fn grants(app: &TestApp, query: &str) -> Value {
+    let response = master(app, Method::GET, &format!("{}{query}", paths::MGMT_CLIENT_GRANTS)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn apis_are_created_with_auth0_defaults_and_their_identifier_is_unique(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+
+    let api = created_api(
+        &app,
+        json!({"name": "Orders", "identifier": "https://api.example.com/orders",
+            "scopes": [{"value": "read:orders", "description": "Read orders"}, {"value": "write:orders"}]}),
+    )
+    .await;
+    assert!(api["id"].as_str().unwrap().starts_with("api_"), "{api}");
+    assert_eq!(api["signing_alg"], "RS256");
+    assert_eq!(api["token_lifetime"], 86_400);
+    assert_eq!(api["allow_offline_access"], false);
+    assert_eq!(api["skip_consent_for_verifiable_first_party_clients"], true);
+    assert_eq!(api["scopes"][1], json!({"value": "write:orders", "description": ""}));
+
+    let taken = create_api(&app, json!({"name": "Again", "identifier": "https://api.example.com/orders"})).await;
+    assert_auth0_error(taken, 409, "resource_server_conflict").await;
+    let system = create_api(&app, json!({"name": "Mine", "identifier": management_audience(&app)})).await;
+    assert_auth0_error(system, 409, "resource_server_conflict").await;
+    for bad in [
+        json!({"identifier": "https://x"}),
+        json!({"name": "No identifier"}),
+        json!({"name": "x", "identifier": "has space"}),
+        json!({"name": "x", "identifier": "https://y", "scopes": [{"value": "two words"}]}),
+        json!({"name": "x", "identifier": "https://y", "scopes": [{"value": "a"}, {"value": "a"}]}),
+        json!({"name": "x", "identifier": "https://y", "signing_alg": "HS256"}),
+        json!({"name": "x", "identifier": "https://y", "token_lifetime": 10}),
+    ] {
+        assert_auth0_error(create_api(&app, bad).await, 400, "invalid_body").await;
+    }
+    assert_eq!(app.count("oauth_resource_servers").await, 1);
+
+    let listed: Value =
+        master(&app, Method::GET, paths::MGMT_RESOURCE_SERVERS).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "the management API is not listed: {listed}");
+    let page: Value = master(&app, Method::GET, &format!("{}?include_totals=true", paths::MGMT_RESOURCE_SERVERS))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["resource_servers"][0]["identifier"], "https://api.example.com/orders");
+}
+
+async fn an_api_changes_but_its_identifier_and_the_management_api_do_not(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let api = created_api(&app, json!({"name": "Orders", "identifier": "https://api.example.com/orders"})).await;
+    let id = api["id"].as_str().unwrap();
+
+    let response = master(&app, Method::PATCH, &api_path(id))
+        .json(&json!({"name": "Orders v2", "allow_offline_access": true, "signing_alg": "ES256",
+            "scopes": [{"value": "read:orders"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let updated: Value = response.json().await.unwrap();
+    assert_eq!((updated["name"].as_str(), updated["allow_offline_access"].as_bool()), (Some("Orders v2"), Some(true)));
+    assert_eq!(updated["signing_alg"], "ES256");
+    let read: Value = master(&app, Method::GET, &api_path(id)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(read["scopes"], json!([{"value": "read:orders", "description": ""}]));
+
+    let moved = master(&app, Method::PATCH, &api_path(id)).json(&json!({"identifier": "https://other"})).send().await;
+    assert_auth0_error(moved.unwrap(), 400, "invalid_body").await;
+    let system = master(&app, Method::PATCH, &api_path("api_management")).json(&json!({"name": "x"})).send().await;
+    assert_auth0_error(system.unwrap(), 400, "operation_not_supported").await;
+    let system = master(&app, Method::DELETE, &api_path("api_management")).send().await.unwrap();
+    assert_auth0_error(system, 400, "operation_not_supported").await;
+    let missing = master(&app, Method::GET, &api_path("api_nope")).send().await.unwrap();
+    assert_auth0_error(missing, 404, "inexistent_resource_server").await;
+}
+
+async fn client_grants_name_an_existing_client_and_api_and_only_scopes_it_defines(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let machine = created(&app, json!({"name": "Cron", "app_type": "non_interactive"})).await;
+    let client_id = machine["client_id"].as_str().unwrap();
+    created_api(
+        &app,
+        json!({"name": "Orders", "identifier": "https://api.example.com/orders",
+            "scopes": [{"value": "read:orders"}, {"value": "write:orders"}]}),
+    )
+    .await;
+
+    let response = create_grant(
+        &app,
+        json!({"client_id": client_id, "audience": "https://api.example.com/orders", "scope": ["read:orders"]}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let grant: Value = response.json().await.unwrap();
+    let grant_id = grant["id"].as_str().unwrap();
+    assert!(grant_id.starts_with("cgr_"));
+    assert_eq!(grant["scope"], json!(["read:orders"]));
+    // The management API is an audience too.
+    let management = create_grant(
+        &app,
+        json!({"client_id": client_id, "audience": management_audience(&app), "scope": ["read:clients"]}),
+    )
+    .await;
+    assert_eq!(management.status(), 201);
+
+    let again =
+        create_grant(&app, json!({"client_id": client_id, "audience": "https://api.example.com/orders", "scope": []}));
+    assert_auth0_error(again.await, 409, "client_grant_conflict").await;
+    let undefined = create_grant(
+        &app,
+        json!({"client_id": client_id, "audience": management_audience(&app), "scope": ["delete:everything"]}),
+    );
+    assert_auth0_error(undefined.await, 400, "invalid_body").await;
+    let other = created(&app, json!({"name": "Other", "app_type": "non_interactive"})).await;
+    let other_id = other["client_id"].as_str().unwrap();
+    let undefined = create_grant(
+        &app,
+        json!({"client_id": other_id, "audience": "https://api.example.com/orders", "scope": ["delete:orders"]}),
+    );
+    assert_auth0_error(undefined.await, 400, "invalid_body").await;
+    let no_client =
+        create_grant(&app, json!({"client_id": "nope", "audience": "https://api.example.com/orders", "scope": []}));
+    assert_auth0_error(no_client.await, 404, "inexistent_client").await;
+    let no_api = create_grant(&app, json!({"client_id": other_id, "audience": "https://nowhere", "scope": []}));
+    assert_auth0_error(no_api.await, 404, "inexistent_resource_server").await;
+    assert_eq!(app.count("oauth_client_grants").await, 2);
+
+    assert_eq!(grants(&app, "").await.as_array().unwrap().len(), 2);
+    let of_client = grants(&app, &format!("?client_id={client_id}&audience=https://api.example.com/orders")).await;
+    assert_eq!(of_client.as_array().unwrap().len(), 1);
+    assert_eq!(of_client[0]["id"], grant_id);
+    assert_eq!(grants(&app, &format!("?client_id={other_id}")).await, json!([]));
+
+    let grant_path = paths::MGMT_CLIENT_GRANT.replace("{id}", grant_id);
+    let widened =
+        master(&app, Method::PATCH, &grant_path).json(&json!({"scope": ["read:orders", "write:orders"]})).send().await;
+    let widened: Value = widened.unwrap().json().await.unwrap();
+    assert_eq!(widened["scope"], json!(["read:orders", "write:orders"]));
+    let bad = master(&app, Method::PATCH, &grant_path).json(&json!({"scope": ["nope"]})).send().await.unwrap();
+    assert_auth0_error(bad, 400, "invalid_body").await;
+    assert_eq!(master(&app, Method::DELETE, &grant_path).send().await.unwrap().status(), 204);
+    let gone = master(&app, Method::DELETE, &grant_path).send().await.unwrap();
+    assert_auth0_error(gone, 404, "inexistent_client_grant").await;
+}
+
+async fn deleting_an_api_or_a_client_deletes_their_grants(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let a = created(&app, json!({"name": "A", "app_type": "non_interactive"})).await;
+    let b = created(&app, json!({"name": "B", "app_type": "non_interactive"})).await;
+    let api =
+        created_api(&app, json!({"name": "Orders", "identifier": "https://orders", "scopes": [{"value": "r"}]})).await;
+    for client in [&a, &b] {
+        for audience in ["https://orders".to_owned(), management_audience(&app)] {
+            let response =
+                create_grant(&app, json!({"client_id": client["client_id"], "audience": audience, "scope": []})).await;
+            assert_eq!(response.status(), 201);
+        }
+    }
+    assert_eq!(app.count("oauth_client_grants").await, 4);
+
+    let response = master(&app, Method::DELETE, &api_path(api["id"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(grants(&app, "?audience=https://orders").await, json!([]));
+    assert_eq!(app.count("oauth_client_grants").await, 2);
+
+    let response = master(&app, Method::DELETE, &client_path(a["client_id"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    let left = grants(&app, "").await;
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["client_id"], b["client_id"]);
 }

@@ -723,6 +723,64 @@ async fn every_documented_operation_answers_as_documented() {
     c.expect(404, paths::MGMT_CLIENT_ROTATE_SECRET, master(Method::POST, &concrete(paths::MGMT_CLIENT_ROTATE_SECRET)))
         .await;
     c.expect(401, paths::MGMT_CLIENT_ROTATE_SECRET, bare.post(url(&rotate_path))).await;
+    let api = c
+        .expect(
+            201,
+            paths::MGMT_RESOURCE_SERVERS,
+            master(Method::POST, paths::MGMT_RESOURCE_SERVERS)
+                .json(&json!({"name": "Orders", "identifier": "https://orders", "scopes": [{"value": "read:orders"}]})),
+        )
+        .await;
+    let api_id = api["id"].as_str().unwrap().to_owned();
+    let api_json = json!({"name": "Again", "identifier": "https://orders"});
+    c.expect(409, paths::MGMT_RESOURCE_SERVERS, master(Method::POST, paths::MGMT_RESOURCE_SERVERS).json(&api_json))
+        .await;
+    c.expect(400, paths::MGMT_RESOURCE_SERVERS, master(Method::POST, paths::MGMT_RESOURCE_SERVERS).json(&json!({})))
+        .await;
+    c.expect(401, paths::MGMT_RESOURCE_SERVERS, bare.post(url(paths::MGMT_RESOURCE_SERVERS)).json(&api_json)).await;
+    c.expect(200, paths::MGMT_RESOURCE_SERVERS, master(Method::GET, paths::MGMT_RESOURCE_SERVERS)).await;
+    let with_totals = format!("{}?include_totals=true", paths::MGMT_RESOURCE_SERVERS);
+    c.expect(200, paths::MGMT_RESOURCE_SERVERS, master(Method::GET, &with_totals)).await;
+    let bad_page = format!("{}?page=first", paths::MGMT_RESOURCE_SERVERS);
+    c.expect(400, paths::MGMT_RESOURCE_SERVERS, master(Method::GET, &bad_page)).await;
+    c.expect(401, paths::MGMT_RESOURCE_SERVERS, bare.get(url(paths::MGMT_RESOURCE_SERVERS))).await;
+    let api_path = paths::MGMT_RESOURCE_SERVER.replace("{id}", &api_id);
+    c.expect(200, paths::MGMT_RESOURCE_SERVER, master(Method::GET, &api_path)).await;
+    c.expect(404, paths::MGMT_RESOURCE_SERVER, master(Method::GET, &concrete(paths::MGMT_RESOURCE_SERVER))).await;
+    c.expect(401, paths::MGMT_RESOURCE_SERVER, bare.get(url(&api_path))).await;
+    c.expect(200, paths::MGMT_RESOURCE_SERVER, master(Method::PATCH, &api_path).json(&json!({"name": "Orders 2"})))
+        .await;
+    let system_api = paths::MGMT_RESOURCE_SERVER.replace("{id}", "api_management");
+    c.expect(400, paths::MGMT_RESOURCE_SERVER, master(Method::PATCH, &system_api).json(&json!({}))).await;
+    let missing_api = concrete(paths::MGMT_RESOURCE_SERVER);
+    c.expect(404, paths::MGMT_RESOURCE_SERVER, master(Method::PATCH, &missing_api).json(&json!({}))).await;
+    c.expect(401, paths::MGMT_RESOURCE_SERVER, bare.patch(url(&api_path)).json(&json!({}))).await;
+    let grant_json = json!({"client_id": oauth_id, "audience": "https://orders", "scope": ["read:orders"]});
+    let grant = c
+        .expect(201, paths::MGMT_CLIENT_GRANTS, master(Method::POST, paths::MGMT_CLIENT_GRANTS).json(&grant_json))
+        .await;
+    c.expect(409, paths::MGMT_CLIENT_GRANTS, master(Method::POST, paths::MGMT_CLIENT_GRANTS).json(&grant_json)).await;
+    let undefined = json!({"client_id": oauth_id, "audience": "https://orders", "scope": ["nope"]});
+    c.expect(400, paths::MGMT_CLIENT_GRANTS, master(Method::POST, paths::MGMT_CLIENT_GRANTS).json(&undefined)).await;
+    let no_client = json!({"client_id": "nope", "audience": "https://orders", "scope": []});
+    c.expect(404, paths::MGMT_CLIENT_GRANTS, master(Method::POST, paths::MGMT_CLIENT_GRANTS).json(&no_client)).await;
+    c.expect(401, paths::MGMT_CLIENT_GRANTS, bare.post(url(paths::MGMT_CLIENT_GRANTS)).json(&grant_json)).await;
+    let of_client = format!("{}?client_id={oauth_id}", paths::MGMT_CLIENT_GRANTS);
+    c.expect(200, paths::MGMT_CLIENT_GRANTS, master(Method::GET, &of_client)).await;
+    c.expect(401, paths::MGMT_CLIENT_GRANTS, bare.get(url(paths::MGMT_CLIENT_GRANTS))).await;
+    let grant_path = paths::MGMT_CLIENT_GRANT.replace("{id}", grant["id"].as_str().unwrap());
+    c.expect(200, paths::MGMT_CLIENT_GRANT, master(Method::PATCH, &grant_path).json(&json!({"scope": []}))).await;
+    c.expect(400, paths::MGMT_CLIENT_GRANT, master(Method::PATCH, &grant_path).json(&json!({"scope": ["nope"]}))).await;
+    let missing_grant = concrete(paths::MGMT_CLIENT_GRANT);
+    c.expect(404, paths::MGMT_CLIENT_GRANT, master(Method::PATCH, &missing_grant).json(&json!({"scope": []}))).await;
+    c.expect(401, paths::MGMT_CLIENT_GRANT, bare.patch(url(&grant_path)).json(&json!({"scope": []}))).await;
+    c.expect(204, paths::MGMT_CLIENT_GRANT, master(Method::DELETE, &grant_path)).await;
+    c.expect(404, paths::MGMT_CLIENT_GRANT, master(Method::DELETE, &grant_path)).await;
+    c.expect(401, paths::MGMT_CLIENT_GRANT, bare.delete(url(&grant_path))).await;
+    c.expect(204, paths::MGMT_RESOURCE_SERVER, master(Method::DELETE, &api_path)).await;
+    c.expect(404, paths::MGMT_RESOURCE_SERVER, master(Method::DELETE, &api_path)).await;
+    c.expect(400, paths::MGMT_RESOURCE_SERVER, master(Method::DELETE, &system_api)).await;
+    c.expect(401, paths::MGMT_RESOURCE_SERVER, bare.delete(url(&api_path))).await;
     c.expect(204, paths::MGMT_CLIENT, master(Method::DELETE, &oauth_path)).await;
     c.expect(404, paths::MGMT_CLIENT, master(Method::DELETE, &oauth_path)).await;
     c.expect(401, paths::MGMT_CLIENT, bare.delete(url(&oauth_path))).await;

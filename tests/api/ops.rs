@@ -119,6 +119,15 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::MGMT_CLIENT, "patch"),
         (paths::MGMT_CLIENT, "delete"),
         (paths::MGMT_CLIENT_ROTATE_SECRET, "post"),
+        (paths::MGMT_RESOURCE_SERVERS, "post"),
+        (paths::MGMT_RESOURCE_SERVERS, "get"),
+        (paths::MGMT_RESOURCE_SERVER, "get"),
+        (paths::MGMT_RESOURCE_SERVER, "patch"),
+        (paths::MGMT_RESOURCE_SERVER, "delete"),
+        (paths::MGMT_CLIENT_GRANTS, "post"),
+        (paths::MGMT_CLIENT_GRANTS, "get"),
+        (paths::MGMT_CLIENT_GRANT, "patch"),
+        (paths::MGMT_CLIENT_GRANT, "delete"),
     ];
     for (path, method) in all {
         assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");
