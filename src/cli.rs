@@ -487,7 +487,7 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                 })?;
             println!("created oauth client {} ({}, {})", client.client_id, client.name, client.app_type.as_str());
             if let Some(secret) = secret {
-                println!("client secret (shown once): {secret}");
+                println!("client secret (shown once): {}", secret.expose());
             }
         }
         AdminCommand::CreateResourceServer { name, identifier, scopes, allow_offline_access } => {

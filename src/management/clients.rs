@@ -15,9 +15,11 @@ use super::{paths, ManagementError, ManagementErrorBody, ManagementJson, Manager
 // circle, the files do not (README, "Code tour").
 use crate::{
     clock::iso8601,
+    config::Secret,
     http::extractors::{ApiPath, ApiQuery},
     oauth::clients::{
-        self, AppType, AuthMethod, ClientError, ClientFields, GrantType, OAuthClient, RefreshTokenSettings,
+        self, AppType, AuthMethod, ClientError, ClientFields, GrantType, OAuthClient, RefreshTokenPatch,
+        RefreshTokenSettings,
     },
     state::AppState,
 };
@@ -30,13 +32,14 @@ impl From<ClientError> for ManagementError {
                 ManagementError::new(StatusCode::NOT_FOUND, "inexistent_client", "The client does not exist")
             }
             ClientError::NoSecret => ManagementError::invalid_body(error.to_string()),
+            ClientError::Conflict => ManagementError::new(StatusCode::CONFLICT, "client_conflict", error.to_string()),
             ClientError::Storage(error) => error.into(),
         }
     }
 }
 
 /// `jwt_configuration`.
-#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JwtConfiguration {
     /// Signs the client's ID tokens: `RS256` (default), `ES256` or `EdDSA`.
     pub alg: String,
@@ -66,8 +69,16 @@ pub struct ClientRequest {
     pub allowed_logout_urls: Option<Vec<String>>,
     /// Origins (`scheme://host[:port]`) whose browsers may call the token endpoint.
     pub web_origins: Option<Vec<String>>,
-    pub jwt_configuration: Option<JwtConfiguration>,
-    pub refresh_token: Option<RefreshTokenSettings>,
+    pub jwt_configuration: Option<JwtConfigurationRequest>,
+    /// The settings sent change; the others keep their value. Auth0's other fields are ignored.
+    pub refresh_token: Option<RefreshTokenPatch>,
+}
+
+/// `jwt_configuration` as sent: Auth0's other fields (`lifetime_in_seconds`, …) are ignored.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct JwtConfigurationRequest {
+    /// `RS256`, `ES256` or `EdDSA`; absent: unchanged (RS256 on create).
+    pub alg: Option<String>,
 }
 
 /// `Some(None)` for an explicit null, `None` when the field is absent.
@@ -87,14 +98,14 @@ impl From<ClientRequest> for ClientFields {
             callbacks: body.callbacks,
             allowed_logout_urls: body.allowed_logout_urls,
             web_origins: body.web_origins,
-            jwt_alg: body.jwt_configuration.map(|jwt| jwt.alg),
+            jwt_alg: body.jwt_configuration.and_then(|jwt| jwt.alg),
             refresh_token: body.refresh_token,
         }
     }
 }
 
-/// A client as the management API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// A client as the management API shows it. No `Debug`: it may hold the secret.
+#[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = ManagementClient)]
 pub struct ClientView {
     /// 32 alphanumerics.
@@ -121,7 +132,7 @@ pub struct ClientView {
 }
 
 impl ClientView {
-    fn new(client: OAuthClient, client_secret: Option<String>) -> ClientView {
+    fn new(client: OAuthClient, client_secret: Option<Secret>) -> ClientView {
         ClientView {
             created_at: iso8601(client.created_at),
             updated_at: iso8601(client.updated_at),
@@ -137,7 +148,7 @@ impl ClientView {
             allowed_logout_urls: client.allowed_logout_urls,
             web_origins: client.web_origins,
             refresh_token: client.refresh_token,
-            client_secret,
+            client_secret: client_secret.map(|secret| secret.expose().to_owned()),
         }
     }
 }
@@ -171,7 +182,7 @@ pub struct ListQuery {
 }
 
 /// The list: the bare array, or the page with `include_totals=true`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ClientListResponse {
     List(Vec<ClientView>),
@@ -179,7 +190,7 @@ pub enum ClientListResponse {
 }
 
 /// `include_totals=true` answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ClientPage {
     pub clients: Vec<ClientView>,
     /// Index of the first client of this page.

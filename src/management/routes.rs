@@ -1,11 +1,16 @@
 //! The management API's router.
 
+use axum::{
+    http::{header, HeaderValue},
+    response::Response,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{client_grants, clients, resource_servers};
 use crate::state::AppState;
 
-/// The routes of the management API.
+/// The routes of the management API; every answer is `Cache-Control: no-store` (some carry a client
+/// secret).
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(clients::create_client, clients::list_clients))
@@ -19,4 +24,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(client_grants::create_grant, client_grants::list_grants))
         .routes(routes!(client_grants::update_grant, client_grants::delete_grant))
+        .route_layer(axum::middleware::map_response(no_store))
+}
+
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

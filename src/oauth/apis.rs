@@ -47,11 +47,13 @@ pub struct ResourceServer {
 }
 
 /// The management API's scopes, in the order Auth0 lists them.
-pub const MANAGEMENT_SCOPES: [&str; 12] = [
+pub const MANAGEMENT_SCOPES: [&str; 14] = [
     "read:clients",
     "create:clients",
     "update:clients",
     "delete:clients",
+    "read:client_keys",
+    "update:client_keys",
     "read:resource_servers",
     "create:resource_servers",
     "update:resource_servers",
@@ -279,6 +281,12 @@ pub async fn by_identifier(db: &Db, base_url: &str, identifier: &str) -> Result<
     store::resource_server_by_identifier(db, identifier).await
 }
 
+/// Drops repeated scopes, keeping the first of each.
+fn dedup(scope: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    scope.retain(|s| seen.insert(s.clone()));
+}
+
 fn check_grant_scope(api: &ResourceServer, scope: &[String]) -> Result<(), ResourceError> {
     let undefined: Vec<&str> =
         scope.iter().filter(|s| !api.scopes.iter().any(|d| d.value == **s)).map(String::as_str).collect();
@@ -303,7 +311,7 @@ pub async fn grant(
     }
     let api =
         by_identifier(db, base_url, audience).await?.ok_or_else(|| ResourceError::AudienceNotFound(audience.into()))?;
-    scope.dedup();
+    dedup(&mut scope);
     check_grant_scope(&api, &scope)?;
     let grant = ClientGrant {
         id: crypto::new_id("cgr"),
@@ -331,7 +339,7 @@ pub async fn update_grant(
     let api = by_identifier(db, base_url, &grant.audience)
         .await?
         .ok_or_else(|| ResourceError::AudienceNotFound(grant.audience.clone()))?;
-    scope.dedup();
+    dedup(&mut scope);
     check_grant_scope(&api, &scope)?;
     grant.scope = scope;
     if !store::update_client_grant(db, &grant).await? {

@@ -12,6 +12,7 @@ use super::store;
 use crate::{
     audit::{self, AuditEvent},
     clock::Millis,
+    config::Secret,
     crypto,
     storage::{Db, StorageError},
     tokens::Algorithm,
@@ -103,9 +104,7 @@ pub enum GrantType {
 }
 
 /// Auth0's `refresh_token` settings of a client (seconds).
-/// Fields left out take their defaults; Auth0's other fields (`expiration_type`, …) are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
 pub struct RefreshTokenSettings {
     /// `rotating` (every use returns a new token) or `non-rotating`.
     pub rotation_type: String,
@@ -156,7 +155,7 @@ pub struct OAuthClient {
 }
 
 /// What a create or update request sets; `None` leaves a field as it is (or at its default on create).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ClientFields {
     pub name: Option<String>,
     /// `Some(None)` clears it.
@@ -169,7 +168,16 @@ pub struct ClientFields {
     pub allowed_logout_urls: Option<Vec<String>>,
     pub web_origins: Option<Vec<String>>,
     pub jwt_alg: Option<String>,
-    pub refresh_token: Option<RefreshTokenSettings>,
+    pub refresh_token: Option<RefreshTokenPatch>,
+}
+
+/// The refresh-token settings a request sets; the others keep their value (or default).
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct RefreshTokenPatch {
+    pub rotation_type: Option<String>,
+    pub leeway: Option<i64>,
+    pub token_lifetime: Option<i64>,
+    pub idle_token_lifetime: Option<i64>,
 }
 
 /// Why a client's fields were refused: the field and what is wrong with it.
@@ -181,6 +189,9 @@ pub enum ClientError {
     /// 404: no such client.
     #[error("The client does not exist")]
     NotFound,
+    /// 409: the client kept changing under this update (three tries).
+    #[error("The client was changed by another request at the same time; try again")]
+    Conflict,
     /// 400: a public client has no secret to rotate.
     #[error("A client with token_endpoint_auth_method none has no secret")]
     NoSecret,
@@ -197,14 +208,26 @@ const MAX_URLS: usize = 100;
 const MAX_URL_LEN: usize = 2048;
 
 /// An absolute URL usable as a redirect or logout target: no fragment (RFC 6749 §3.1.2), no wildcard
-/// (matching is exact), no credentials.
-fn check_redirect_url(field: &str, value: &str) -> Result<(), ClientError> {
+/// (matching is exact), no credentials; `http(s)`, or for native apps a private-use scheme
+/// (`com.example.app:/cb`, RFC 8252 §7.1) — never a scheme that runs script or reads local data, as the
+/// form_post page and logout redirect to it.
+fn check_redirect_url(field: &str, value: &str, app_type: AppType) -> Result<(), ClientError> {
     let problem =
         || invalid(format!("{field}: {value:?} is not an absolute, normalised URL without a fragment or wildcard"));
     if value.len() > MAX_URL_LEN || value.contains('*') || value.contains('#') {
         return Err(problem());
     }
     let url = url::Url::parse(value).map_err(|_| problem())?;
+    let scheme_allowed = match url.scheme() {
+        "http" | "https" => true,
+        "javascript" | "data" | "vbscript" | "file" | "blob" | "about" | "ws" | "wss" | "ftp" => false,
+        _ => app_type == AppType::Native,
+    };
+    if !scheme_allowed {
+        return Err(invalid(format!(
+            "{field}: {value:?}: only http and https (and private-use schemes for native apps) are allowed"
+        )));
+    }
     if url.cannot_be_a_base() || !url.username().is_empty() || url.password().is_some() {
         return Err(problem());
     }
@@ -221,14 +244,16 @@ fn check_redirect_url(field: &str, value: &str) -> Result<(), ClientError> {
 fn check_origin(value: &str) -> Result<(), ClientError> {
     let problem = || invalid(format!("web_origins: {value:?} is not an origin (scheme://host[:port])"));
     let url = url::Url::parse(value).map_err(|_| problem())?;
+    // Exactly as a browser writes it in `Origin` (lower-case ASCII host, no default port), so that a
+    // string comparison is the check.
     let bare = matches!(url.scheme(), "http" | "https")
-        && url.host_str().is_some()
+        && !value.contains('*')
         && url.path() == "/"
         && url.query().is_none()
         && url.fragment().is_none()
         && url.username().is_empty()
         && url.password().is_none()
-        && !value.ends_with('/');
+        && url.origin().ascii_serialization() == value;
     if bare {
         Ok(())
     } else {
@@ -305,11 +330,13 @@ fn apply(client: &mut OAuthClient, fields: ClientFields) -> Result<(), ClientErr
         client.grant_types = parsed;
     }
     if let Some(callbacks) = fields.callbacks {
-        check_list("callbacks", &callbacks, |url| check_redirect_url("callbacks", url))?;
+        check_list("callbacks", &callbacks, |url| check_redirect_url("callbacks", url, client.app_type))?;
         client.callbacks = callbacks;
     }
     if let Some(urls) = fields.allowed_logout_urls {
-        check_list("allowed_logout_urls", &urls, |url| check_redirect_url("allowed_logout_urls", url))?;
+        check_list("allowed_logout_urls", &urls, |url| {
+            check_redirect_url("allowed_logout_urls", url, client.app_type)
+        })?;
         client.allowed_logout_urls = urls;
     }
     if let Some(origins) = fields.web_origins {
@@ -320,7 +347,12 @@ fn apply(client: &mut OAuthClient, fields: ClientFields) -> Result<(), ClientErr
         client.jwt_alg =
             Algorithm::parse(&alg).ok_or_else(|| invalid("jwt_configuration.alg: RS256, ES256 or EdDSA"))?;
     }
-    if let Some(refresh) = fields.refresh_token {
+    if let Some(patch) = fields.refresh_token {
+        let mut refresh = client.refresh_token.clone();
+        refresh.rotation_type = patch.rotation_type.unwrap_or(refresh.rotation_type);
+        refresh.leeway = patch.leeway.unwrap_or(refresh.leeway);
+        refresh.token_lifetime = patch.token_lifetime.unwrap_or(refresh.token_lifetime);
+        refresh.idle_token_lifetime = patch.idle_token_lifetime.unwrap_or(refresh.idle_token_lifetime);
         check_refresh_token(&refresh)?;
         client.refresh_token = refresh;
     }
@@ -334,11 +366,11 @@ fn apply(client: &mut OAuthClient, fields: ClientFields) -> Result<(), ClientErr
     Ok(())
 }
 
-/// A new client's secret: 64 random alphanumerics (~380 bits).
-fn new_secret() -> (String, String) {
+/// A new client's secret: 64 random alphanumerics (~380 bits), and its hash.
+fn new_secret() -> (Secret, String) {
     let secret = crypto::random_alphanumeric(64);
     let hash = crypto::sha256_hex(secret.as_bytes());
-    (secret, hash)
+    (Secret::new(secret), hash)
 }
 
 /// Creates a client; returns it and, for a confidential client, its secret (shown only now). `name` and
@@ -347,7 +379,7 @@ pub async fn create(
     db: &Db,
     mut fields: ClientFields,
     now: Millis,
-) -> Result<(OAuthClient, Option<String>), ClientError> {
+) -> Result<(OAuthClient, Option<Secret>), ClientError> {
     let name = fields.name.as_deref().ok_or_else(|| invalid("name is required"))?;
     let name = check_name(name)?;
     let app_type = fields.app_type.take().ok_or_else(|| invalid("app_type is required"))?;
@@ -383,27 +415,37 @@ pub async fn update(
     client_id: &str,
     mut fields: ClientFields,
     now: Millis,
-) -> Result<(OAuthClient, Option<String>), ClientError> {
-    let (mut client, had_secret) = store::find_client(db, client_id).await?.ok_or(ClientError::NotFound)?;
+) -> Result<(OAuthClient, Option<Secret>), ClientError> {
     if let Some(app_type) = fields.app_type.take() {
+        let (client, _) = store::find_client(db, client_id).await?.ok_or(ClientError::NotFound)?;
         if AppType::parse(&app_type) != Some(client.app_type) {
             return Err(invalid("app_type cannot change"));
         }
     }
-    apply(&mut client, fields)?;
-    client.updated_at = now;
-    let confidential = client.token_endpoint_auth_method.is_confidential();
-    let new_secret = (confidential && !had_secret).then(new_secret);
-    let secret_hash = match (&new_secret, confidential) {
-        (Some((_, hash)), _) => SecretChange::Set(hash.clone()),
-        (None, true) => SecretChange::Keep,
-        (None, false) => SecretChange::Clear,
-    };
-    if !store::update_client(db, &client, secret_hash).await? {
-        return Err(ClientError::NotFound);
+    // Read, change, write only if nobody wrote in between (`updated_at` is the version): the secret
+    // decision below is made from the row it is written to.
+    for _ in 0..3 {
+        let (mut client, had_secret) = store::find_client(db, client_id).await?.ok_or(ClientError::NotFound)?;
+        let read_version = client.updated_at;
+        apply(&mut client, fields.clone())?;
+        client.updated_at = now.max(read_version + 1);
+        let confidential = client.token_endpoint_auth_method.is_confidential();
+        let new_secret = (confidential && !had_secret).then(new_secret);
+        let secret_hash = match (&new_secret, confidential) {
+            (Some((_, hash)), _) => SecretChange::Set(hash.clone()),
+            (None, true) => SecretChange::Keep,
+            (None, false) => SecretChange::Clear,
+        };
+        match store::update_client(db, &client, secret_hash, read_version).await? {
+            store::Written::Yes => {
+                audit::emit(AuditEvent::OAuthClientChanged { client_id: &client.client_id, action: "updated" });
+                return Ok((client, new_secret.map(|(secret, _)| secret)));
+            }
+            store::Written::Missing => return Err(ClientError::NotFound),
+            store::Written::Changed => continue,
+        }
     }
-    audit::emit(AuditEvent::OAuthClientChanged { client_id: &client.client_id, action: "updated" });
-    Ok((client, new_secret.map(|(secret, _)| secret)))
+    Err(ClientError::Conflict)
 }
 
 /// What an update does to the stored secret hash.
@@ -415,18 +457,18 @@ pub enum SecretChange {
 
 /// Replaces a confidential client's secret; the old one is refused from now on. Returns the client and
 /// the new secret (shown only now).
-pub async fn rotate_secret(db: &Db, client_id: &str, now: Millis) -> Result<(OAuthClient, String), ClientError> {
-    let (mut client, _) = store::find_client(db, client_id).await?.ok_or(ClientError::NotFound)?;
-    if !client.token_endpoint_auth_method.is_confidential() {
-        return Err(ClientError::NoSecret);
-    }
+pub async fn rotate_secret(db: &Db, client_id: &str, now: Millis) -> Result<(OAuthClient, Secret), ClientError> {
     let (secret, hash) = new_secret();
-    client.updated_at = now;
-    if !store::update_client(db, &client, SecretChange::Set(hash)).await? {
-        return Err(ClientError::NotFound);
+    // One statement: a concurrent update cannot be undone by this, nor can a client made public get a
+    // secret.
+    match store::set_client_secret(db, client_id, &hash, now).await? {
+        Some(client) => {
+            audit::emit(AuditEvent::OAuthClientChanged { client_id: &client.client_id, action: "secret_rotated" });
+            Ok((client, secret))
+        }
+        None if store::find_client(db, client_id).await?.is_some() => Err(ClientError::NoSecret),
+        None => Err(ClientError::NotFound),
     }
-    audit::emit(AuditEvent::OAuthClientChanged { client_id: &client.client_id, action: "secret_rotated" });
-    Ok((client, secret))
 }
 
 /// Deletes a client; false if there was none.
@@ -445,7 +487,7 @@ mod tests {
     #[test]
     fn redirect_urls_are_absolute_without_fragment_wildcard_or_credentials() {
         for good in ["https://app.example.com/callback", "http://localhost:3000/cb?x=1", "com.example.app:/oauth"] {
-            assert!(check_redirect_url("callbacks", good).is_ok(), "{good}");
+            assert!(check_redirect_url("callbacks", good, AppType::Native).is_ok(), "{good}");
         }
         for bad in [
             "/callback",
@@ -456,15 +498,27 @@ mod tests {
             "https://App.example.com/cb",
             "not a url",
         ] {
-            assert!(check_redirect_url("callbacks", bad).is_err(), "{bad}");
+            assert!(check_redirect_url("callbacks", bad, AppType::Native).is_err(), "{bad}");
         }
+        for script in ["javascript://x/%0aalert(1)", "data://text/html,x", "file:///etc/passwd"] {
+            assert!(check_redirect_url("callbacks", script, AppType::Native).is_err(), "{script}");
+        }
+        assert!(check_redirect_url("callbacks", "com.example.app:/oauth", AppType::Spa).is_err(), "native only");
     }
 
     #[test]
     fn web_origins_are_bare_origins() {
         assert!(check_origin("https://app.example.com").is_ok());
         assert!(check_origin("http://localhost:3000").is_ok());
-        for bad in ["https://app.example.com/", "https://app.example.com/path", "app.example.com", "https://a.com?x"] {
+        for bad in [
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "app.example.com",
+            "https://a.com?x",
+            "https://App.example.com",
+            "https://a.com:443",
+            "https://*.example.com",
+        ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
     }

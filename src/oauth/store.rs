@@ -123,8 +123,23 @@ pub async fn list_clients(db: &Db, limit: i64, offset: i64) -> Result<(Vec<OAuth
     Ok((clients, total))
 }
 
-/// Writes a client's fields and changes its secret hash as told; false if there is no such client.
-pub async fn update_client(db: &Db, client: &OAuthClient, secret: SecretChange) -> Result<bool, StorageError> {
+/// What a conditional write found.
+pub enum Written {
+    Yes,
+    /// No such row.
+    Missing,
+    /// The row changed since it was read.
+    Changed,
+}
+
+/// Writes a client's fields and changes its secret hash as told, if its `updated_at` is still
+/// `read_version` (the row was not changed since it was read).
+pub async fn update_client(
+    db: &Db,
+    client: &OAuthClient,
+    secret: SecretChange,
+    read_version: Millis,
+) -> Result<Written, StorageError> {
     let (change, hash) = match secret {
         SecretChange::Keep => ("keep", None),
         SecretChange::Set(hash) => ("set", Some(hash)),
@@ -134,26 +149,50 @@ pub async fn update_client(db: &Db, client: &OAuthClient, secret: SecretChange) 
                        token_endpoint_auth_method = $4, grant_types = $5, callbacks = $6, allowed_logout_urls = $7, \
                        web_origins = $8, jwt_alg = $9, refresh_token = $10, updated_at = $11, \
                        secret_hash = CASE $12 WHEN 'keep' THEN secret_hash WHEN 'set' THEN $13 ELSE NULL END \
-                       WHERE client_id = $14";
-    db_run!(db, |pool| Ok(sqlx::query(SQL)
-        .bind(&client.name)
-        .bind(&client.description)
-        .bind(client.is_first_party)
-        .bind(client.token_endpoint_auth_method.as_str())
-        .bind(to_json(&client.grant_types))
-        .bind(to_json(&client.callbacks))
-        .bind(to_json(&client.allowed_logout_urls))
-        .bind(to_json(&client.web_origins))
-        .bind(client.jwt_alg.as_str())
-        .bind(to_json(&client.refresh_token))
-        .bind(client.updated_at)
-        .bind(change)
-        .bind(&hash)
-        .bind(&client.client_id)
-        .execute(pool)
-        .await?
-        .rows_affected()
-        == 1))
+                       WHERE client_id = $14 AND updated_at = $15";
+    let updated = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query(SQL)
+            .bind(&client.name)
+            .bind(&client.description)
+            .bind(client.is_first_party)
+            .bind(client.token_endpoint_auth_method.as_str())
+            .bind(to_json(&client.grant_types))
+            .bind(to_json(&client.callbacks))
+            .bind(to_json(&client.allowed_logout_urls))
+            .bind(to_json(&client.web_origins))
+            .bind(client.jwt_alg.as_str())
+            .bind(to_json(&client.refresh_token))
+            .bind(client.updated_at)
+            .bind(change)
+            .bind(&hash)
+            .bind(&client.client_id)
+            .bind(read_version)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    ))?;
+    if updated == 1 {
+        return Ok(Written::Yes);
+    }
+    Ok(if find_client(db, &client.client_id).await?.is_some() { Written::Changed } else { Written::Missing })
+}
+
+/// Replaces a confidential client's secret hash in one statement; the client after the change, or
+/// `None` when there is no such client or it is public.
+pub async fn set_client_secret(
+    db: &Db,
+    client_id: &str,
+    secret_hash: &str,
+    now: Millis,
+) -> Result<Option<OAuthClient>, StorageError> {
+    let sql = format!(
+        "UPDATE oauth_clients SET secret_hash = $1, updated_at = CASE WHEN updated_at >= $2 THEN updated_at + 1 \
+         ELSE $2 END WHERE client_id = $3 AND token_endpoint_auth_method <> 'none' RETURNING {CLIENT_COLUMNS}"
+    );
+    let row = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query_as::<_, ClientRow>(&sql).bind(secret_hash).bind(now).bind(client_id).fetch_optional(pool).await?
+    ))?;
+    row.map(|row| row.into_client().map(|(client, _)| client)).transpose()
 }
 
 /// Deletes a client; false if there was none.

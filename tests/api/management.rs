@@ -21,6 +21,7 @@ both_backends!(
     an_api_changes_but_its_identifier_and_the_management_api_do_not,
     client_grants_name_an_existing_client_and_api_and_only_scopes_it_defines,
     deleting_an_api_or_a_client_deletes_their_grants,
+    concurrent_changes_to_a_client_lose_nothing_and_keep_its_secret_consistent,
 );
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
@@ -100,8 +101,15 @@ async fn clients_get_auth0_defaults_by_app_type(backend: Backend) {
     assert_eq!(spa["callbacks"], json!([]));
     assert!(spa.get("client_secret").is_none(), "a public client has no secret: {spa}");
 
-    let native = created(&app, json!({"name": "App", "app_type": "native"})).await;
+    let native = created(
+        &app,
+        json!({"name": "App", "app_type": "native", "callbacks": ["com.example.app:/oauth"],
+            "jwt_configuration": {"lifetime_in_seconds": 36000}}),
+    )
+    .await;
     assert_eq!(native["token_endpoint_auth_method"], "none");
+    assert_eq!(native["callbacks"], json!(["com.example.app:/oauth"]), "a private-use scheme, for native apps");
+    assert_eq!(native["jwt_configuration"]["alg"], "RS256", "Auth0's other jwt_configuration fields are ignored");
     let web = created(&app, json!({"name": "Web", "app_type": "regular_web"})).await;
     assert_eq!(web["token_endpoint_auth_method"], "client_secret_post");
     assert_eq!(web["grant_types"], json!(["authorization_code", "refresh_token"]));
@@ -133,7 +141,9 @@ async fn clients_get_auth0_defaults_by_app_type(backend: Backend) {
 async fn a_confidential_clients_secret_is_shown_once_and_stored_only_hashed(backend: Backend) {
     let Some(app) = spawn(backend).await else { return };
 
-    let web = created(&app, json!({"name": "Web", "app_type": "regular_web"})).await;
+    let response = create(&app, json!({"name": "Web", "app_type": "regular_web"})).await;
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store", "an answer holding a secret is not cached");
+    let web: Value = response.json().await.unwrap();
     let id = web["client_id"].as_str().unwrap();
     let secret = web["client_secret"].as_str().expect("shown at creation").to_owned();
     assert!(secret.len() == 64 && secret.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -202,6 +212,15 @@ async fn an_update_changes_fields_and_moves_the_secret_with_the_auth_method(back
     assert_eq!(updated["created_at"], spa["created_at"]);
     assert!(updated.get("client_secret").is_none());
 
+    let refresh: Value =
+        patch(&app, id, json!({"refresh_token": {"token_lifetime": 2_000_000}})).await.json().await.unwrap();
+    assert_eq!(
+        refresh["refresh_token"],
+        json!({"rotation_type": "rotating", "leeway": 10, "token_lifetime": 2_000_000, "idle_token_lifetime": 1_296_000}),
+        "the settings not sent keep their value"
+    );
+    let too_idle = patch(&app, id, json!({"refresh_token": {"idle_token_lifetime": 2_000_001}})).await;
+    assert_auth0_error(too_idle, 400, "invalid_body").await;
     let cleared: Value = patch(&app, id, json!({"description": null})).await.json().await.unwrap();
     assert_eq!(cleared["description"], Value::Null);
 
@@ -262,6 +281,13 @@ async fn bad_fields_are_refused_with_auth0s_error_body_and_change_nothing(backen
         json!({"name": "x", "app_type": "spa", "refresh_token": {"rotation_type": "sometimes"}}),
         json!({"name": "x", "app_type": "spa", "callbacks": "https://app.example.com/cb"}),
         json!({"name": "x", "app_type": "spa", "description": "d".repeat(141)}),
+        json!({"name": "x", "app_type": "regular_web", "callbacks": ["javascript://x/%0aalert(1)"]}),
+        json!({"name": "x", "app_type": "native", "allowed_logout_urls": ["data://text/html,x"]}),
+        json!({"name": "x", "app_type": "spa", "callbacks": ["com.example.app:/oauth"]}),
+        json!({"name": "x", "app_type": "spa", "callbacks": ["https://App.example.com/cb"]}),
+        json!({"name": "x", "app_type": "spa", "web_origins": ["https://App.example.com"]}),
+        json!({"name": "x", "app_type": "spa", "web_origins": ["https://app.example.com:443"]}),
+        json!({"name": "x", "app_type": "spa", "web_origins": ["https://*.example.com"]}),
     ];
     for body in bad {
         let error = assert_auth0_error(create(&app, body.clone()).await, 400, "invalid_body").await;
@@ -464,8 +490,10 @@ async fn client_grants_name_an_existing_client_and_api_and_only_scopes_it_define
     assert_eq!(grants(&app, &format!("?client_id={other_id}")).await, json!([]));
 
     let grant_path = paths::MGMT_CLIENT_GRANT.replace("{id}", grant_id);
-    let widened =
-        master(&app, Method::PATCH, &grant_path).json(&json!({"scope": ["read:orders", "write:orders"]})).send().await;
+    let widened = master(&app, Method::PATCH, &grant_path)
+        .json(&json!({"scope": ["read:orders", "write:orders", "read:orders"]}))
+        .send()
+        .await;
     let widened: Value = widened.unwrap().json().await.unwrap();
     assert_eq!(widened["scope"], json!(["read:orders", "write:orders"]));
     let bad = master(&app, Method::PATCH, &grant_path).json(&json!({"scope": ["nope"]})).send().await.unwrap();
@@ -500,4 +528,39 @@ async fn deleting_an_api_or_a_client_deletes_their_grants(backend: Backend) {
     let left = grants(&app, "").await;
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["client_id"], b["client_id"]);
+}
+
+async fn concurrent_changes_to_a_client_lose_nothing_and_keep_its_secret_consistent(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let client = created(&app, json!({"name": "Busy", "app_type": "regular_web"})).await;
+    let id = client["client_id"].as_str().unwrap();
+    let consistent = |app: &TestApp| {
+        let sql = format!(
+            "SELECT COUNT(*) FROM oauth_clients WHERE client_id = '{id}' AND \
+             ((token_endpoint_auth_method = 'none') = (secret_hash IS NULL))"
+        );
+        let db = app.state.db.clone();
+        async move { latchkey::db_run!(&db, |pool| sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await.unwrap()) }
+    };
+    for round in 0..8 {
+        // Two updates of different fields at once: both land (or one is told to retry).
+        let name = format!("Busy {round}");
+        let description = format!("round {round}");
+        let (a, b) =
+            tokio::join!(patch(&app, id, json!({"name": name})), patch(&app, id, json!({"description": description})));
+        let (a, b) = (a.status().as_u16(), b.status().as_u16());
+        assert!([200, 409].contains(&a) && [200, 409].contains(&b), "{a} {b}");
+        let now: Value = get_client(&app, id).await.json().await.unwrap();
+        if a == 200 {
+            assert_eq!(now["name"], name.as_str(), "round {round}: the name was lost");
+        }
+        if b == 200 {
+            assert_eq!(now["description"], description.as_str(), "round {round}: the description was lost");
+        }
+        // Rotation racing a switch of the auth method never leaves a public client with a secret, nor a
+        // confidential one without.
+        let method = if round % 2 == 0 { "none" } else { "client_secret_post" };
+        let _ = tokio::join!(rotate(&app, id), patch(&app, id, json!({"token_endpoint_auth_method": method})));
+        assert_eq!(consistent(&app).await, 1, "round {round}: secret and auth method disagree");
+    }
 }
