@@ -115,6 +115,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     limits: http::serve::ConnectionLimits,
+    signals: ShutdownSignals,
 }
 
 impl Application {
@@ -147,7 +148,7 @@ impl Application {
             keep_alive_timeout: Duration::from_secs(server.keep_alive_timeout),
             max_connections,
         };
-        Ok(Application { listener, state, limits })
+        Ok(Application { listener, state, limits, signals: ShutdownSignals::register() })
     }
 
     /// The port the listener is bound to (the one the OS picked if `listen` asked for port 0); 0 if it
@@ -163,10 +164,10 @@ impl Application {
 
     /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { listener, state, limits } = self;
+        let Application { listener, state, limits, signals } = self;
         let db = state.db.clone();
         let flush_state = state.clone();
-        http::serve::serve(listener, app(state), limits, shutdown_signal()).await;
+        http::serve::serve(listener, app(state), limits, signals.received()).await;
         if let Err(error) = flush_state.flush_usage().await {
             tracing::warn!(error = %error, "final api key usage flush failed");
         }
@@ -175,26 +176,53 @@ impl Application {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The shutdown signals, registered when the application is built: a SIGTERM that arrives between
+/// "listening" and the first poll of the serve loop must not meet the default action (which kills the
+/// process without draining).
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn register() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            ShutdownSignals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        ShutdownSignals {}
     }
-    tracing::info!("shutting down");
+
+    /// Resolves at SIGTERM or Ctrl-C.
+    async fn received(self) {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(self.terminate) => {},
+                () = wait(self.interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+    }
 }
 
 /// Maintenance on an interval; other nodes' cache invalidations (NOTIFY, with a resync on reconnect); a

@@ -73,18 +73,32 @@ pub async fn create_grant(
     Ok((StatusCode::CREATED, Json(ClientGrantView::from(grant))).into_response())
 }
 
-/// `GET /api/v2/client-grants` query.
+/// `GET /api/v2/client-grants` query (filters and Auth0's paging).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct GrantQuery {
     /// Only this client's grants.
     pub client_id: Option<String>,
     /// Only the grants for this audience.
     pub audience: Option<String>,
+    /// Page number, from 0.
+    pub page: Option<i64>,
+    /// 1–100, default 50.
+    pub per_page: Option<i64>,
+    /// `true`: answer `{client_grants, start, limit, total}` instead of the bare array.
+    pub include_totals: Option<bool>,
+}
+
+/// The list: the bare array, or the page with `include_totals=true`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ClientGrantListResponse {
+    List(Vec<ClientGrantView>),
+    Page { client_grants: Vec<ClientGrantView>, start: i64, limit: i64, total: i64 },
 }
 
 /// Lists client grants, oldest first.
 #[utoipa::path(get, path = paths::MGMT_CLIENT_GRANTS, tag = "management", params(GrantQuery),
-    responses((status = 200, body = Vec<ClientGrantView>),
+    responses((status = 200, body = ClientGrantListResponse),
         (status = 400, body = ManagementErrorBody, description = "`invalid_query_string`"),
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
@@ -92,11 +106,17 @@ pub async fn list_grants(
     State(state): State<AppState>,
     _manager: Manager,
     ManagementQuery(query): ManagementQuery<GrantQuery>,
-) -> Result<Json<Vec<ClientGrantView>>, ManagementError> {
-    let grants =
-        crate::oauth::store::list_client_grants(&state.db, query.client_id.as_deref(), query.audience.as_deref())
-            .await?;
-    Ok(Json(grants.into_iter().map(ClientGrantView::from).collect()))
+) -> Result<Json<ClientGrantListResponse>, ManagementError> {
+    let limit = query.per_page.unwrap_or(50).clamp(1, 100);
+    let start = query.page.unwrap_or(0).clamp(0, 1_000_000).saturating_mul(limit);
+    let (client_id, audience) = (query.client_id.as_deref(), query.audience.as_deref());
+    let (grants, total) = crate::oauth::store::list_client_grants(&state.db, client_id, audience, limit, start).await?;
+    let views: Vec<ClientGrantView> = grants.into_iter().map(ClientGrantView::from).collect();
+    Ok(Json(if query.include_totals == Some(true) {
+        ClientGrantListResponse::Page { client_grants: views, start, limit, total }
+    } else {
+        ClientGrantListResponse::List(views)
+    }))
 }
 
 /// Replaces a grant's scopes.

@@ -1,5 +1,5 @@
 //! `/api/v2/resource-servers`: APIs in Auth0's shapes. The built-in management API (`{issuer}api/v2/`) is
-//! not listed here and cannot be changed; client grants may name it.
+//! listed first (`is_system: true`) and cannot be changed; client grants may name it.
 
 use axum::{
     extract::State,
@@ -91,11 +91,14 @@ pub struct ResourceServerView {
     pub token_lifetime: i64,
     pub allow_offline_access: bool,
     pub skip_consent_for_verifiable_first_party_clients: bool,
+    /// True for the built-in management API, which cannot change.
+    pub is_system: bool,
 }
 
 impl From<ResourceServer> for ResourceServerView {
     fn from(api: ResourceServer) -> ResourceServerView {
         ResourceServerView {
+            is_system: api.is_system(),
             signing_alg: api.signing_alg.as_str().to_owned(),
             id: api.id,
             name: api.name,
@@ -144,7 +147,7 @@ pub enum ResourceServerListResponse {
     Page { resource_servers: Vec<ResourceServerView>, start: i64, limit: i64, total: i64 },
 }
 
-/// Lists the APIs, oldest first.
+/// Lists the APIs: the management API first, then the others, oldest first.
 #[utoipa::path(get, path = paths::MGMT_RESOURCE_SERVERS, tag = "management", params(ListQuery),
     responses((status = 200, body = ResourceServerListResponse),
         (status = 400, body = ManagementErrorBody, description = "`invalid_query_string`"),
@@ -157,7 +160,7 @@ pub async fn list_resource_servers(
 ) -> Result<Json<ResourceServerListResponse>, ManagementError> {
     let limit = query.per_page.unwrap_or(50).clamp(1, 100);
     let start = query.page.unwrap_or(0).clamp(0, 1_000_000).saturating_mul(limit);
-    let (apis, total) = crate::oauth::store::list_resource_servers(&state.db, limit, start).await?;
+    let (apis, total) = apis::list(&state.db, &state.settings.base_url, limit, start).await?;
     let views: Vec<ResourceServerView> = apis.into_iter().map(ResourceServerView::from).collect();
     Ok(Json(if query.include_totals == Some(true) {
         ResourceServerListResponse::Page { resource_servers: views, start, limit, total }
@@ -166,7 +169,7 @@ pub async fn list_resource_servers(
     }))
 }
 
-/// One API.
+/// One API, by id or identifier (the management API's included).
 #[utoipa::path(get, path = paths::MGMT_RESOURCE_SERVER, tag = "management", params(("id" = String, Path)),
     responses((status = 200, body = ResourceServerView),
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
@@ -177,7 +180,7 @@ pub async fn get_resource_server(
     _manager: Manager,
     ManagementPath(id): ManagementPath,
 ) -> Result<Json<ResourceServerView>, ManagementError> {
-    let api = crate::oauth::store::find_resource_server(&state.db, &id).await?.ok_or(ResourceError::NotFound)?;
+    let api = apis::find(&state.db, &state.settings.base_url, &id).await?.ok_or(ResourceError::NotFound)?;
     Ok(Json(api.into()))
 }
 

@@ -67,7 +67,7 @@ pub const MANAGEMENT_SCOPES: [&str; 14] = [
 /// The built-in management API of the issuer `{base_url}/`.
 pub fn management_api(base_url: &str) -> ResourceServer {
     ResourceServer {
-        id: "api_management".into(),
+        id: MANAGEMENT_API_ID.into(),
         name: "Latchkey Management API".into(),
         identifier: format!("{}/api/v2/", base_url.trim_end_matches('/')),
         scopes: MANAGEMENT_SCOPES
@@ -81,6 +81,43 @@ pub fn management_api(base_url: &str) -> ResourceServer {
         created_at: 0,
         updated_at: 0,
     }
+}
+
+/// The management API's id.
+pub const MANAGEMENT_API_ID: &str = "api_management";
+
+impl ResourceServer {
+    /// True for the built-in management API.
+    pub fn is_system(&self) -> bool {
+        self.id == MANAGEMENT_API_ID
+    }
+}
+
+/// The API with this id or identifier (Auth0 accepts either in `/resource-servers/{id}`), the management
+/// API included.
+pub async fn find(db: &Db, base_url: &str, id_or_identifier: &str) -> Result<Option<ResourceServer>, StorageError> {
+    if id_or_identifier == MANAGEMENT_API_ID {
+        return Ok(Some(management_api(base_url)));
+    }
+    match store::find_resource_server(db, id_or_identifier).await? {
+        Some(api) => Ok(Some(api)),
+        None => by_identifier(db, base_url, id_or_identifier).await,
+    }
+}
+
+/// A page of the APIs: the management API first (as Auth0 lists its system API), then the stored ones,
+/// oldest first; and the total.
+pub async fn list(db: &Db, base_url: &str, limit: i64, start: i64) -> Result<(Vec<ResourceServer>, i64), StorageError> {
+    let (mut page, stored_total) = if start == 0 {
+        let (rows, total) = store::list_resource_servers(db, limit - 1, 0).await?;
+        let mut page = vec![management_api(base_url)];
+        page.extend(rows);
+        (page, total)
+    } else {
+        store::list_resource_servers(db, limit, start - 1).await?
+    };
+    page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok((page, stored_total + 1))
 }
 
 /// What a create or update request sets (`None`: unchanged, or the default on create).
@@ -228,7 +265,7 @@ pub async fn update(
     mut fields: ResourceServerFields,
     now: Millis,
 ) -> Result<ResourceServer, ResourceError> {
-    if id == "api_management" {
+    if id == MANAGEMENT_API_ID {
         return Err(ResourceError::System);
     }
     let mut api = store::find_resource_server(db, id).await?.ok_or(ResourceError::NotFound)?;
@@ -248,7 +285,7 @@ pub async fn update(
 
 /// Deletes an API and its client grants.
 pub async fn delete(db: &Db, id: &str) -> Result<(), ResourceError> {
-    if id == "api_management" {
+    if id == MANAGEMENT_API_ID {
         return Err(ResourceError::System);
     }
     if !store::delete_resource_server(db, id).await? {

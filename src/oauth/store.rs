@@ -385,19 +385,32 @@ pub async fn find_client_grant(db: &Db, id: &str) -> Result<Option<ClientGrant>,
     row.map(GrantRow::into_grant).transpose()
 }
 
-/// Grants, oldest first, optionally of one client and/or for one audience.
+/// A page of grants, oldest first, optionally of one client and/or for one audience; and their total.
 pub async fn list_client_grants(
     db: &Db,
     client_id: Option<&str>,
     audience: Option<&str>,
-) -> Result<Vec<ClientGrant>, StorageError> {
-    const SQL: &str = "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants \
-                       WHERE ($1 IS NULL OR client_id = $1) AND ($2 IS NULL OR audience = $2) \
-                       ORDER BY created_at, id LIMIT 1000";
-    let rows = db_run!(db, |pool| Ok::<_, StorageError>(
-        sqlx::query_as::<_, GrantRow>(SQL).bind(client_id).bind(audience).fetch_all(pool).await?
-    ))?;
-    rows.into_iter().map(GrantRow::into_grant).collect()
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ClientGrant>, i64), StorageError> {
+    const FILTER: &str = "($1 IS NULL OR client_id = $1) AND ($2 IS NULL OR audience = $2)";
+    let sql = format!(
+        "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants WHERE {FILTER} \
+         ORDER BY created_at, id LIMIT $3 OFFSET $4"
+    );
+    let count = format!("SELECT COUNT(*) FROM oauth_client_grants WHERE {FILTER}");
+    let (rows, total) = db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, GrantRow>(&sql)
+            .bind(client_id)
+            .bind(audience)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar(&count).bind(client_id).bind(audience).fetch_one(pool).await?;
+        Ok::<_, StorageError>((rows, total))
+    })?;
+    Ok((rows.into_iter().map(GrantRow::into_grant).collect::<Result<_, _>>()?, total))
 }
 
 /// Writes a grant's scopes; false if there is no such grant.

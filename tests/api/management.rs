@@ -392,7 +392,11 @@ async fn apis_are_created_with_auth0_defaults_and_their_identifier_is_unique(bac
 
     let listed: Value =
         master(&app, Method::GET, paths::MGMT_RESOURCE_SERVERS).send().await.unwrap().json().await.unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 1, "the management API is not listed: {listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed[0]["identifier"], management_audience(&app).as_str(), "the management API comes first");
+    assert_eq!(listed[0]["is_system"], true);
+    assert!(listed[0]["scopes"].as_array().unwrap().iter().any(|s| s["value"] == "create:client_grants"));
+    assert_eq!(listed[1]["is_system"], false);
     let page: Value = master(&app, Method::GET, &format!("{}?include_totals=true", paths::MGMT_RESOURCE_SERVERS))
         .send()
         .await
@@ -400,8 +404,24 @@ async fn apis_are_created_with_auth0_defaults_and_their_identifier_is_unique(bac
         .json()
         .await
         .unwrap();
-    assert_eq!(page["total"], 1);
-    assert_eq!(page["resource_servers"][0]["identifier"], "https://api.example.com/orders");
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["resource_servers"][1]["identifier"], "https://api.example.com/orders");
+    let second: Value = master(&app, Method::GET, &format!("{}?per_page=1&page=1", paths::MGMT_RESOURCE_SERVERS))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second[0]["identifier"], "https://api.example.com/orders", "paging counts the management API");
+
+    // Auth0 accepts the identifier in place of the id.
+    let by_identifier = api_path("https:%2F%2Fapi.example.com%2Forders");
+    let read: Value = master(&app, Method::GET, &by_identifier).send().await.unwrap().json().await.unwrap();
+    assert_eq!(read["id"], api["id"]);
+    let system: Value =
+        master(&app, Method::GET, &api_path("api_management")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(system["is_system"], true);
 }
 
 async fn an_api_changes_but_its_identifier_and_the_management_api_do_not(backend: Backend) {
@@ -488,6 +508,14 @@ async fn client_grants_name_an_existing_client_and_api_and_only_scopes_it_define
     assert_eq!(of_client.as_array().unwrap().len(), 1);
     assert_eq!(of_client[0]["id"], grant_id);
     assert_eq!(grants(&app, &format!("?client_id={other_id}")).await, json!([]));
+    let page = grants(&app, &format!("?client_id={client_id}&per_page=1&page=1&include_totals=true")).await;
+    assert_eq!((page["total"].as_i64(), page["start"].as_i64(), page["limit"].as_i64()), (Some(2), Some(1), Some(1)));
+    let first = grants(&app, &format!("?client_id={client_id}&per_page=1&page=0")).await;
+    let mut audiences = [first[0]["audience"].clone(), page["client_grants"][0]["audience"].clone()];
+    audiences.sort_by_key(|a| a.to_string());
+    let mut expected = [json!("https://api.example.com/orders"), json!(management_audience(&app))];
+    expected.sort_by_key(|a| a.to_string());
+    assert_eq!(audiences, expected, "the two pages hold the two grants");
 
     let grant_path = paths::MGMT_CLIENT_GRANT.replace("{id}", grant_id);
     let widened = master(&app, Method::PATCH, &grant_path)
