@@ -219,8 +219,8 @@ fn apply(api: &mut ResourceServer, fields: ResourceServerFields) -> Result<(), R
     Ok(())
 }
 
-/// Creates an API. `name` and `identifier` are required; the identifier is any absolute URI (Auth0's
-/// advice) of at most 600 characters, and cannot be the management API's.
+/// Creates an API. `name` and `identifier` are required; the identifier (usually a URL, as Auth0 advises)
+/// is at most 600 characters without spaces or control characters, and cannot be the management API's.
 pub async fn create(
     db: &Db,
     base_url: &str,
@@ -228,8 +228,11 @@ pub async fn create(
     now: Millis,
 ) -> Result<ResourceServer, ResourceError> {
     let identifier = fields.identifier.take().ok_or_else(|| invalid("identifier is required"))?;
-    if identifier.is_empty() || identifier.len() > 600 || identifier.chars().any(char::is_whitespace) {
-        return Err(invalid("identifier: 1-600 characters without spaces"));
+    if identifier.is_empty()
+        || identifier.len() > 600
+        || identifier.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid("identifier: 1-600 characters without spaces or control characters"));
     }
     if identifier == management_api(base_url).identifier {
         return Err(ResourceError::IdentifierTaken);

@@ -381,6 +381,7 @@ async fn apis_are_created_with_auth0_defaults_and_their_identifier_is_unique(bac
         json!({"identifier": "https://x"}),
         json!({"name": "No identifier"}),
         json!({"name": "x", "identifier": "has space"}),
+        json!({"name": "x", "identifier": "https://y/\u{7f}"}),
         json!({"name": "x", "identifier": "https://y", "scopes": [{"value": "two words"}]}),
         json!({"name": "x", "identifier": "https://y", "scopes": [{"value": "a"}, {"value": "a"}]}),
         json!({"name": "x", "identifier": "https://y", "signing_alg": "HS256"}),
