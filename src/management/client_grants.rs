@@ -9,10 +9,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    clients::{ManagementPath, ManagementQuery},
-    paths, ManagementError, ManagementErrorBody, ManagementJson, Manager,
-};
+use super::{paths, ManagementError, ManagementErrorBody, ManagementJson, ManagementPath, ManagementQuery, Manager};
 // The routes sit above `state`, which is built on the capabilities' domain halves: the folders meet in a
 // circle, the files do not (README, "Code tour").
 use crate::{
@@ -107,8 +104,7 @@ pub async fn list_grants(
     _manager: Manager,
     ManagementQuery(query): ManagementQuery<GrantQuery>,
 ) -> Result<Json<ClientGrantListResponse>, ManagementError> {
-    let limit = query.per_page.unwrap_or(50).clamp(1, 100);
-    let start = query.page.unwrap_or(0).clamp(0, 1_000_000).saturating_mul(limit);
+    let (limit, start) = super::page(query.page, query.per_page);
     let (client_id, audience) = (query.client_id.as_deref(), query.audience.as_deref());
     let (grants, total) = crate::oauth::store::list_client_grants(&state.db, client_id, audience, limit, start).await?;
     let views: Vec<ClientGrantView> = grants.into_iter().map(ClientGrantView::from).collect();

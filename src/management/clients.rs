@@ -3,20 +3,19 @@
 //! confidential — never again (only its hash is stored).
 
 use axum::{
-    extract::{FromRequestParts, State},
-    http::{request::Parts, StatusCode},
+    extract::State,
+    http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{paths, ManagementError, ManagementErrorBody, ManagementJson, Manager};
+use super::{paths, ManagementError, ManagementErrorBody, ManagementJson, ManagementPath, ManagementQuery, Manager};
 // The routes sit above `state`, which is built on the capabilities' domain halves: the folders meet in a
 // circle, the files do not (README, "Code tour").
 use crate::{
     clock::iso8601,
     config::Secret,
-    http::extractors::{ApiPath, ApiQuery},
     oauth::clients::{
         self, AppType, AuthMethod, ClientError, ClientFields, GrantType, OAuthClient, RefreshTokenPatch,
         RefreshTokenSettings,
@@ -211,8 +210,7 @@ pub async fn list_clients(
     query: ManagementQuery<ListQuery>,
 ) -> Result<Response, ManagementError> {
     let query = query.0;
-    let limit = query.per_page.unwrap_or(50).clamp(1, 100);
-    let start = query.page.unwrap_or(0).clamp(0, 1_000_000).saturating_mul(limit);
+    let (limit, start) = super::page(query.page, query.per_page);
     let (clients, total) = crate::oauth::store::list_clients(&state.db, limit, start).await?;
     let clients: Vec<ClientView> = clients.into_iter().map(|client| ClientView::new(client, None)).collect();
     let body = if query.include_totals == Some(true) {
@@ -290,30 +288,4 @@ pub async fn rotate_secret(
 ) -> Result<Json<ClientView>, ManagementError> {
     let (client, secret) = clients::rotate_secret(&state.db, &id, state.clock.now()).await?;
     Ok(Json(ClientView::new(client, Some(secret))))
-}
-
-/// The `{id}` of the path, refused in the management shape.
-pub struct ManagementPath(pub String);
-
-impl FromRequestParts<AppState> for ManagementPath {
-    type Rejection = ManagementError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ApiPath(id) = ApiPath::<String>::from_request_parts(parts, state).await?;
-        Ok(ManagementPath(id))
-    }
-}
-
-/// A query string, refused in the management shape (`invalid_query_string`).
-pub struct ManagementQuery<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned> FromRequestParts<AppState> for ManagementQuery<T> {
-    type Rejection = ManagementError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match ApiQuery::<T>::from_request_parts(parts, state).await {
-            Ok(ApiQuery(value)) => Ok(ManagementQuery(value)),
-            Err(error) => Err(ManagementError::new(StatusCode::BAD_REQUEST, "invalid_query_string", error.message)),
-        }
-    }
 }

@@ -41,7 +41,7 @@ use serde::{de::DeserializeOwned, Serialize};
 // circle, the files do not (README, "Code tour").
 use crate::{
     error::ApiError,
-    http::extractors::ApiJson,
+    http::extractors::{ApiJson, ApiPath, ApiQuery},
     service_tokens::credentials::{check_master, MasterRefusal},
     state::AppState,
 };
@@ -154,4 +154,36 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ManagementJson<T> {
         let ApiJson(value) = ApiJson::<T>::from_request(request, state).await?;
         Ok(ManagementJson(value))
     }
+}
+
+/// The `{id}` of the path, refused in the management shape.
+pub struct ManagementPath(pub String);
+
+impl FromRequestParts<AppState> for ManagementPath {
+    type Rejection = ManagementError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ApiPath(id) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        Ok(ManagementPath(id))
+    }
+}
+
+/// A query string, refused in the management shape (`invalid_query_string`).
+pub struct ManagementQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequestParts<AppState> for ManagementQuery<T> {
+    type Rejection = ManagementError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match ApiQuery::<T>::from_request_parts(parts, state).await {
+            Ok(ApiQuery(value)) => Ok(ManagementQuery(value)),
+            Err(error) => Err(ManagementError::new(StatusCode::BAD_REQUEST, "invalid_query_string", error.message)),
+        }
+    }
+}
+
+/// Auth0's paging: `per_page` 1–100 (default 50) and `page` from 0; returns (limit, index of the first).
+pub fn page(page: Option<i64>, per_page: Option<i64>) -> (i64, i64) {
+    let limit = per_page.unwrap_or(50).clamp(1, 100);
+    (limit, page.unwrap_or(0).clamp(0, 1_000_000).saturating_mul(limit))
 }

@@ -9,10 +9,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    clients::{ManagementPath, ManagementQuery},
-    paths, ManagementError, ManagementErrorBody, ManagementJson, Manager,
-};
+use super::{paths, ManagementError, ManagementErrorBody, ManagementJson, ManagementPath, ManagementQuery, Manager};
 // The routes sit above `state`, which is built on the capabilities' domain halves: the folders meet in a
 // circle, the files do not (README, "Code tour").
 use crate::{
@@ -158,8 +155,7 @@ pub async fn list_resource_servers(
     _manager: Manager,
     ManagementQuery(query): ManagementQuery<ListQuery>,
 ) -> Result<Json<ResourceServerListResponse>, ManagementError> {
-    let limit = query.per_page.unwrap_or(50).clamp(1, 100);
-    let start = query.page.unwrap_or(0).clamp(0, 1_000_000).saturating_mul(limit);
+    let (limit, start) = super::page(query.page, query.per_page);
     let (apis, total) = apis::list(&state.db, &state.settings.base_url, limit, start).await?;
     let views: Vec<ResourceServerView> = apis.into_iter().map(ResourceServerView::from).collect();
     Ok(Json(if query.include_totals == Some(true) {
