@@ -2,7 +2,8 @@
 //!
 //! Reading order: `app` (the merged router, start-up), `state` (what handlers share), `http` (the
 //! toolkit: layers, JSON bodies, cookies, the accept loop), then the capabilities (`accounts`,
-//! `sessions`, `principal` with tenant resolution, `api_keys`, `orgs`, `extensions`, `service_tokens`),
+//! `sessions`, `principal` with tenant resolution, `api_keys`, `orgs`, `extensions`, `service_tokens`,
+//! `oauth` with its `management` API),
 //! `ops` (health, metrics, the OpenAPI document), then the core they stand on (`tokens`, `crypto`,
 //! `storage`, `config`). README "Code tour" has a line per module.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
