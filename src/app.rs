@@ -29,8 +29,12 @@ pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
         .merge(crate::extensions::routes::router())
         .merge(crate::service_tokens::routes::router())
         .merge(crate::management::routes::router())
+        .merge(crate::oauth::routes::router())
         .merge(ops::router())
 }
+
+/// The routes that take form bodies as well as JSON.
+const FORM_ROUTES: &[&str] = &[crate::oauth::paths::TOKEN];
 
 /// The OpenAPI document of an app with `debug_endpoints` on or off.
 pub fn openapi(debug_endpoints: bool) -> serde_json::Value {
@@ -58,7 +62,7 @@ pub fn app(
     let cors_origins = state.settings.cors_origins.clone();
     let router = router
         // Per matched route (it needs `MatchedPath`, which routing sets).
-        .route_layer(http::RouteLayer)
+        .route_layer(http::RouteLayer { form_routes: FORM_ROUTES })
         .fallback(|| async { crate::error::ApiError::not_found("No such endpoint") })
         .with_state(state);
     http::with_layers(router, &cors_origins)

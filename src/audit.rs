@@ -32,6 +32,10 @@ pub enum AuditEvent<'a> {
     ServiceClientChanged { client_id: &'a str, action: &'a str },
     /// An OAuth client was created, updated, had its secret rotated, or was deleted (`action`).
     OAuthClientChanged { client_id: &'a str, action: &'a str },
+    /// A client failed to authenticate at the token endpoint (`client_id` when it named a known one).
+    OAuthClientAuthFailed { client_id: Option<&'a str>, reason: &'a str },
+    /// The token endpoint issued an access token.
+    OAuthTokenIssued { client_id: &'a str, grant_type: &'a str, audience: &'a str, jti: &'a str },
     /// An API (resource server) was created, updated or deleted (`action`).
     ResourceServerChanged { id: &'a str, action: &'a str },
     /// A client grant was created, had its scopes changed, or was deleted (`action`).
@@ -76,6 +80,12 @@ pub fn emit(event: AuditEvent<'_>) {
         }
         AuditEvent::ServiceAuthFailed { client_id, user_id, reason } => {
             tracing::warn!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, reason, "service authentication failed")
+        }
+        AuditEvent::OAuthClientAuthFailed { client_id, reason } => {
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, client_id, reason, "oauth client authentication failed")
+        }
+        AuditEvent::OAuthTokenIssued { client_id, grant_type, audience, jti } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, grant_type, audience, jti, "oauth token issued")
         }
         AuditEvent::ResourceServerChanged { id, action } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, id, action, "resource server changed")

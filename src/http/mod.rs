@@ -145,13 +145,17 @@ pub fn is_json_content_type(content_type: &str) -> bool {
 /// matched route. A hand-written tower layer rather than `middleware::from_fn`, which boxes a future and
 /// clones the inner service on every request (measured ~6% of a trivial request).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RouteLayer;
+pub struct RouteLayer {
+    /// Route templates that also take `application/x-www-form-urlencoded` bodies (OAuth's token
+    /// endpoint: RFC 6749 clients send forms). Passed in by `app`, so this toolkit names no capability.
+    pub form_routes: &'static [&'static str],
+}
 
 impl<S> tower::Layer<S> for RouteLayer {
     type Service = RouteService<S>;
 
     fn layer(&self, inner: S) -> RouteService<S> {
-        RouteService { inner }
+        RouteService { inner, form_routes: self.form_routes }
     }
 }
 
@@ -159,6 +163,16 @@ impl<S> tower::Layer<S> for RouteLayer {
 #[derive(Clone, Debug)]
 pub struct RouteService<S> {
     inner: S,
+    form_routes: &'static [&'static str],
+}
+
+/// True for a form body on a route that takes forms.
+fn accepted_form(request: &Request, route: Option<&MatchedPath>, form_routes: &[&str]) -> bool {
+    let is_form = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|value| {
+        let essence = value.split(';').next().unwrap_or_default().trim();
+        essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    });
+    is_form && route.is_some_and(|route| form_routes.contains(&route.as_str()))
 }
 
 impl<S> tower::Service<Request> for RouteService<S>
@@ -179,7 +193,7 @@ where
         let cookies = PendingCookies::default();
         request.extensions_mut().insert(cookies.clone());
         let method = method_label(request.method());
-        let state = if non_json_body(&request) {
+        let state = if non_json_body(&request) && !accepted_form(&request, route.as_ref(), self.form_routes) {
             RouteState::Refused {
                 response: Some(
                     ApiError::new(

@@ -433,3 +433,31 @@ pub async fn delete_client_grant(db: &Db, id: &str) -> Result<bool, StorageError
         .rows_affected()
         == 1))
 }
+
+/// A client and the SHA-256 of its secret (`None` for a public client), for client authentication.
+pub async fn client_with_secret_hash(
+    db: &Db,
+    client_id: &str,
+) -> Result<Option<(OAuthClient, Option<String>)>, StorageError> {
+    #[derive(sqlx::FromRow)]
+    struct WithHash {
+        #[sqlx(flatten)]
+        client: ClientRow,
+        secret_hash: Option<String>,
+    }
+    let sql = format!("SELECT {CLIENT_COLUMNS}, secret_hash FROM oauth_clients WHERE client_id = $1");
+    let row = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query_as::<_, WithHash>(&sql).bind(client_id).fetch_optional(pool).await?
+    ))?;
+    row.map(|row| row.client.into_client().map(|(client, _)| (client, row.secret_hash))).transpose()
+}
+
+/// The grant of `client_id` for `audience`.
+pub async fn client_grant_for(db: &Db, client_id: &str, audience: &str) -> Result<Option<ClientGrant>, StorageError> {
+    const SQL: &str = "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants \
+                       WHERE client_id = $1 AND audience = $2";
+    let row = db_run!(db, |pool| Ok::<_, StorageError>(
+        sqlx::query_as::<_, GrantRow>(SQL).bind(client_id).bind(audience).fetch_optional(pool).await?
+    ))?;
+    row.map(GrantRow::into_grant).transpose()
+}

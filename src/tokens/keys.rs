@@ -123,8 +123,19 @@ pub struct SigningKey {
     /// `None` when this node cannot decrypt it (another server secret): it still verifies.
     private: Option<PrivateKey>,
     decoding: DecodingKey,
-    /// base64url of the JOSE header, ready to be joined.
+    /// base64url of the JOSE header (`typ: JWT`), ready to be joined.
     header_b64: String,
+    /// The same with `typ: at+jwt` (RFC 9068 access tokens).
+    access_header_b64: String,
+}
+
+/// The `typ` of a token this ring signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenType {
+    /// `JWT`: service tokens, ID tokens.
+    Jwt,
+    /// `at+jwt`: OAuth access tokens (RFC 9068 §2.1).
+    AccessToken,
 }
 
 impl fmt::Debug for SigningKey {
@@ -144,9 +155,10 @@ impl SigningKey {
             .ok_or_else(|| anyhow::anyhow!("signing key {} has an unknown algorithm", row.id))?;
         let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk)?;
         let decoding = DecodingKey::from_jwk(&serde_json::from_value(jwk.clone())?)?;
-        let header = serde_json::json!({"alg": algorithm.as_str(), "kid": row.id, "typ": "JWT"});
+        let header = |typ: &str| serde_json::json!({"alg": algorithm.as_str(), "kid": row.id, "typ": typ});
         Ok(SigningKey {
-            header_b64: URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+            header_b64: URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header("JWT"))?),
+            access_header_b64: URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header("at+jwt"))?),
             kid: row.id,
             algorithm,
             jwk,
@@ -158,12 +170,21 @@ impl SigningKey {
         })
     }
 
-    /// A compact JWS of `claims` signed by this key.
+    /// A compact JWS of `claims` signed by this key (`typ: JWT`).
     pub fn sign(&self, claims: &impl Serialize) -> Result<String, SignError> {
+        self.sign_typed(claims, TokenType::Jwt)
+    }
+
+    /// A compact JWS of `claims` signed by this key, with the header's `typ` as given.
+    pub fn sign_typed(&self, claims: &impl Serialize, typ: TokenType) -> Result<String, SignError> {
         let private = self.private.as_ref().ok_or(SignError::NoPrivateKey)?;
         let payload = serde_json::to_vec(claims).map_err(|_| SignError::Failed)?;
-        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 400);
-        token.push_str(&self.header_b64);
+        let header = match typ {
+            TokenType::Jwt => &self.header_b64,
+            TokenType::AccessToken => &self.access_header_b64,
+        };
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 400);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = private.sign(token.as_bytes()).ok_or(SignError::Failed)?;
@@ -345,6 +366,24 @@ impl KeyRing {
     pub fn sign(&self, alg: Algorithm, claims: &impl Serialize) -> Result<String, SignError> {
         let key = self.active(alg).ok_or(SignError::NoPrivateKey)?;
         key.sign(claims)
+    }
+
+    /// Signs with the active `alg` key, creating one first if there is none yet (every node learns of
+    /// it through the `signing_keys` event).
+    pub async fn sign_ensuring(
+        &self,
+        db: &Db,
+        alg: Algorithm,
+        claims: &impl Serialize,
+        typ: TokenType,
+        now: Millis,
+    ) -> anyhow::Result<String> {
+        if self.active(alg).is_none() {
+            self.ensure(db, alg, now).await?;
+            notify::publish_event(db, &notify::CacheEvent::SigningKeysChanged, now).await?;
+        }
+        let key = self.active(alg).ok_or_else(|| anyhow::anyhow!("no active {} signing key", alg.as_str()))?;
+        Ok(key.sign_typed(claims, typ)?)
     }
 
     /// Verifies a token's signature with the key its `kid` names, pinned to that key's algorithm, then its

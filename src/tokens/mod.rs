@@ -11,7 +11,7 @@ pub mod keys;
 pub mod revocation;
 pub mod store;
 
-pub use keys::{KeyRing, SignError, SigningKey};
+pub use keys::{KeyRing, SignError, SigningKey, TokenType};
 
 use std::{collections::HashMap, sync::Arc};
 

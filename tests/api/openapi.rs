@@ -785,6 +785,39 @@ async fn every_documented_operation_answers_as_documented() {
     c.expect(404, paths::MGMT_CLIENT, master(Method::DELETE, &oauth_path)).await;
     c.expect(401, paths::MGMT_CLIENT, bare.delete(url(&oauth_path))).await;
 
+    // --- the token endpoint (client credentials)
+    let machine = c
+        .expect(
+            201,
+            paths::MGMT_CLIENTS,
+            master(Method::POST, paths::MGMT_CLIENTS).json(&json!({"name": "Cron", "app_type": "non_interactive"})),
+        )
+        .await;
+    let api = json!({"name": "Billing", "identifier": "https://billing", "scopes": [{"value": "read:bills"}]});
+    c.expect(201, paths::MGMT_RESOURCE_SERVERS, master(Method::POST, paths::MGMT_RESOURCE_SERVERS).json(&api)).await;
+    let grant = json!({"client_id": machine["client_id"], "audience": "https://billing", "scope": ["read:bills"]});
+    c.expect(201, paths::MGMT_CLIENT_GRANTS, master(Method::POST, paths::MGMT_CLIENT_GRANTS).json(&grant)).await;
+    let (machine_id, machine_secret) =
+        (machine["client_id"].as_str().unwrap().to_owned(), machine["client_secret"].as_str().unwrap().to_owned());
+    let token_form = |extra: &[(&str, &str)]| {
+        let mut fields: Vec<(String, String)> = vec![
+            ("client_id".into(), machine_id.clone()),
+            ("client_secret".into(), machine_secret.clone()),
+            ("grant_type".into(), "client_credentials".into()),
+        ];
+        fields.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        bare.post(url(paths::TOKEN)).form(&fields)
+    };
+    c.expect(200, paths::TOKEN, token_form(&[("audience", "https://billing")])).await;
+    c.expect(403, paths::TOKEN, token_form(&[])).await;
+    c.expect(400, paths::TOKEN, token_form(&[("grant_type", "password")])).await;
+    c.expect(
+        401,
+        paths::TOKEN,
+        bare.post(url(paths::TOKEN)).form(&[("grant_type", "client_credentials"), ("client_id", "nope")]),
+    )
+    .await;
+
     // --- every state-changing operation: a body that is not JSON is 415 (refused before any handler)
     let operations: Vec<(String, String)> = c.doc["paths"]
         .as_object()

@@ -128,6 +128,7 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::MGMT_CLIENT_GRANTS, "get"),
         (paths::MGMT_CLIENT_GRANT, "patch"),
         (paths::MGMT_CLIENT_GRANT, "delete"),
+        (paths::TOKEN, "post"),
     ];
     for (path, method) in all {
         assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");
