@@ -58,12 +58,14 @@ impl From<ClientGrant> for ClientGrantView {
         (status = 404, body = ManagementErrorBody, description = "`inexistent_client`, `inexistent_resource_server`"),
         (status = 409, body = ManagementErrorBody, description = "`client_grant_conflict`: one exists for this client and audience"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn create_grant(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementJson(body): ManagementJson<CreateGrantRequest>,
 ) -> Result<Response, ManagementError> {
+    manager.require("create:client_grants")?;
     let now = state.clock.now();
     let grant =
         apis::grant(&state.db, &state.settings.base_url, &body.client_id, &body.audience, body.scope, now).await?;
@@ -98,12 +100,14 @@ pub enum ClientGrantListResponse {
     responses((status = 200, body = ClientGrantListResponse),
         (status = 400, body = ManagementErrorBody, description = "`invalid_query_string`"),
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn list_grants(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementQuery(query): ManagementQuery<GrantQuery>,
 ) -> Result<Json<ClientGrantListResponse>, ManagementError> {
+    manager.require("read:client_grants")?;
     let (limit, start) = super::page(query.page, query.per_page);
     let (client_id, audience) = (query.client_id.as_deref(), query.audience.as_deref());
     let (grants, total) = crate::oauth::store::list_client_grants(&state.db, client_id, audience, limit, start).await?;
@@ -123,13 +127,15 @@ pub async fn list_grants(
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_client_grant`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn update_grant(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
     ManagementJson(body): ManagementJson<UpdateGrantRequest>,
 ) -> Result<Json<ClientGrantView>, ManagementError> {
+    manager.require("update:client_grants")?;
     Ok(Json(apis::update_grant(&state.db, &state.settings.base_url, &id, body.scope).await?.into()))
 }
 
@@ -139,12 +145,14 @@ pub async fn update_grant(
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_client_grant`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn delete_grant(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
 ) -> Result<StatusCode, ManagementError> {
+    manager.require("delete:client_grants")?;
     apis::delete_grant(&state.db, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

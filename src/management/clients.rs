@@ -159,12 +159,14 @@ impl ClientView {
         (status = 401, body = ManagementErrorBody,
             description = "`missing_credentials`, `invalid_credentials` (Basic, the master credentials)"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON, refused before the management API in the server's own error shape)"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`: no master credentials")))]
 pub async fn create_client(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementJson(body): ManagementJson<ClientRequest>,
 ) -> Result<Response, ManagementError> {
+    manager.require("create:clients")?;
     let (client, secret) = clients::create(&state.db, body.into(), state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(ClientView::new(client, secret))).into_response())
 }
@@ -203,12 +205,14 @@ pub struct ClientPage {
     responses((status = 200, body = ClientListResponse, description = "The clients; a page with totals with `include_totals=true`"),
         (status = 400, body = ManagementErrorBody, description = "`invalid_query_string`"),
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn list_clients(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     query: ManagementQuery<ListQuery>,
 ) -> Result<Response, ManagementError> {
+    manager.require("read:clients")?;
     let query = query.0;
     let (limit, start) = super::page(query.page, query.per_page);
     let (clients, total) = crate::oauth::store::list_clients(&state.db, limit, start).await?;
@@ -226,12 +230,14 @@ pub async fn list_clients(
     responses((status = 200, body = ClientView),
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_client`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn get_client(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
 ) -> Result<Json<ClientView>, ManagementError> {
+    manager.require("read:clients")?;
     let (client, _) = crate::oauth::store::find_client(&state.db, &id).await?.ok_or(ClientError::NotFound)?;
     Ok(Json(ClientView::new(client, None)))
 }
@@ -244,13 +250,15 @@ pub async fn get_client(
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_client`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON, refused before the management API in the server's own error shape)"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn update_client(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
     ManagementJson(body): ManagementJson<ClientRequest>,
 ) -> Result<Json<ClientView>, ManagementError> {
+    manager.require("update:clients")?;
     let (client, secret) = clients::update(&state.db, &id, body.into(), state.clock.now()).await?;
     Ok(Json(ClientView::new(client, secret)))
 }
@@ -261,12 +269,14 @@ pub async fn update_client(
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_client`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON, refused before the management API in the server's own error shape)"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn delete_client(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
 ) -> Result<StatusCode, ManagementError> {
+    manager.require("delete:clients")?;
     if !clients::delete(&state.db, &id).await? {
         return Err(ClientError::NotFound.into());
     }
@@ -280,12 +290,14 @@ pub async fn delete_client(
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_client`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE` (a body that is not JSON, refused before the management API in the server's own error shape)"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
 ) -> Result<Json<ClientView>, ManagementError> {
+    manager.require("update:client_keys")?;
     let (client, secret) = clients::rotate_secret(&state.db, &id, state.clock.now()).await?;
     Ok(Json(ClientView::new(client, Some(secret))))
 }

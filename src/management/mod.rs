@@ -1,8 +1,8 @@
 //! The management API at Auth0's paths and in Auth0's shapes, `/api/v2/*` (DESIGN.md "Capability 5",
 //! management setup), so Auth0's management SDKs work against Latchkey. Built so far: clients
 //! ([`clients`]), APIs ([`resource_servers`]) and client grants ([`client_grants`]), authorised by the
-//! master credentials (`Authorization: Basic`); bearer tokens for the built-in audience
-//! `{issuer}api/v2/` come with the token endpoint.
+//! master credentials (`Authorization: Basic`, to bootstrap) or by an access token for the built-in
+//! audience `{issuer}api/v2/` holding the operation's scope (`read:clients`, `create:clients`, …).
 //!
 //! Errors are Auth0's `{statusCode, error, message, errorCode}`, bad bodies included.
 
@@ -90,9 +90,12 @@ impl IntoResponse for ManagementError {
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
+            let challenge = if self.error_code == "invalid_token" {
+                "Bearer realm=\"latchkey\", error=\"invalid_token\""
+            } else {
+                "Basic realm=\"latchkey\""
+            };
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
@@ -119,16 +122,75 @@ impl From<crate::storage::StorageError> for ManagementError {
     }
 }
 
-/// A caller allowed to manage: the master credentials. (Bearer tokens with management scopes come with
-/// the token endpoint.)
-pub struct Manager;
+/// A caller allowed to manage: the master credentials (everything), or an access token for the
+/// management API (`{issuer}api/v2/`, from the client-credentials grant) whose scopes each handler checks
+/// with [`Manager::require`].
+pub struct Manager {
+    /// `None` for the master credentials.
+    scopes: Option<Vec<String>>,
+}
+
+impl Manager {
+    /// 403 `insufficient_scope` unless the caller holds `scope`.
+    pub fn require(&self, scope: &str) -> Result<(), ManagementError> {
+        match &self.scopes {
+            Some(scopes) if !scopes.iter().any(|held| held == scope) => Err(ManagementError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("Insufficient scope, expected any of: {scope}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The claims of a management access token that matter here.
+#[derive(serde::Deserialize)]
+struct ManagementClaims {
+    #[serde(default)]
+    scope: String,
+    exp: i64,
+    iat: i64,
+    nbf: Option<i64>,
+    jti: String,
+    sub: String,
+    #[serde(default)]
+    azp: String,
+}
+
+impl crate::tokens::TimeClaims for ManagementClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn iat(&self) -> i64 {
+        self.iat
+    }
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
+fn invalid_token() -> ManagementError {
+    ManagementError::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token")
+}
 
 impl FromRequestParts<AppState> for Manager {
     type Rejection = ManagementError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(token) = crate::principal::credentials::bearer_token(&parts.headers) {
+            let base = state.settings.base_url.trim_end_matches('/');
+            let (issuer, audience) = (format!("{base}/"), format!("{base}/api/v2/"));
+            let expected = crate::tokens::Expectation::new(&issuer, &audience, state.settings.tokens.leeway);
+            let claims: ManagementClaims =
+                state.tokens.key_ring.verify(token, &expected, state.clock.now()).map_err(|_| invalid_token())?;
+            if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.azp) {
+                return Err(invalid_token());
+            }
+            return Ok(Manager { scopes: Some(claims.scope.split_whitespace().map(str::to_owned).collect()) });
+        }
         match check_master(state, &parts.headers) {
-            Ok(()) => Ok(Manager),
+            Ok(()) => Ok(Manager { scopes: None }),
             Err(MasterRefusal::NotConfigured) => Err(ManagementError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "management_disabled",

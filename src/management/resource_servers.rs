@@ -115,12 +115,14 @@ impl From<ResourceServer> for ResourceServerView {
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 409, body = ManagementErrorBody, description = "`resource_server_conflict`: the identifier is taken"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn create_resource_server(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementJson(body): ManagementJson<ResourceServerRequest>,
 ) -> Result<Response, ManagementError> {
+    manager.require("create:resource_servers")?;
     let api = apis::create(&state.db, &state.settings.base_url, body.into(), state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(ResourceServerView::from(api))).into_response())
 }
@@ -149,12 +151,14 @@ pub enum ResourceServerListResponse {
     responses((status = 200, body = ResourceServerListResponse),
         (status = 400, body = ManagementErrorBody, description = "`invalid_query_string`"),
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn list_resource_servers(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementQuery(query): ManagementQuery<ListQuery>,
 ) -> Result<Json<ResourceServerListResponse>, ManagementError> {
+    manager.require("read:resource_servers")?;
     let (limit, start) = super::page(query.page, query.per_page);
     let (apis, total) = apis::list(&state.db, &state.settings.base_url, limit, start).await?;
     let views: Vec<ResourceServerView> = apis.into_iter().map(ResourceServerView::from).collect();
@@ -170,12 +174,14 @@ pub async fn list_resource_servers(
     responses((status = 200, body = ResourceServerView),
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_resource_server`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn get_resource_server(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
 ) -> Result<Json<ResourceServerView>, ManagementError> {
+    manager.require("read:resource_servers")?;
     let api = apis::find(&state.db, &state.settings.base_url, &id).await?.ok_or(ResourceError::NotFound)?;
     Ok(Json(api.into()))
 }
@@ -188,13 +194,15 @@ pub async fn get_resource_server(
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_resource_server`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn update_resource_server(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
     ManagementJson(body): ManagementJson<ResourceServerRequest>,
 ) -> Result<Json<ResourceServerView>, ManagementError> {
+    manager.require("update:resource_servers")?;
     Ok(Json(apis::update(&state.db, &id, body.into(), state.clock.now()).await?.into()))
 }
 
@@ -205,12 +213,14 @@ pub async fn update_resource_server(
         (status = 401, body = ManagementErrorBody, description = "`missing_credentials`, `invalid_credentials`"),
         (status = 404, body = ManagementErrorBody, description = "`inexistent_resource_server`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
+        (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
 pub async fn delete_resource_server(
     State(state): State<AppState>,
-    _manager: Manager,
+    manager: Manager,
     ManagementPath(id): ManagementPath,
 ) -> Result<StatusCode, ManagementError> {
+    manager.require("delete:resource_servers")?;
     apis::delete(&state.db, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

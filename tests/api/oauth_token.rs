@@ -13,6 +13,7 @@ both_backends!(
     each_client_authenticates_only_its_own_way,
     audience_grant_and_scopes_are_checked_as_auth0_does,
     bad_requests_get_rfc6749_errors,
+    a_management_token_authorises_each_operation_by_its_scope,
 );
 
 const API: &str = "https://api.example.com/orders";
@@ -230,4 +231,63 @@ async fn bad_requests_get_rfc6749_errors(backend: Backend) {
     // Forms are taken only where OAuth takes them.
     let elsewhere = bare_client().post(app.url(paths::SIGN_IN_EMAIL)).form(&[("email", "a@b.c")]).send().await.unwrap();
     assert_eq!(elsewhere.status(), 415);
+}
+
+async fn a_management_token_authorises_each_operation_by_its_scope(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let m = machine(&app, "client_secret_post", &["read:orders"]).await;
+    let management = format!("{}/api/v2/", app.state.settings.base_url.trim_end_matches('/'));
+    let grant = json!({"client_id": m.id, "audience": management, "scope": ["read:clients", "create:clients"]});
+    mgmt(&app, paths::MGMT_CLIENT_GRANTS, grant).await;
+    let token_for = |scope: &'static str| {
+        let fields = [
+            ("grant_type", "client_credentials"),
+            ("client_id", m.id.as_str()),
+            ("client_secret", m.secret.as_str()),
+            ("audience", management.as_str()),
+            ("scope", scope),
+        ];
+        let request = token_request(&app).form(&fields);
+        async move {
+            request.send().await.unwrap().json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let reader = token_for("read:clients").await;
+    let writer = token_for("read:clients create:clients").await;
+    let bearer =
+        |method: Method, path: &str, token: &str| bare_client().request(method, app.url(path)).bearer_auth(token);
+
+    let listed = bearer(Method::GET, paths::MGMT_CLIENTS, &reader).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
+    let body = json!({"name": "Made by a machine", "app_type": "spa"});
+    let refused = bearer(Method::POST, paths::MGMT_CLIENTS, &reader).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["errorCode"], "insufficient_scope");
+    let created = bearer(Method::POST, paths::MGMT_CLIENTS, &writer).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let apis = bearer(Method::GET, paths::MGMT_RESOURCE_SERVERS, &writer).send().await.unwrap();
+    assert_eq!(apis.status(), 403, "no read:resource_servers");
+
+    // A token for another API, a forged one or an expired one is refused.
+    let orders = {
+        let fields = [
+            ("grant_type", "client_credentials"),
+            ("client_id", m.id.as_str()),
+            ("client_secret", m.secret.as_str()),
+            ("audience", API),
+        ];
+        let response = token_request(&app).form(&fields).send().await.unwrap();
+        response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    };
+    for token in [orders.as_str(), "not.a.token", &format!("{reader}x")] {
+        let response = bearer(Method::GET, paths::MGMT_CLIENTS, token).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{token}");
+        assert!(response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errorCode"], "invalid_token");
+    }
+    app.clock.advance(std::time::Duration::from_secs(86_400 + 120));
+    let expired = bearer(Method::GET, paths::MGMT_CLIENTS, &reader).send().await.unwrap();
+    assert_eq!(expired.status(), 401);
 }
