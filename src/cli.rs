@@ -534,8 +534,8 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                     }
                 }
             };
-            let window = service_tokens::longest_token_life(&settings);
             for alg in algorithms {
+                let window = oauth::apis::retire_window(&db, &settings, alg).await?;
                 match ring.rotate(&db, alg, now, window, None).await? {
                     Some(kid) => println!("rotated {}: new signing key {kid}", alg.as_str()),
                     None => println!("{}: nothing rotated", alg.as_str()),

@@ -138,7 +138,12 @@ impl AppStateInner {
         tokens::store::delete_expired_keys(&self.db, now).await?;
         let interval = i64::try_from(self.settings.tokens.rotation_interval).unwrap_or(i64::MAX).saturating_mul(1000);
         if interval > 0 {
-            self.tokens.key_ring.rotate_due(&self.db, now, interval, self.longest_token_life()).await?;
+            let mut windows = std::collections::HashMap::new();
+            for alg in tokens::Algorithm::ALL {
+                windows.insert(alg, crate::oauth::apis::retire_window(&self.db, &self.settings, alg).await?);
+            }
+            let window = |alg| windows.get(&alg).copied().unwrap_or_else(|| self.longest_token_life());
+            self.tokens.key_ring.rotate_due(&self.db, now, interval, window).await?;
         }
         // Keys past their window leave the ring (and the JWKS) whether or not a rotation was due.
         self.tokens.key_ring.reload(&self.db, now).await?;

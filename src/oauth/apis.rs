@@ -120,6 +120,24 @@ pub async fn list(db: &Db, base_url: &str, limit: i64, start: i64) -> Result<(Ve
     Ok((page, stored_total + 1))
 }
 
+/// How long a retired `alg` key must stay published (ms): the longest lifetime of any token it may have
+/// signed — service tokens, and the access tokens of every API signing with `alg` (the management API's
+/// included) — plus the leeway.
+pub async fn retire_window(
+    db: &Db,
+    settings: &crate::config::Settings,
+    alg: Algorithm,
+) -> Result<Millis, StorageError> {
+    let service = crate::service_tokens::longest_token_life(settings);
+    let leeway = i64::try_from(settings.tokens.leeway).unwrap_or(0).saturating_mul(1000);
+    let mut longest_api = store::longest_api_token_lifetime(db, alg).await?.unwrap_or(0);
+    let management = management_api(&settings.base_url);
+    if management.signing_alg == alg {
+        longest_api = longest_api.max(management.token_lifetime);
+    }
+    Ok(service.max(longest_api.saturating_mul(1000).saturating_add(leeway)))
+}
+
 /// What a create or update request sets (`None`: unchanged, or the default on create).
 #[derive(Debug, Default)]
 pub struct ResourceServerFields {

@@ -461,3 +461,9 @@ pub async fn client_grant_for(db: &Db, client_id: &str, audience: &str) -> Resul
     ))?;
     row.map(GrantRow::into_grant).transpose()
 }
+
+/// The longest access-token lifetime (seconds) of the APIs signing with `alg`, if any does.
+pub async fn longest_api_token_lifetime(db: &Db, alg: Algorithm) -> Result<Option<i64>, StorageError> {
+    const SQL: &str = "SELECT MAX(token_lifetime) FROM oauth_resource_servers WHERE signing_alg = $1";
+    db_run!(db, |pool| Ok(sqlx::query_scalar::<_, Option<i64>>(SQL).bind(alg.as_str()).fetch_one(pool).await?))
+}

@@ -419,13 +419,14 @@ impl KeyRing {
         Ok(data.claims)
     }
 
-    /// Rotates every algorithm whose active key is older than `interval` ms (the schedule).
+    /// Rotates every algorithm whose active key is older than `interval` ms (the schedule); a retired key
+    /// stays published for `retire_window(its algorithm)` ms.
     pub async fn rotate_due(
         &self,
         db: &Db,
         now: Millis,
         interval: Millis,
-        retire_window: Millis,
+        retire_window: impl Fn(Algorithm) -> Millis,
     ) -> anyhow::Result<()> {
         let due: Vec<Algorithm> = self
             .current()
@@ -435,7 +436,7 @@ impl KeyRing {
             .map(|key| key.algorithm)
             .collect();
         for alg in due {
-            if let Some(kid) = self.rotate(db, alg, now, retire_window, Some(now - interval)).await? {
+            if let Some(kid) = self.rotate(db, alg, now, retire_window(alg), Some(now - interval)).await? {
                 tracing::info!(kid = %kid, algorithm = alg.as_str(), "signing key rotated on schedule");
             }
         }

@@ -14,6 +14,7 @@ both_backends!(
     audience_grant_and_scopes_are_checked_as_auth0_does,
     bad_requests_get_rfc6749_errors,
     a_management_token_authorises_each_operation_by_its_scope,
+    a_rotated_key_stays_published_as_long_as_the_access_tokens_it_signed,
 );
 
 const API: &str = "https://api.example.com/orders";
@@ -290,4 +291,56 @@ async fn a_management_token_authorises_each_operation_by_its_scope(backend: Back
     app.clock.advance(std::time::Duration::from_secs(86_400 + 120));
     let expired = bearer(Method::GET, paths::MGMT_CLIENTS, &reader).send().await.unwrap();
     assert_eq!(expired.status(), 401);
+}
+
+async fn a_rotated_key_stays_published_as_long_as_the_access_tokens_it_signed(backend: Backend) {
+    // Service tokens live an hour here, the API's access tokens 30 days: the retired RS256 key must stay
+    // in the JWKS for the latter.
+    let Some(app) = spawn_app_with(backend, |settings| {
+        with_master_credentials(settings);
+        settings.service.token_ttl = 3600;
+        settings.tokens.rotation_interval = 3600;
+    })
+    .await
+    else {
+        return;
+    };
+    let client = mgmt(&app, paths::MGMT_CLIENTS, json!({"name": "Cron", "app_type": "non_interactive"})).await;
+    let api = json!({"name": "Long", "identifier": "https://long", "token_lifetime": 2_592_000});
+    mgmt(&app, paths::MGMT_RESOURCE_SERVERS, api).await;
+    mgmt(
+        &app,
+        paths::MGMT_CLIENT_GRANTS,
+        json!({"client_id": client["client_id"], "audience": "https://long", "scope": []}),
+    )
+    .await;
+    let fields = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client["client_id"].as_str().unwrap()),
+        ("client_secret", client["client_secret"].as_str().unwrap()),
+        ("audience", "https://long"),
+    ];
+    let body: Value = token_request(&app).form(&fields).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["expires_in"], 2_592_000);
+    let old_kid = kid_of(body["access_token"].as_str().unwrap());
+    let published = |app: &TestApp| {
+        let request = bare_client().get(app.url(paths::JWKS));
+        async move {
+            let jwks: Value = request.send().await.unwrap().json().await.unwrap();
+            jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+
+    app.clock.advance(std::time::Duration::from_secs(3601));
+    app.state.run_maintenance().await.unwrap();
+    let after_rotation = published(&app).await;
+    assert!(after_rotation.contains(&old_kid), "retired, still published");
+    // Past the service tokens' window, well within the access token's life.
+    app.clock.advance(std::time::Duration::from_secs(2 * 3600));
+    app.state.run_maintenance().await.unwrap();
+    assert!(published(&app).await.contains(&old_kid), "the key went before the access tokens it signed");
+    // After the access token's life (and the leeway) it goes.
+    app.clock.advance(std::time::Duration::from_secs(2_592_000));
+    app.state.run_maintenance().await.unwrap();
+    assert!(!published(&app).await.contains(&old_kid), "kept forever");
 }
