@@ -66,11 +66,13 @@ pub struct ManagementError {
     pub status: StatusCode,
     pub error_code: &'static str,
     pub message: String,
+    /// A 401 for a bearer token (challenge `Bearer`, not `Basic`).
+    pub bearer: bool,
 }
 
 impl ManagementError {
     pub fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> ManagementError {
-        ManagementError { status, error_code, message: message.into() }
+        ManagementError { status, error_code, message: message.into(), bearer: false }
     }
 
     /// 400 `invalid_body`.
@@ -90,7 +92,7 @@ impl IntoResponse for ManagementError {
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            let challenge = if self.error_code == "invalid_token" {
+            let challenge = if self.bearer {
                 "Bearer realm=\"latchkey\", error=\"invalid_token\""
             } else {
                 "Basic realm=\"latchkey\""
@@ -112,7 +114,7 @@ impl From<ApiError> for ManagementError {
             "PAYLOAD_TOO_LARGE" => "payload_too_large",
             _ => "internal_error",
         };
-        ManagementError { status: error.status, error_code, message: error.message }
+        ManagementError { status: error.status, error_code, message: error.message, bearer: false }
     }
 }
 
@@ -171,7 +173,7 @@ impl crate::tokens::TimeClaims for ManagementClaims {
 }
 
 fn invalid_token() -> ManagementError {
-    ManagementError::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token")
+    ManagementError { bearer: true, ..ManagementError::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token") }
 }
 
 impl FromRequestParts<AppState> for Manager {

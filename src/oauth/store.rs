@@ -104,11 +104,7 @@ pub async fn insert_client(db: &Db, client: &OAuthClient, secret_hash: Option<&s
 
 /// A client and whether it has a secret.
 pub async fn find_client(db: &Db, client_id: &str) -> Result<Option<(OAuthClient, bool)>, StorageError> {
-    let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1");
-    let row = db_run!(db, |pool| Ok::<_, StorageError>(
-        sqlx::query_as::<_, ClientRow>(&sql).bind(client_id).fetch_optional(pool).await?
-    ))?;
-    row.map(ClientRow::into_client).transpose()
+    Ok(client_with_secret_hash(db, client_id).await?.map(|(client, hash)| (client, hash.is_some())))
 }
 
 /// A page of clients, oldest first, and the total.
@@ -337,6 +333,8 @@ pub async fn delete_resource_server(db: &Db, id: &str) -> Result<bool, StorageEr
     })
 }
 
+const GRANT_COLUMNS: &str = "id, client_id, audience, scope, created_at";
+
 /// A row of `oauth_client_grants`.
 #[derive(sqlx::FromRow)]
 struct GrantRow {
@@ -378,9 +376,9 @@ pub async fn insert_client_grant(db: &Db, grant: &ClientGrant) -> Result<(), Sto
 
 /// The grant with this id.
 pub async fn find_client_grant(db: &Db, id: &str) -> Result<Option<ClientGrant>, StorageError> {
-    const SQL: &str = "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants WHERE id = $1";
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_client_grants WHERE id = $1");
     let row = db_run!(db, |pool| Ok::<_, StorageError>(
-        sqlx::query_as::<_, GrantRow>(SQL).bind(id).fetch_optional(pool).await?
+        sqlx::query_as::<_, GrantRow>(&sql).bind(id).fetch_optional(pool).await?
     ))?;
     row.map(GrantRow::into_grant).transpose()
 }
@@ -395,7 +393,7 @@ pub async fn list_client_grants(
 ) -> Result<(Vec<ClientGrant>, i64), StorageError> {
     const FILTER: &str = "($1 IS NULL OR client_id = $1) AND ($2 IS NULL OR audience = $2)";
     let sql = format!(
-        "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants WHERE {FILTER} \
+        "SELECT {GRANT_COLUMNS} FROM oauth_client_grants WHERE {FILTER} \
          ORDER BY created_at, id LIMIT $3 OFFSET $4"
     );
     let count = format!("SELECT COUNT(*) FROM oauth_client_grants WHERE {FILTER}");
@@ -454,10 +452,9 @@ pub async fn client_with_secret_hash(
 
 /// The grant of `client_id` for `audience`.
 pub async fn client_grant_for(db: &Db, client_id: &str, audience: &str) -> Result<Option<ClientGrant>, StorageError> {
-    const SQL: &str = "SELECT id, client_id, audience, scope, created_at FROM oauth_client_grants \
-                       WHERE client_id = $1 AND audience = $2";
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_client_grants WHERE client_id = $1 AND audience = $2");
     let row = db_run!(db, |pool| Ok::<_, StorageError>(
-        sqlx::query_as::<_, GrantRow>(SQL).bind(client_id).bind(audience).fetch_optional(pool).await?
+        sqlx::query_as::<_, GrantRow>(&sql).bind(client_id).bind(audience).fetch_optional(pool).await?
     ))?;
     row.map(GrantRow::into_grant).transpose()
 }
