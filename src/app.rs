@@ -34,7 +34,13 @@ pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
 }
 
 /// The routes that take form bodies as well as JSON.
-const FORM_ROUTES: &[&str] = &[crate::oauth::paths::TOKEN];
+const FORM_ROUTES: &[&str] = &[
+    crate::oauth::paths::TOKEN,
+    crate::oauth::paths::LOGIN,
+    crate::oauth::paths::SIGNUP,
+    crate::oauth::paths::CONSENT,
+    crate::oauth::paths::USERINFO,
+];
 
 /// The OpenAPI document of an app with `debug_endpoints` on or off.
 pub fn openapi(debug_endpoints: bool) -> serde_json::Value {

@@ -46,6 +46,20 @@ pub enum AuditEvent<'a> {
     TokenIssued { client_id: &'a str, user_id: &'a str, jti: &'a str },
     /// A client revoked one of its service tokens.
     TokenRevoked { client_id: &'a str, jti: &'a str, reason: &'a str },
+    /// `/authorize` issued a code.
+    OAuthCodeIssued { client_id: &'a str, user_id: &'a str, scope: &'a str },
+    /// A user allowed or denied a third-party client's scopes.
+    OAuthConsent { client_id: &'a str, user_id: &'a str, scope: &'a str, allowed: bool },
+    /// A sign-in, sign-up or consent form came without a matching CSRF token.
+    CsrfRefused { page: &'a str },
+    /// A used code or a rotated refresh token came back (`what`): its grant was killed.
+    OAuthReuseDetected { client_id: &'a str, grant_id: &'a str, what: &'a str },
+    /// A code or refresh token was refused for a reason worth knowing (another client's, PKCE, …).
+    OAuthGrantRefused { client_id: &'a str, reason: &'a str },
+    /// The previous refresh token came back within the leeway and got the same successor.
+    OAuthRefreshRetried { client_id: &'a str, grant_id: &'a str },
+    /// A client revoked a token at `/oauth/revoke` (`what`: `refresh_token` kills its family).
+    OAuthTokenRevoked { client_id: &'a str, what: &'a str },
 }
 
 /// Emits an audit event (with the current request's id).
@@ -107,6 +121,27 @@ pub fn emit(event: AuditEvent<'_>) {
         }
         AuditEvent::TokenRevoked { client_id, jti, reason } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, jti, reason, "token revoked")
+        }
+        AuditEvent::OAuthCodeIssued { client_id, user_id, scope } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, scope, "oauth code issued")
+        }
+        AuditEvent::OAuthConsent { client_id, user_id, scope, allowed } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, user_id, scope, allowed, "oauth consent")
+        }
+        AuditEvent::CsrfRefused { page } => {
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, page, "csrf token refused")
+        }
+        AuditEvent::OAuthReuseDetected { client_id, grant_id, what } => {
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, client_id, grant_id, what, "oauth reuse detected: grant revoked")
+        }
+        AuditEvent::OAuthGrantRefused { client_id, reason } => {
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, client_id, reason, "oauth grant refused")
+        }
+        AuditEvent::OAuthRefreshRetried { client_id, grant_id } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, grant_id, "oauth refresh retried within the leeway")
+        }
+        AuditEvent::OAuthTokenRevoked { client_id, what } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, what, "oauth token revoked")
         }
     }
 }

@@ -96,6 +96,11 @@ pub struct RateLimits {
     pub sign_up_ip: Limiter<IpKey>,
     /// Verify and token endpoints per IP.
     pub verify_ip: Limiter<IpKey>,
+    /// Failed client authentications at `/oauth/token` per IP (the sign-in limit per IP).
+    pub client_auth_ip: Limiter<IpKey>,
+    /// Failed client authentications per client id (ten times the sign-in failures per email, so that a
+    /// stranger who knows a client id needs many tries to lock it out for a window).
+    pub client_auth_client: Limiter,
 }
 
 impl RateLimits {
@@ -105,6 +110,11 @@ impl RateLimits {
             sign_in_email: Limiter::new(settings.sign_in_failures_per_email, settings.sign_in_email_window),
             sign_up_ip: Limiter::new(settings.sign_up_per_ip, settings.sign_up_ip_window),
             verify_ip: Limiter::new(settings.verify_per_ip, settings.verify_ip_window),
+            client_auth_ip: Limiter::new(settings.sign_in_per_ip, settings.sign_in_ip_window),
+            client_auth_client: Limiter::new(
+                settings.sign_in_failures_per_email.saturating_mul(10),
+                settings.sign_in_email_window,
+            ),
         }
     }
 
@@ -114,6 +124,8 @@ impl RateLimits {
         self.sign_in_email.prune(now);
         self.sign_up_ip.prune(now);
         self.verify_ip.prune(now);
+        self.client_auth_ip.prune(now);
+        self.client_auth_client.prune(now);
     }
 }
 

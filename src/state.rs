@@ -28,6 +28,7 @@ use crate::{
     crypto::password::PasswordHasher,
     extensions::ExtensionKeys,
     http::cookies::CookieSettings,
+    oauth::OAuthState,
     orgs::OrgState,
     rate_limit::RateLimits,
     service_tokens::ServiceState,
@@ -76,6 +77,7 @@ pub struct AppStateInner {
     pub extensions: ExtensionKeys,
     pub tokens: TokenState,
     pub service_tokens: ServiceState,
+    pub oauth: OAuthState,
     /// Cache invalidations read from `cache_events` up to here (unix ms).
     events_synced_until: AtomicI64,
 }
@@ -102,12 +104,16 @@ impl AppState {
             extensions: ExtensionKeys::new(&settings.extensions, secret),
             tokens,
             service_tokens: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
+            oauth: OAuthState::new(&settings.base_url, settings.tokens.leeway, secret),
             events_synced_until: AtomicI64::new(now),
             settings: Arc::new(settings),
             db,
             clock,
         }));
         state.sessions.revoked.resync(&state.db, now).await?;
+        crate::oauth::load_revocations(&state.db, &state.tokens.revocations, now).await?;
+        // OpenID Connect's mandatory algorithm: the JWKS publishes an RS256 key from the start.
+        state.tokens.key_ring.ensure(&state.db, Algorithm::Rs256, now).await?;
         Ok(state)
     }
 }
@@ -136,6 +142,8 @@ impl AppStateInner {
         // Records are kept a little past expiry: a token within the leeway may still be revoked.
         tokens::store::cleanup_issued(&self.db, now - self.leeway_ms() - 60_000).await?;
         tokens::store::delete_expired_keys(&self.db, now).await?;
+        // Sealed refresh successors are needed for a client's leeway at most (an hour is past any sane one).
+        crate::oauth::flow_store::cleanup(&self.db, now, now - 3_600_000).await?;
         let interval = i64::try_from(self.settings.tokens.rotation_interval).unwrap_or(i64::MAX).saturating_mul(1000);
         if interval > 0 {
             let mut windows = std::collections::HashMap::new();

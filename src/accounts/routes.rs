@@ -17,7 +17,6 @@ use crate::{
     http::{cookies::SetCookies, extractors::ApiJson},
     principal::extractors::refuse_untrusted_origin,
     sessions,
-    sessions::cookies::session_data_cookie,
     state::AppState,
 };
 
@@ -131,27 +130,6 @@ fn check_callback_url(state: &AppState, url: Option<&str>) -> Result<(), ApiErro
     }
 }
 
-/// Starts a session and builds its cookies.
-async fn start_session(
-    state: &AppState,
-    user_id: &str,
-    client: &ClientInfo,
-    remember_me: bool,
-    user: &super::User,
-) -> Result<(Secret, SetCookies), ApiError> {
-    let now = state.clock.now();
-    let (token, session) =
-        sessions::create(&state.db, &state.sessions.policy, user_id, client, remember_me, now).await?;
-    let signed = crate::crypto::sign_cookie_value(&state.sessions.keys.cookie, token.expose());
-    let max_age = remember_me.then_some((session.expires_at - now) / 1000);
-    let mut cookies = vec![state.cookies.set(&state.cookies.session_token, &signed, max_age)];
-    if state.sessions.policy.cache_max_age > 0 {
-        cookies.push(session_data_cookie(state, &session, user, token.expose(), now));
-    }
-    audit::emit(AuditEvent::SessionCreated { user_id, session_id: &session.id });
-    Ok((token, SetCookies(cookies)))
-}
-
 /// Creates an account with email and password and signs it in.
 ///
 /// Anyone may call it (rate-limited per IP); an untrusted `Origin` is refused.
@@ -179,7 +157,8 @@ pub async fn sign_up_email(
     let new = NewUser { name: body.name, email: body.email, password: body.password, image: body.image, admin: false };
     let user = super::sign_up(&state.db, &state.hasher, new, now).await?;
     audit::emit(AuditEvent::UserCreated { user_id: &user.id });
-    let (token, cookies) = start_session(&state, &user.id, &client, body.remember_me.unwrap_or(true), &user).await?;
+    let (token, cookies) =
+        sessions::cookies::start_session(&state, &user.id, &client, body.remember_me.unwrap_or(true), &user).await?;
     Ok((cookies, Json(SignUpResponse { token: token.expose().to_owned(), user: UserView::from(&user) })))
 }
 
@@ -222,7 +201,8 @@ pub async fn sign_in_email(
     };
     metrics::counter!("latchkey_sign_in_total", "outcome" => "success").increment(1);
     audit::emit(AuditEvent::SignInSucceeded { user_id: &user.id });
-    let (token, cookies) = start_session(&state, &user.id, &client, body.remember_me.unwrap_or(true), &user).await?;
+    let (token, cookies) =
+        sessions::cookies::start_session(&state, &user.id, &client, body.remember_me.unwrap_or(true), &user).await?;
     let response = SignInResponse {
         redirect: body.callback_url.is_some(),
         token: token.expose().to_owned(),

@@ -70,6 +70,11 @@ impl CookieSettings {
         cookie
     }
 
+    /// True when cookies are marked `Secure` (production).
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
     /// A `Set-Cookie` value that deletes the cookie.
     pub fn clear(&self, name: &str) -> String {
         let mut cookie = format!("{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");

@@ -1,11 +1,23 @@
 //! The OAuth provider's router.
 
+use axum::routing::options;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::token;
+use super::{authorize, consent, cors, discovery, login, paths, token, userinfo};
 use crate::state::AppState;
 
-/// The routes of the OAuth provider.
+/// The routes of the OAuth provider. The endpoints browser clients call cross-origin answer their own
+/// CORS preflights ([`cors`]).
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(token::token))
+    OpenApiRouter::new()
+        .routes(routes!(token::token))
+        .routes(routes!(discovery::openid_configuration))
+        .routes(routes!(authorize::authorize))
+        .routes(routes!(authorize::resume))
+        .routes(routes!(login::login_get, login::login_post))
+        .routes(routes!(login::signup_get, login::signup_post))
+        .routes(routes!(consent::consent_get, consent::consent_post))
+        .routes(routes!(userinfo::userinfo_get, userinfo::userinfo_post))
+        .route(paths::TOKEN, options(cors::preflight))
+        .route(paths::USERINFO, options(cors::preflight))
 }

@@ -464,3 +464,14 @@ pub async fn longest_api_token_lifetime(db: &Db, alg: Algorithm) -> Result<Optio
     const SQL: &str = "SELECT MAX(token_lifetime) FROM oauth_resource_servers WHERE signing_alg = $1";
     db_run!(db, |pool| Ok(sqlx::query_scalar::<_, Option<i64>>(SQL).bind(alg.as_str()).fetch_one(pool).await?))
 }
+
+/// True if some client lists `origin` among its `web_origins`.
+pub async fn any_client_with_origin(db: &Db, origin: &str) -> Result<bool, StorageError> {
+    // A quoted-string match narrows the rows; the JSON is then read to compare exactly.
+    let pattern = format!("%{}%", serde_json::to_string(origin).unwrap_or_default());
+    const SQL: &str = "SELECT web_origins FROM oauth_clients WHERE web_origins LIKE $1";
+    let rows: Vec<String> = db_run!(db, |pool| sqlx::query_scalar(SQL).bind(&pattern).fetch_all(pool).await)?;
+    Ok(rows
+        .iter()
+        .any(|text| json_list::<String>(text, "web_origins").is_ok_and(|list| list.iter().any(|o| o == origin))))
+}

@@ -1,21 +1,22 @@
 //! `POST /oauth/token` (RFC 6749 §3.2, Auth0's wire format): form or JSON bodies, client authentication
 //! by `client_secret_basic` (RFC 6749 §2.3.1 form-encoding), `client_secret_post` or `none` — only the
-//! client's own method — and RFC 6749 error bodies with `Cache-Control: no-store`. Grants so far:
-//! `client_credentials` (an access token for an API the client holds a client grant for); the others
-//! answer `unsupported_grant_type` until they are built.
+//! client's own method, failures rate-limited per IP and per client — and RFC 6749 error bodies with
+//! `Cache-Control: no-store`. Each grant is a module of [`super::grants`]. Browser clients call it
+//! cross-origin: the answer carries CORS headers for an `Origin` in the client's `web_origins`.
 
 use axum::{
     extract::{FromRequest, Request, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
-    Form, Json,
+    http::{header, HeaderMap, StatusCode},
+    response::Response,
+    Form,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    apis,
     clients::{AuthMethod, GrantType, OAuthClient},
-    paths, store,
+    cors,
+    error::{OAuthError, OAuthErrorBody},
+    grants, paths, store,
 };
 // The routes sit above `state`, which is built on the capabilities' domain halves: the folders meet in a
 // circle, the files do not (README, "Code tour").
@@ -23,73 +24,14 @@ use crate::{
     audit::{self, AuditEvent},
     config::Secret,
     crypto,
+    http::extractors::ClientInfo,
     state::AppState,
-    tokens::TokenType,
 };
-
-/// An RFC 6749 §5.2 error.
-#[derive(Debug)]
-pub struct OAuthError {
-    pub status: StatusCode,
-    pub error: &'static str,
-    pub description: String,
-    /// `WWW-Authenticate: Basic` (a failed `client_secret_basic`).
-    pub basic_challenge: bool,
-}
-
-/// RFC 6749's error body.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OAuthErrorBody {
-    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`,
-    /// `invalid_scope`, `access_denied`.
-    pub error: String,
-    pub error_description: String,
-}
-
-impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthError {
-        OAuthError { status, error, description: description.into(), basic_challenge: false }
-    }
-
-    fn invalid_request(description: impl Into<String>) -> OAuthError {
-        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", description)
-    }
-
-    fn access_denied(description: impl Into<String>) -> OAuthError {
-        OAuthError::new(StatusCode::FORBIDDEN, "access_denied", description)
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = OAuthErrorBody { error: self.error.to_owned(), error_description: self.description };
-        let mut response = (self.status, Json(body)).into_response();
-        no_store(response.headers_mut());
-        if self.basic_challenge {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
-        }
-        response
-    }
-}
-
-impl From<crate::storage::StorageError> for OAuthError {
-    fn from(error: crate::storage::StorageError) -> OAuthError {
-        let error = crate::error::ApiError::internal(error);
-        OAuthError::new(error.status, "server_error", error.message)
-    }
-}
-
-fn no_store(headers: &mut HeaderMap) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
 
 /// The token request, as a form or JSON (RFC 6749 §4.4.2, Auth0's fields).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
-    /// `client_credentials` (the authorization-code and refresh grants are not available yet).
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
     pub grant_type: Option<String>,
     pub client_id: Option<String>,
     /// For `client_secret_post`.
@@ -97,8 +39,20 @@ pub struct TokenRequest {
     pub client_secret: Option<Secret>,
     /// The API's identifier (required for client_credentials).
     pub audience: Option<String>,
-    /// Space-separated; absent: every scope the client grant holds.
+    /// Space-separated. client_credentials: absent means every scope the client grant holds; refresh:
+    /// a narrower set than the grant's.
     pub scope: Option<String>,
+    /// authorization_code: the code.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code: Option<Secret>,
+    /// authorization_code: the redirect URI the code was sent to.
+    pub redirect_uri: Option<String>,
+    /// authorization_code: the PKCE verifier.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code_verifier: Option<Secret>,
+    /// refresh_token: the refresh token.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub refresh_token: Option<Secret>,
 }
 
 /// A successful token answer.
@@ -111,20 +65,13 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The scopes granted, space-separated.
     pub scope: String,
-}
-
-/// The claims of an access token (RFC 9068).
-#[derive(Serialize)]
-struct AccessClaims<'a> {
-    iss: String,
-    sub: String,
-    aud: &'a str,
-    azp: &'a str,
-    scope: &'a str,
-    iat: i64,
-    exp: i64,
-    jti: String,
-    gty: &'static str,
+    /// When `openid` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// When `offline_access` was granted (and the client may refresh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub refresh_token: Option<String>,
 }
 
 /// Reads the body as JSON or as a form; anything unreadable, or text holding U+0000, is
@@ -147,9 +94,10 @@ async fn read_request(request: Request, state: &AppState) -> Result<TokenRequest
             .map_err(|error| OAuthError::invalid_request(error.body_text()))?;
         body
     };
-    let texts = [&body.grant_type, &body.client_id, &body.audience, &body.scope];
+    let texts = [&body.grant_type, &body.client_id, &body.audience, &body.scope, &body.redirect_uri];
+    let secrets = [&body.client_secret, &body.code, &body.code_verifier, &body.refresh_token];
     let nul = texts.iter().any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
-        || body.client_secret.as_ref().is_some_and(|s| s.expose().contains('\0'));
+        || secrets.iter().any(|s| s.as_ref().is_some_and(|s| s.expose().contains('\0')));
     if nul {
         return Err(OAuthError::invalid_request("A parameter holds U+0000"));
     }
@@ -165,29 +113,49 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, Secret)> {
     Some((decode(&id)?, Secret::new(decode(secret.expose())?)))
 }
 
-/// Authenticates the client by its own method only; every failure is one `invalid_client`.
-async fn authenticate(state: &AppState, headers: &HeaderMap, body: &TokenRequest) -> Result<OAuthClient, OAuthError> {
+/// Authenticates the client by its own method only; every failure is one `invalid_client`, counted
+/// against the caller's IP and the client id (too many → 429 `too_many_requests` until the window ends).
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &ClientInfo,
+    client_id: Option<&str>,
+    client_secret: Option<&Secret>,
+) -> Result<OAuthClient, OAuthError> {
     let basic = basic_credentials(headers);
     let tried_basic = basic.is_some();
+    let now = state.clock.now();
+    let ip = caller.rate_limit_key();
+    let named = basic.as_ref().map(|(id, _)| id.clone()).or(client_id.map(str::to_owned)).unwrap_or_default();
+    let named = named.as_str();
+    let limited =
+        state.limits.client_auth_ip.check(&ip, now).and_then(|()| state.limits.client_auth_client.check(named, now));
+    if let Err(retry_after) = limited {
+        return Err(OAuthError::too_many_requests(retry_after));
+    }
     let refuse = |reason: &str, client_id: Option<&str>| {
         audit::emit(AuditEvent::OAuthClientAuthFailed { client_id, reason });
+        state.limits.client_auth_ip.record(&ip, now);
+        if !named.is_empty() {
+            state.limits.client_auth_client.record(named, now);
+        }
         OAuthError {
             basic_challenge: tried_basic,
             ..OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed")
         }
     };
-    let (method, client_id, secret) = match (basic, &body.client_secret) {
+    let (method, client_id, secret) = match (basic, client_secret) {
         (Some(_), Some(_)) => return Err(OAuthError::invalid_request("Use one client authentication method")),
         (Some((id, secret)), None) => {
-            if body.client_id.as_ref().is_some_and(|body_id| *body_id != id) {
+            if client_id.is_some_and(|body_id| body_id != id) {
                 return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
             }
             (AuthMethod::ClientSecretBasic, id, Some(secret))
         }
         (None, secret) => {
-            let id = body.client_id.clone().ok_or_else(|| refuse("no client_id", None))?;
+            let id = client_id.ok_or_else(|| refuse("no client_id", None))?.to_owned();
             let method = if secret.is_some() { AuthMethod::ClientSecretPost } else { AuthMethod::None };
-            (method, id, secret.clone())
+            (method, id, secret.cloned())
         }
     };
     let Some((client, hash)) = store::client_with_secret_hash(&state.db, &client_id).await? else {
@@ -208,106 +176,75 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, body: &TokenRequest
 
 /// Issues tokens.
 #[utoipa::path(post, path = paths::TOKEN, tag = "oauth",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded",
-        description = "A form, or the same fields as JSON"),
+    request_body(description = "A form, or the same fields as JSON",
+        content((TokenRequest = "application/x-www-form-urlencoded"), (TokenRequest = "application/json"))),
     responses((status = 200, body = TokenResponse),
         (status = 400, body = OAuthErrorBody,
-            description = "`invalid_request`, `unsupported_grant_type`, `unauthorized_client` (the grant is not enabled for the client)"),
+            description = "`invalid_request`, `invalid_grant`, `invalid_scope`, `unsupported_grant_type`, `unauthorized_client` (the grant is not enabled for the client)"),
         (status = 401, body = OAuthErrorBody,
             description = "`invalid_client` (with `WWW-Authenticate: Basic` when Basic was tried)"),
         (status = 403, body = OAuthErrorBody,
             description = "`access_denied`: no or an unknown audience, no client grant for it, or a scope outside the grant"),
-        (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: neither a form nor JSON")))]
-pub async fn token(State(state): State<AppState>, request: Request) -> Result<Response, OAuthError> {
+        (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: neither a form nor JSON"),
+        (status = 429, body = OAuthErrorBody, description = "`too_many_requests`: too many failed client authentications")))]
+pub async fn token(State(state): State<AppState>, caller: ClientInfo, request: Request) -> Response {
     let headers = request.headers().clone();
-    let body = read_request(request, &state).await?;
-    let grant_type = body.grant_type.clone().ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    let grant = match grant_type.as_str() {
+    let origin = cors::origin(&headers);
+    let (answer, client) = match read_request(request, &state).await {
+        Ok(body) => grant(&state, &headers, &caller, &body).await,
+        Err(error) => (Err(error), None),
+    };
+    let mut response = match answer {
+        Ok(response) => response,
+        Err(error) => axum::response::IntoResponse::into_response(error),
+    };
+    cors::allow(&state, &mut response, origin.as_deref(), client.as_ref()).await;
+    response
+}
+
+/// Authenticates the client and runs the grant; also returns the client (when known) for CORS.
+async fn grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &ClientInfo,
+    body: &TokenRequest,
+) -> (Result<Response, OAuthError>, Option<cors::ClientRef>) {
+    let named =
+        cors::ClientRef::named(body.client_id.as_deref().or(basic_credentials(headers).map(|b| b.0).as_deref()));
+    let Some(grant_type) = body.grant_type.as_deref() else {
+        return (Err(OAuthError::invalid_request("grant_type is required")), named);
+    };
+    let grant = match grant_type {
         "client_credentials" => GrantType::ClientCredentials,
+        "authorization_code" => GrantType::AuthorizationCode,
+        "refresh_token" => GrantType::RefreshToken,
         _ => {
-            return Err(OAuthError::new(
+            let error = OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 format!("Unsupported grant type: {grant_type}"),
-            ))
+            );
+            return (Err(error), named);
         }
     };
-    let client = authenticate(&state, &headers, &body).await?;
+    let client =
+        match authenticate(state, headers, caller, body.client_id.as_deref(), body.client_secret.as_ref()).await {
+            Ok(client) => client,
+            Err(error) => return (Err(error), named),
+        };
+    let known = Some(cors::ClientRef::Known(client.web_origins.clone()));
     if !client.grant_types.contains(&grant) {
-        return Err(OAuthError::new(
+        let error = OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             format!("Grant type '{grant_type}' not allowed for the client."),
-        ));
+        );
+        return (Err(error), known);
     }
-    client_credentials(&state, &client, &body).await
-}
-
-async fn client_credentials(
-    state: &AppState,
-    client: &OAuthClient,
-    body: &TokenRequest,
-) -> Result<Response, OAuthError> {
-    let audience = body
-        .audience
-        .as_deref()
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| OAuthError::access_denied("No audience parameter was provided"))?;
-    let base_url = &state.settings.base_url;
-    let api = apis::by_identifier(&state.db, base_url, audience)
-        .await?
-        .ok_or_else(|| OAuthError::access_denied(format!("Service not found: {audience}")))?;
-    let grant = store::client_grant_for(&state.db, &client.client_id, audience)
-        .await?
-        .ok_or_else(|| OAuthError::access_denied(format!("Client is not authorized to access \"{audience}\".")))?;
-    // What the grant holds and the API still defines.
-    let granted: Vec<&str> =
-        grant.scope.iter().map(String::as_str).filter(|s| api.scopes.iter().any(|d| d.value == *s)).collect();
-    let scope: Vec<&str> = match body.scope.as_deref().map(str::split_whitespace) {
-        Some(requested) => {
-            let requested: Vec<&str> = requested.collect();
-            let missing: Vec<&str> = requested.iter().copied().filter(|s| !granted.contains(s)).collect();
-            if !missing.is_empty() {
-                return Err(OAuthError::access_denied(format!(
-                    "Client has not been granted scopes: {}",
-                    missing.join(", ")
-                )));
-            }
-            requested
-        }
-        None => granted,
+    let answer = match grant {
+        GrantType::ClientCredentials => grants::client_credentials::grant(state, &client, body).await,
+        GrantType::AuthorizationCode => grants::code::grant(state, &client, body).await,
+        GrantType::RefreshToken => grants::refresh::grant(state, &client, body).await,
     };
-    let scope = scope.join(" ");
-    let now = state.clock.now();
-    let iat = now / 1000;
-    let claims = AccessClaims {
-        iss: format!("{}/", base_url.trim_end_matches('/')),
-        sub: format!("{}@clients", client.client_id),
-        aud: audience,
-        azp: &client.client_id,
-        scope: &scope,
-        iat,
-        exp: iat + api.token_lifetime,
-        jti: crypto::random_alphanumeric(24),
-        gty: "client-credentials",
-    };
-    let access_token = state
-        .tokens
-        .key_ring
-        .sign_ensuring(&state.db, api.signing_alg, &claims, TokenType::AccessToken, now)
-        .await
-        .map_err(|error| {
-            let error = crate::error::ApiError::internal(error);
-            OAuthError::new(error.status, "server_error", error.message)
-        })?;
-    audit::emit(AuditEvent::OAuthTokenIssued {
-        client_id: &client.client_id,
-        grant_type: "client_credentials",
-        audience,
-        jti: &claims.jti,
-    });
-    let body = TokenResponse { access_token, token_type: "Bearer", expires_in: api.token_lifetime, scope };
-    let mut response = Json(body).into_response();
-    no_store(response.headers_mut());
-    Ok(response)
+    (answer.map(grants::answer), known)
 }

@@ -9,7 +9,36 @@ use std::sync::Arc;
 use super::{cookie_cache, token_hash, Session};
 // Issuing cookies reads the whole state (keys, policy, cookie settings), which is built on this folder's
 // domain half: the folders meet in a circle, the files do not (README, "Code tour").
-use crate::{accounts::User, clock::Millis, state::AppState};
+use crate::{
+    accounts::User,
+    audit::{self, AuditEvent},
+    clock::Millis,
+    config::Secret,
+    error::ApiError,
+    http::{cookies::SetCookies, extractors::ClientInfo},
+    state::AppState,
+};
+
+/// Starts a session (sign-in, sign-up, the login page) and builds its cookies: the signed token and,
+/// when the cache is on, the cookie cache.
+pub async fn start_session(
+    state: &AppState,
+    user_id: &str,
+    client: &ClientInfo,
+    remember_me: bool,
+    user: &User,
+) -> Result<(Secret, SetCookies), ApiError> {
+    let now = state.clock.now();
+    let (token, session) = super::create(&state.db, &state.sessions.policy, user_id, client, remember_me, now).await?;
+    let signed = crate::crypto::sign_cookie_value(&state.sessions.keys.cookie, token.expose());
+    let max_age = remember_me.then_some((session.expires_at - now) / 1000);
+    let mut cookies = vec![state.cookies.set(&state.cookies.session_token, &signed, max_age)];
+    if state.sessions.policy.cache_max_age > 0 {
+        cookies.push(session_data_cookie(state, &session, user, token.expose(), now));
+    }
+    audit::emit(AuditEvent::SessionCreated { user_id, session_id: &session.id });
+    Ok((token, SetCookies(cookies)))
+}
 
 /// A fresh `session_data` cookie for a session just read from, or written to, the database.
 pub fn session_data_cookie(state: &AppState, session: &Session, user: &User, token: &str, now: Millis) -> String {

@@ -138,6 +138,16 @@ impl Expectation {
         Expectation { validations, leeway_secs: i64::try_from(leeway_secs).unwrap_or(i64::MAX) }
     }
 
+    /// Tokens issued by `issuer` for any audience (introspection: the caller checks `aud` itself).
+    pub fn any_audience(issuer: &str, leeway_secs: u64) -> Expectation {
+        let mut expectation = Expectation::new(issuer, "", leeway_secs);
+        for validation in expectation.validations.values_mut() {
+            validation.validate_aud = false;
+            validation.aud = None;
+        }
+        expectation
+    }
+
     /// Checks `exp`, `nbf` and `iat` against `now` with the leeway.
     pub fn check_times(&self, claims: &impl TimeClaims, now: Millis) -> Result<(), TokenError> {
         let now = now.div_euclid(1000);

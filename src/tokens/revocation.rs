@@ -36,12 +36,14 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    /// True if the token, its subject or its client was revoked.
+    /// True if the token, its subject or its client was revoked, or — for a `jti` of the form
+    /// `{family}.{random}` (OAuth tokens issued from a grant) — its family.
     pub fn is_revoked(&self, jti: &str, subject: &str, client_id: &str) -> bool {
         self.revoked.read().map_or(true, |revoked| {
             revoked.jtis.contains_key(jti)
                 || revoked.owners.contains_key(subject)
                 || revoked.owners.contains_key(client_id)
+                || jti.split_once('.').is_some_and(|(family, _)| revoked.owners.contains_key(family))
         })
     }
 
@@ -214,6 +216,9 @@ mod tests {
         // (What the bus carries for these, and what it refuses, is `storage::notify::CacheEvent`'s test.)
         revocations.insert_owner("svu_2", 9_000);
         assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1"));
+        revocations.insert_owner("fam1", 9_000);
+        assert!(revocations.is_revoked("fam1.abc", "usr_1", "cli_1"), "a family's tokens");
+        assert!(!revocations.is_revoked("fam2.abc", "usr_1", "cli_1"));
         revocations.insert_jti("jti_4", 7_000);
         assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9"));
         revocations.prune(6_000);

@@ -129,6 +129,17 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::MGMT_CLIENT_GRANT, "patch"),
         (paths::MGMT_CLIENT_GRANT, "delete"),
         (paths::TOKEN, "post"),
+        (paths::DISCOVERY, "get"),
+        (paths::AUTHORIZE, "get"),
+        (paths::AUTHORIZE_RESUME, "get"),
+        (paths::LOGIN, "get"),
+        (paths::LOGIN, "post"),
+        (paths::SIGNUP, "get"),
+        (paths::SIGNUP, "post"),
+        (paths::CONSENT, "get"),
+        (paths::CONSENT, "post"),
+        (paths::USERINFO, "get"),
+        (paths::USERINFO, "post"),
     ];
     for (path, method) in all {
         assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");

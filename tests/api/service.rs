@@ -198,8 +198,14 @@ async fn jwks(app: &TestApp) -> Value {
     response.json().await.unwrap()
 }
 
+/// The `kid`s of the published ES256 keys (the service tokens'; the JWKS also holds the OAuth provider's
+/// RS256 key).
 fn jwks_kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
+    es256_keys(jwks).iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+fn es256_keys(jwks: &Value) -> Vec<Value> {
+    jwks["keys"].as_array().unwrap().iter().filter(|key| key["alg"] == "ES256").cloned().collect()
 }
 
 /// The published JWK with this `kid`.
@@ -1075,8 +1081,9 @@ async fn the_jwks_publishes_only_the_public_half_of_the_signing_key(backend: Bac
     assert_eq!(header_str(&response, "cache-control"), Some("public, max-age=300"));
     assert!(header_str(&response, "content-type").unwrap().starts_with("application/json"));
     let jwks: Value = response.json().await.unwrap();
-    let keys = jwks["keys"].as_array().unwrap();
+    let keys = es256_keys(&jwks);
     assert_eq!(keys.len(), 1, "{jwks}");
+    assert!(jwks["keys"].as_array().unwrap().iter().all(|key| key.get("d").is_none()), "{jwks}");
     let key = &keys[0];
     let mut fields: Vec<&str> = key.as_object().unwrap().keys().map(String::as_str).collect();
     fields.sort_unstable();

@@ -204,8 +204,10 @@ fn request_id(response: &Response) -> String {
 }
 
 /// The `kid`s a JWKS publishes.
+/// The `kid`s of the published ES256 keys (the service tokens'; the OAuth provider's RS256 key is there too).
 fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
+    let keys = jwks["keys"].as_array().unwrap().iter().filter(|key| key["alg"] == "ES256");
+    keys.map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
 }
 
 /// The new kid printed by `admin rotate-keys` (`rotated ES256: new signing key key_…`).

@@ -1,0 +1,294 @@
+//! SQL of the authorization-code flow: login transactions, codes, refresh-token families (grants),
+//! consents and revocations.
+
+use crate::{
+    clock::Millis,
+    db_run,
+    storage::{Db, StorageError},
+};
+
+/// A login transaction row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TransactionRow {
+    pub id: String,
+    pub client_id: String,
+    /// The authorize request, JSON.
+    pub request: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+pub async fn insert_transaction(db: &Db, row: &TransactionRow) -> Result<(), StorageError> {
+    const SQL: &str =
+        "INSERT INTO oauth_transactions (id, client_id, request, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+    db_run!(db, |pool| {
+        sqlx::query(SQL)
+            .bind(&row.id)
+            .bind(&row.client_id)
+            .bind(&row.request)
+            .bind(row.created_at)
+            .bind(row.expires_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// A transaction that has not expired.
+pub async fn find_transaction(db: &Db, id: &str, now: Millis) -> Result<Option<TransactionRow>, StorageError> {
+    const SQL: &str = "SELECT id, client_id, request, created_at, expires_at FROM oauth_transactions \
+                       WHERE id = $1 AND expires_at > $2";
+    db_run!(db, |pool| Ok(sqlx::query_as(SQL).bind(id).bind(now).fetch_optional(pool).await?))
+}
+
+/// Ends a transaction (its code was issued, or it was refused).
+pub async fn delete_transaction(db: &Db, id: &str) -> Result<(), StorageError> {
+    db_run!(db, |pool| {
+        sqlx::query("DELETE FROM oauth_transactions WHERE id = $1").bind(id).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// An authorization code as stored (without its hash).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CodeRow {
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    /// Space-separated.
+    pub scope: String,
+    pub audience: Option<String>,
+    /// Unix ms of the sign-in.
+    pub auth_time: Millis,
+    pub grant_id: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+const CODE_COLUMNS: &str = "client_id, user_id, session_id, redirect_uri, code_challenge, nonce, scope, audience, \
+                            auth_time, grant_id, created_at, expires_at";
+
+pub async fn insert_code(db: &Db, code_hash: &str, row: &CodeRow) -> Result<(), StorageError> {
+    let sql = format!(
+        "INSERT INTO oauth_codes (code_hash, {CODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    );
+    db_run!(db, |pool| {
+        sqlx::query(&sql)
+            .bind(code_hash)
+            .bind(&row.client_id)
+            .bind(&row.user_id)
+            .bind(&row.session_id)
+            .bind(&row.redirect_uri)
+            .bind(&row.code_challenge)
+            .bind(&row.nonce)
+            .bind(&row.scope)
+            .bind(&row.audience)
+            .bind(row.auth_time)
+            .bind(&row.grant_id)
+            .bind(row.created_at)
+            .bind(row.expires_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// What presenting a code found.
+#[derive(Debug)]
+pub enum CodeUse {
+    /// Unused until now, and now used (whatever happens next, it cannot be used again).
+    First(CodeRow),
+    /// Used before: the grant it led to must die.
+    Reused(CodeRow),
+    /// Unknown, or expired before it was used.
+    Unknown,
+}
+
+/// Marks a code used, atomically: of concurrent presentations exactly one gets [`CodeUse::First`].
+pub async fn use_code(db: &Db, code_hash: &str, now: Millis) -> Result<CodeUse, StorageError> {
+    let update = format!(
+        "UPDATE oauth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING {CODE_COLUMNS}"
+    );
+    let select = format!("SELECT {CODE_COLUMNS}, used_at FROM oauth_codes WHERE code_hash = $1");
+    db_run!(db, |pool| {
+        if let Some(row) = sqlx::query_as::<_, CodeRow>(&update).bind(now).bind(code_hash).fetch_optional(pool).await? {
+            return Ok(CodeUse::First(row));
+        }
+        let used: Option<(Option<Millis>,)> = sqlx::query_as("SELECT used_at FROM oauth_codes WHERE code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await?;
+        match used {
+            Some((Some(_),)) => {
+                let row = sqlx::query_as::<_, CodeRow>(&select).bind(code_hash).fetch_one(pool).await?;
+                Ok(CodeUse::Reused(row))
+            }
+            _ => Ok(CodeUse::Unknown),
+        }
+    })
+}
+
+/// A refresh-token family.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantRow {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub auth_time: Millis,
+    pub current_hash: String,
+    pub previous_hash: Option<String>,
+    pub rotated_at: Option<Millis>,
+    /// The current token, sealed, while the previous one may still be presented (the leeway).
+    pub successor: Option<String>,
+    pub created_at: Millis,
+    pub last_used_at: Millis,
+    pub expires_at: Millis,
+    pub idle_expires_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+const GRANT_COLUMNS: &str = "id, client_id, user_id, session_id, scope, audience, auth_time, current_hash, \
+                             previous_hash, rotated_at, successor, created_at, last_used_at, expires_at, \
+                             idle_expires_at, revoked_at";
+
+pub async fn insert_grant(db: &Db, row: &GrantRow) -> Result<(), StorageError> {
+    let sql = format!(
+        "INSERT INTO oauth_grants ({GRANT_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    );
+    db_run!(db, |pool| {
+        sqlx::query(&sql)
+            .bind(&row.id)
+            .bind(&row.client_id)
+            .bind(&row.user_id)
+            .bind(&row.session_id)
+            .bind(&row.scope)
+            .bind(&row.audience)
+            .bind(row.auth_time)
+            .bind(&row.current_hash)
+            .bind(&row.previous_hash)
+            .bind(row.rotated_at)
+            .bind(&row.successor)
+            .bind(row.created_at)
+            .bind(row.last_used_at)
+            .bind(row.expires_at)
+            .bind(row.idle_expires_at)
+            .bind(row.revoked_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+pub async fn find_grant(db: &Db, id: &str) -> Result<Option<GrantRow>, StorageError> {
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE id = $1");
+    db_run!(db, |pool| Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
+}
+
+/// The new state of a family after one rotation.
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    pub presented_hash: &'a str,
+    pub new_hash: &'a str,
+    /// The new token sealed, kept for the leeway.
+    pub successor: &'a str,
+    pub scope: &'a str,
+    pub now: Millis,
+    pub idle_expires_at: Millis,
+}
+
+/// Rotates a live family whose current token is `presented_hash`, atomically: of concurrent rotations
+/// with the same token exactly one succeeds (`true`).
+pub async fn rotate_grant(db: &Db, id: &str, rotation: &Rotation<'_>) -> Result<bool, StorageError> {
+    const SQL: &str = "UPDATE oauth_grants SET previous_hash = current_hash, current_hash = $1, successor = $2, \
+                       rotated_at = $3, last_used_at = $3, idle_expires_at = $4, scope = $5 \
+                       WHERE id = $6 AND current_hash = $7 AND revoked_at IS NULL";
+    db_run!(db, |pool| {
+        let result = sqlx::query(SQL)
+            .bind(rotation.new_hash)
+            .bind(rotation.successor)
+            .bind(rotation.now)
+            .bind(rotation.idle_expires_at)
+            .bind(rotation.scope)
+            .bind(id)
+            .bind(rotation.presented_hash)
+            .execute(pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    })
+}
+
+/// Revokes a family; `true` if it was live.
+pub async fn revoke_grant(db: &Db, id: &str, now: Millis) -> Result<bool, StorageError> {
+    const SQL: &str = "UPDATE oauth_grants SET revoked_at = $1, successor = NULL WHERE id = $2 AND revoked_at IS NULL";
+    db_run!(db, |pool| Ok(sqlx::query(SQL).bind(now).bind(id).execute(pool).await?.rows_affected() == 1))
+}
+
+/// Forgets sealed successors whose leeway has passed (they are never needed again), and grants and codes
+/// that can no longer be used.
+pub async fn cleanup(db: &Db, now: Millis, successor_before: Millis) -> Result<(), StorageError> {
+    db_run!(db, |pool| {
+        sqlx::query("UPDATE oauth_grants SET successor = NULL WHERE successor IS NOT NULL AND rotated_at < $1")
+            .bind(successor_before)
+            .execute(pool)
+            .await?;
+        sqlx::query("DELETE FROM oauth_grants WHERE expires_at < $1 OR idle_expires_at < $1")
+            .bind(now)
+            .execute(pool)
+            .await?;
+        // A used code is kept for its lifetime and a little more, so a late reuse is still detected.
+        sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1").bind(now - 600_000).execute(pool).await?;
+        sqlx::query("DELETE FROM oauth_transactions WHERE expires_at < $1").bind(now).execute(pool).await?;
+        sqlx::query("DELETE FROM oauth_revocations WHERE until < $1").bind(now).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// The scopes (space-separated) a user consented to for a client and audience (`""`: none).
+pub async fn consent(db: &Db, user_id: &str, client_id: &str, audience: &str) -> Result<Option<String>, StorageError> {
+    const SQL: &str = "SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2 AND audience = $3";
+    db_run!(db, |pool| {
+        Ok(sqlx::query_scalar(SQL).bind(user_id).bind(client_id).bind(audience).fetch_optional(pool).await?)
+    })
+}
+
+/// Records consent to `scope` (the whole set consented so far).
+pub async fn save_consent(
+    db: &Db,
+    user_id: &str,
+    client_id: &str,
+    audience: &str,
+    scope: &str,
+    now: Millis,
+) -> Result<(), StorageError> {
+    const SQL: &str = "INSERT INTO oauth_consents (user_id, client_id, audience, scope, updated_at) \
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, client_id, audience) \
+                       DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at";
+    db_run!(db, |pool| {
+        sqlx::query(SQL).bind(user_id).bind(client_id).bind(audience).bind(scope).bind(now).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// Records a revocation (`kind` `jti` or `family`) until `until`.
+pub async fn insert_revocation(db: &Db, id: &str, kind: &str, until: Millis) -> Result<(), StorageError> {
+    const SQL: &str = "INSERT INTO oauth_revocations (id, kind, until) VALUES ($1, $2, $3) \
+                       ON CONFLICT (id) DO UPDATE SET until = excluded.until";
+    db_run!(db, |pool| {
+        sqlx::query(SQL).bind(id).bind(kind).bind(until).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// The revocations still in force: `(id, kind, until)`.
+pub async fn revocations(db: &Db, now: Millis) -> Result<Vec<(String, String, Millis)>, StorageError> {
+    const SQL: &str = "SELECT id, kind, until FROM oauth_revocations WHERE until > $1";
+    db_run!(db, |pool| Ok(sqlx::query_as(SQL).bind(now).fetch_all(pool).await?))
+}
