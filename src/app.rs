@@ -33,6 +33,15 @@ pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
         .merge(ops::router())
 }
 
+/// Paths that answer CORS themselves, per OAuth client (`oauth::cors`), rather than by the configured
+/// origins.
+const OWN_CORS_PATHS: &[&str] = &[
+    crate::oauth::paths::TOKEN,
+    crate::oauth::paths::USERINFO,
+    crate::oauth::paths::REVOKE,
+    crate::oauth::paths::DISCOVERY,
+];
+
 /// The routes that take form bodies as well as JSON.
 const FORM_ROUTES: &[&str] = &[
     crate::oauth::paths::TOKEN,
@@ -40,6 +49,8 @@ const FORM_ROUTES: &[&str] = &[
     crate::oauth::paths::SIGNUP,
     crate::oauth::paths::CONSENT,
     crate::oauth::paths::USERINFO,
+    crate::oauth::paths::REVOKE,
+    crate::oauth::paths::INTROSPECT,
 ];
 
 /// The OpenAPI document of an app with `debug_endpoints` on or off.
@@ -63,15 +74,15 @@ pub fn app(
        + Sync
        + 'static {
     let (router, document) = routes(state.settings.debug_endpoints).split_for_parts();
+    let cors_origins = state.settings.cors_origins.clone();
     // The first app built on a state renders its document; the routes do not change afterwards.
     state.openapi.get_or_init(|| Bytes::from(serde_json::to_vec(&document).unwrap_or_default()));
-    let cors_origins = state.settings.cors_origins.clone();
     let router = router
         // Per matched route (it needs `MatchedPath`, which routing sets).
         .route_layer(http::RouteLayer { form_routes: FORM_ROUTES })
         .fallback(|| async { crate::error::ApiError::not_found("No such endpoint") })
         .with_state(state);
-    http::with_layers(router, &cors_origins)
+    http::with_layers(router, &cors_origins, OWN_CORS_PATHS)
 }
 
 /// Every problem with `settings`: their shape (`Settings::validate`), then what each capability checks of

@@ -11,7 +11,10 @@ pub mod extractors;
 pub mod route_metrics;
 pub mod serve;
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
@@ -35,7 +38,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The cross-cutting layers around a finished router (its routes merged and its state given), wrapped
 /// once, outermost first: JSON error bodies for bodiless 405/408 → request id → trace span → propagate
-/// request id → CORS (only with `cors_origins`) → timeout → body limit.
+/// request id → CORS (only with `cors_origins`, and not on `own_cors_paths`, whose handlers answer it) →
+/// timeout → body limit.
 ///
 /// The layers wrap the router as one tower stack rather than through `Router::layer`, which wraps every
 /// route separately (a boxed service per layer per route, cloned and dropped on every request: measured
@@ -43,6 +47,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn with_layers(
     router: Router,
     cors_origins: &[String],
+    own_cors_paths: &'static [&'static str],
 ) -> impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
        + Clone
        + Send
@@ -50,7 +55,7 @@ pub fn with_layers(
        + 'static {
     let request_id = HeaderName::from_static("x-request-id");
     // No CORS layer at all unless origins are configured (it adds three `Vary` headers to every answer).
-    let cors = cors_layer(cors_origins);
+    let cors = cors_layer(cors_origins).map(|cors| CorsExceptLayer { cors, except: own_cors_paths });
     tower::ServiceBuilder::new()
         .map_response(into_response_with_json_errors)
         .layer(SetRequestIdLayer::new(request_id.clone(), telemetry::RandomRequestId))
@@ -108,6 +113,74 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
         ])
         .max_age(Duration::from_secs(600));
     Some(cors)
+}
+
+/// The configured-origins CORS layer on every path but `except` (paths whose handlers answer CORS
+/// themselves, preflights included: the CORS layer would answer their preflights before them).
+#[derive(Clone, Debug)]
+struct CorsExceptLayer {
+    cors: CorsLayer,
+    except: &'static [&'static str],
+}
+
+impl<S: Clone> tower::Layer<S> for CorsExceptLayer {
+    type Service = CorsExcept<S>;
+
+    fn layer(&self, inner: S) -> CorsExcept<S> {
+        CorsExcept { cors: self.cors.layer(inner.clone()), inner, except: self.except }
+    }
+}
+
+/// See [`CorsExceptLayer`].
+#[derive(Clone, Debug)]
+struct CorsExcept<S> {
+    cors: tower_http::cors::Cors<S>,
+    inner: S,
+    except: &'static [&'static str],
+}
+
+pin_project_lite::pin_project! {
+    #[project = EitherProj]
+    enum EitherFuture<A, B> {
+        Cors { #[pin] future: A },
+        Own { #[pin] future: B },
+    }
+}
+
+impl<A: Future, B: Future<Output = A::Output>> Future for EitherFuture<A, B> {
+    type Output = A::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<A::Output> {
+        match self.project() {
+            EitherProj::Cors { future } => future.poll(cx),
+            EitherProj::Own { future } => future.poll(cx),
+        }
+    }
+}
+
+impl<S> tower::Service<Request> for CorsExcept<S>
+where
+    S: tower::Service<Request, Response = Response> + Clone,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = EitherFuture<tower_http::cors::ResponseFuture<S::Future>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both wrap clones of one router, which is always ready.
+        match self.cors.poll_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => self.inner.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if self.except.contains(&request.uri().path()) {
+            EitherFuture::Own { future: self.inner.call(request) }
+        } else {
+            EitherFuture::Cors { future: self.cors.call(request) }
+        }
+    }
 }
 
 /// JSON endpoints refuse bodies that are not `application/json` (no CSRF through simple form posts):

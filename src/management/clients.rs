@@ -280,6 +280,15 @@ pub async fn delete_client(
     if !clients::delete(&state.db, &id).await? {
         return Err(ClientError::NotFound.into());
     }
+    // Its codes, refresh families, consents and transactions went with the row; its access tokens are
+    // refused from now on, on every node, until the longest of them has expired.
+    let now = state.clock.now();
+    let mut window = 0;
+    for alg in crate::tokens::Algorithm::ALL {
+        window = window.max(crate::oauth::apis::retire_window(&state.db, &state.settings, alg).await?);
+    }
+    let owner = crate::tokens::revocation::Owner::Client(&id);
+    crate::tokens::revocation::revoke_owner(&state.db, &state.tokens.revocations, owner, now + window, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -121,8 +121,8 @@ pub async fn list(db: &Db, base_url: &str, limit: i64, start: i64) -> Result<(Ve
 }
 
 /// How long a retired `alg` key must stay published (ms): the longest lifetime of any token it may have
-/// signed — service tokens, and the access tokens of every API signing with `alg` (the management API's
-/// included) — plus the leeway.
+/// signed — service tokens, ID tokens (10 h), userinfo-only access tokens (RS256, 24 h), and the access
+/// tokens of every API signing with `alg` (the management API's included) — plus the leeway.
 pub async fn retire_window(
     db: &Db,
     settings: &crate::config::Settings,
@@ -134,6 +134,10 @@ pub async fn retire_window(
     let management = management_api(&settings.base_url);
     if management.signing_alg == alg {
         longest_api = longest_api.max(management.token_lifetime);
+    }
+    longest_api = longest_api.max(super::ID_TOKEN_LIFETIME);
+    if alg == Algorithm::Rs256 {
+        longest_api = longest_api.max(super::USERINFO_TOKEN_LIFETIME);
     }
     Ok(service.max(longest_api.saturating_mul(1000).saturating_add(leeway)))
 }

@@ -1,7 +1,12 @@
 //! OpenID Connect Discovery 1.0: `/.well-known/openid-configuration`, issuer `{base_url}/` (trailing
 //! slash, as Auth0) and every endpoint as an absolute URL.
 
-use axum::{extract::State, response::IntoResponse, Json};
+use axum::{
+    extract::State,
+    http::{header, HeaderValue},
+    response::IntoResponse,
+    Json,
+};
 use serde::Serialize;
 
 use super::{issuer, paths};
@@ -81,9 +86,13 @@ pub fn metadata(base_url: &str) -> ProviderMetadata {
     }
 }
 
-/// The OpenID Provider's configuration.
+/// The OpenID Provider's configuration (public: any origin may read it).
 #[utoipa::path(get, path = paths::DISCOVERY, tag = "oauth",
     responses((status = 200, body = ProviderMetadata)))]
 pub async fn openid_configuration(State(state): State<AppState>) -> impl IntoResponse {
-    Json(metadata(&state.settings.base_url))
+    let headers = [
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+    ];
+    (headers, Json(metadata(&state.settings.base_url)))
 }

@@ -74,9 +74,12 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-/// Reads the body as JSON or as a form; anything unreadable, or text holding U+0000, is
-/// `invalid_request`.
-async fn read_request(request: Request, state: &AppState) -> Result<TokenRequest, OAuthError> {
+/// Reads a body as JSON or as a form (the token, revocation and introspection endpoints take both);
+/// anything unreadable is `invalid_request`.
+pub async fn read_body<T: serde::de::DeserializeOwned + Send + 'static>(
+    request: Request,
+    state: &AppState,
+) -> Result<T, OAuthError> {
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -84,16 +87,22 @@ async fn read_request(request: Request, state: &AppState) -> Result<TokenRequest
         .is_some_and(crate::http::is_json_content_type);
     let body = if is_json {
         let crate::http::extractors::ApiJson(body) =
-            crate::http::extractors::ApiJson::<TokenRequest>::from_request(request, state)
+            crate::http::extractors::ApiJson::<T>::from_request(request, state)
                 .await
                 .map_err(|error| OAuthError::invalid_request(error.message))?;
         body
     } else {
-        let Form(body) = Form::<TokenRequest>::from_request(request, state)
+        let Form(body) = Form::<T>::from_request(request, state)
             .await
             .map_err(|error| OAuthError::invalid_request(error.body_text()))?;
         body
     };
+    Ok(body)
+}
+
+/// Reads the token request; text holding U+0000 is `invalid_request`.
+async fn read_request(request: Request, state: &AppState) -> Result<TokenRequest, OAuthError> {
+    let body: TokenRequest = read_body(request, state).await?;
     let texts = [&body.grant_type, &body.client_id, &body.audience, &body.scope, &body.redirect_uri];
     let secrets = [&body.client_secret, &body.code, &body.code_verifier, &body.refresh_token];
     let nul = texts.iter().any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
@@ -105,7 +114,7 @@ async fn read_request(request: Request, state: &AppState) -> Result<TokenRequest
 }
 
 /// `client_secret_basic`'s credentials: each half form-encoded (RFC 6749 §2.3.1).
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, Secret)> {
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, Secret)> {
     let (id, secret) = crate::principal::credentials::basic(headers)?;
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(&text.replace('+', " ")).decode_utf8().ok().map(|t| t.into_owned())

@@ -26,6 +26,11 @@ both_backends!(
     token_and_userinfo_answer_cors_for_the_clients_web_origins_only,
     pages_escape_what_they_echo_and_carry_a_strict_csp,
     failed_client_authentication_is_rate_limited,
+    revocation_kills_what_the_caller_holds_and_nothing_else,
+    introspection_answers_confidential_clients_about_their_tokens,
+    logout_ends_the_session_and_redirects_only_to_allowed_urls,
+    deleting_a_client_refuses_its_tokens_everywhere,
+    per_client_cors_works_beside_the_configured_origins,
 );
 
 pub const CALLBACK: &str = "https://app.example/callback";
@@ -961,4 +966,229 @@ async fn failed_client_authentication_is_rate_limited(backend: Backend) {
     app.clock.advance(std::time::Duration::from_millis(16 * 60_000));
     let ok = attempt(secret).await.unwrap();
     assert_eq!(ok.status(), 400, "authenticated again: the refresh token itself is refused");
+}
+
+async fn revoke(app: &TestApp, form: &[(&str, &str)]) -> Response {
+    bare_client().post(app.url(paths::REVOKE)).form(form).send().await.unwrap()
+}
+
+async fn revocation_kills_what_the_caller_holds_and_nothing_else(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let (id, tokens) = signed_in_spa(&app, json!({})).await;
+    let (_, second) = signed_in_spa_again(&app, &id).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap();
+
+    // Another client, someone else's token, garbage: 200 and nothing changes.
+    let other = oauth_client(&app, "spa", json!({"name": "Other"})).await;
+    let other_id = other["client_id"].as_str().unwrap();
+    assert_eq!(revoke(&app, &[("client_id", other_id), ("token", rt)]).await.status(), 200);
+    assert_eq!(revoke(&app, &[("client_id", other_id), ("token", access)]).await.status(), 200);
+    assert_eq!(revoke(&app, &[("client_id", &id), ("token", "garbage")]).await.status(), 200);
+    assert_eq!(
+        revoke(&app, &[("client_id", &id), ("token", "grt_nope.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(userinfo(&app, access).await.status(), 200);
+    assert_eq!(refresh(&app, &id, rt).await.status(), 200, "still alive");
+    // Missing token; unknown client.
+    oauth_error(revoke(&app, &[("client_id", &id)]).await, 400, "invalid_request").await;
+    oauth_error(revoke(&app, &[("client_id", "nope"), ("token", rt)]).await, 401, "invalid_client").await;
+
+    // An access token: that token only.
+    let fresh: Value = refresh(&app, &id, second["refresh_token"].as_str().unwrap()).await.json().await.unwrap();
+    let access2 = fresh["access_token"].as_str().unwrap();
+    let response = bare_client()
+        .post(app.url(paths::REVOKE))
+        .json(&json!({"client_id": id, "token": access2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "JSON bodies too");
+    assert_eq!(userinfo(&app, access2).await.status(), 401);
+    let still = second["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&app, still).await.status(), 200, "another token of the same family lives");
+
+    // A refresh token: its whole family.
+    let rt2 = fresh["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        revoke(&app, &[("client_id", &id), ("token", rt2), ("token_type_hint", "refresh_token")]).await.status(),
+        200
+    );
+    oauth_error(refresh(&app, &id, rt2).await, 400, "invalid_grant").await;
+    assert_eq!(userinfo(&app, still).await.status(), 401, "the family's access tokens die with it");
+}
+
+async fn introspection_answers_confidential_clients_about_their_tokens(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    orders_api(&app).await;
+    let spa = oauth_client(&app, "spa", json!({})).await;
+    let spa_id = spa["client_id"].as_str().unwrap();
+    user(&app).await;
+    let url = authorize_url(&app, spa_id, &[("audience", API), ("scope", "openid offline_access read:orders")]);
+    let (_, back) = authorize_with_login(&app, &url).await;
+    let tokens: Value = exchange(&app, spa_id, &code_of(&back), VERIFIER).await.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+
+    // The API's own machine client, holding a grant for it, may introspect; a stranger may not learn anything.
+    let api_client = oauth_client(&app, "non_interactive", json!({"name": "Orders API"})).await;
+    let (api_id, api_secret) =
+        (api_client["client_id"].as_str().unwrap(), api_client["client_secret"].as_str().unwrap());
+    mgmt(&app, paths::MGMT_CLIENT_GRANTS, json!({"client_id": api_id, "audience": API, "scope": ["read:orders"]}))
+        .await;
+    let stranger = oauth_client(&app, "non_interactive", json!({"name": "Stranger"})).await;
+    let ask = |id: &str, secret: &str, token: &str| {
+        bare_client()
+            .post(app.url(paths::INTROSPECT))
+            .form(&[("client_id", id), ("client_secret", secret), ("token", token)])
+            .send()
+    };
+    let answer: Value = ask(api_id, api_secret, access).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["scope"], "openid offline_access read:orders");
+    assert_eq!(answer["client_id"], spa_id);
+    assert_eq!(answer["token_type"], "Bearer");
+    assert!(answer["sub"].as_str().unwrap().starts_with("usr_") && answer["exp"].is_i64() && answer["iat"].is_i64());
+    let stranger_answer: Value =
+        ask(stranger["client_id"].as_str().unwrap(), stranger["client_secret"].as_str().unwrap(), access)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(stranger_answer, json!({"active": false}));
+    let garbage: Value = ask(api_id, api_secret, "x.y.z").await.unwrap().json().await.unwrap();
+    assert_eq!(garbage, json!({"active": false}));
+    // A public client cannot introspect; a wrong secret is invalid_client.
+    let public = bare_client()
+        .post(app.url(paths::INTROSPECT))
+        .form(&[("client_id", spa_id), ("token", access)])
+        .send()
+        .await
+        .unwrap();
+    oauth_error(public, 401, "invalid_client").await;
+    oauth_error(ask(api_id, "wrong", access).await.unwrap(), 401, "invalid_client").await;
+    // Revoked, then expired: inactive.
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    let live: Value = refresh(&app, spa_id, rt).await.json().await.unwrap();
+    let access2 = live["access_token"].as_str().unwrap();
+    assert_eq!(ask(api_id, api_secret, access2).await.unwrap().json::<Value>().await.unwrap()["active"], true);
+    assert_eq!(revoke(&app, &[("client_id", spa_id), ("token", access2)]).await.status(), 200);
+    assert_eq!(
+        ask(api_id, api_secret, access2).await.unwrap().json::<Value>().await.unwrap(),
+        json!({"active": false})
+    );
+    app.clock.advance(std::time::Duration::from_secs(86_400 + 3_600));
+    assert_eq!(ask(api_id, api_secret, access).await.unwrap().json::<Value>().await.unwrap(), json!({"active": false}));
+}
+
+async fn logout_ends_the_session_and_redirects_only_to_allowed_urls(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let (id, tokens) = signed_in_spa(&app, json!({})).await;
+    let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // Auth0's /v2/logout: an allowed returnTo; the session is over (the next authorize asks to sign in).
+    let (browser, _) = authorize_with_login(&app, &authorize_url(&app, &id, &[])).await;
+    let query = [("client_id", id.as_str()), ("returnTo", "https://app.example/bye")];
+    let out = browser.get(app.url(paths::LOGOUT)).query(&query).send().await.unwrap();
+    assert_eq!(out.status(), 302);
+    assert_eq!(location(&out), "https://app.example/bye");
+    assert!(
+        set_cookies(&out).iter().any(|c| c.contains("session_token=;") && c.contains("Max-Age=0")),
+        "{:?}",
+        set_cookies(&out)
+    );
+    let again = browser.get(authorize_url(&app, &id, &[])).send().await.unwrap();
+    assert!(location(&again).starts_with("/login?state="), "signed out");
+    // Refresh tokens survive logout (offline access).
+    assert_eq!(refresh(&app, &id, &rt).await.status(), 200);
+
+    // Open-redirect attempts: a signed-out page, never a redirect.
+    for to in [
+        "https://evil.example/",
+        "https://app.example/bye/",
+        "https://app.example/byeX",
+        "//evil.example",
+        "javascript:alert(1)",
+    ] {
+        let response = new_client()
+            .get(app.url(paths::LOGOUT))
+            .query(&[("client_id", id.as_str()), ("returnTo", to)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{to}");
+        assert!(response.headers().get(header::LOCATION).is_none());
+    }
+    let no_client = new_client()
+        .get(app.url(paths::LOGOUT))
+        .query(&[("returnTo", "https://app.example/bye")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_client.status(), 200);
+
+    // RP-initiated logout: the client from the ID token hint, state echoed.
+    let (browser, back) = authorize_with_login(&app, &authorize_url(&app, &id, &[])).await;
+    let fresh: Value = exchange(&app, &id, &code_of(&back), VERIFIER).await.json().await.unwrap();
+    let hint = fresh["id_token"].as_str().unwrap();
+    let query = [("id_token_hint", hint), ("post_logout_redirect_uri", "https://app.example/bye"), ("state", "s&1")];
+    let out = browser.get(app.url(paths::OIDC_LOGOUT)).query(&query).send().await.unwrap();
+    assert_eq!(out.status(), 302);
+    assert_eq!(location(&out), "https://app.example/bye?state=s%261");
+    let evil = [("client_id", id.as_str()), ("post_logout_redirect_uri", "https://evil.example/"), ("state", "x")];
+    let out = new_client().get(app.url(paths::OIDC_LOGOUT)).query(&evil).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    assert!(out.text().await.unwrap().contains("signed out"));
+}
+
+async fn deleting_a_client_refuses_its_tokens_everywhere(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let (id, tokens) = signed_in_spa(&app, json!({})).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&app, access).await.status(), 200);
+    let path = format!("{}/{}", paths::MGMT_CLIENTS, id);
+    assert_eq!(master(&app, Method::DELETE, &path).send().await.unwrap().status(), 204);
+    assert_eq!(userinfo(&app, access).await.status(), 401);
+    oauth_error(refresh(&app, &id, tokens["refresh_token"].as_str().unwrap()).await, 401, "invalid_client").await;
+    assert_eq!(app.count("oauth_grants").await, 0, "its families went with it");
+}
+
+async fn per_client_cors_works_beside_the_configured_origins(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |settings| {
+        with_master_credentials(settings);
+        settings.cors_origins = vec!["https://dashboard.example".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    oauth_client(&app, "spa", json!({})).await;
+    let preflight = |path: &str, origin: &'static str| {
+        bare_client()
+            .request(Method::OPTIONS, app.url(path))
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .send()
+    };
+    // The token endpoint answers the client's web origin, not the configured one.
+    let ok = preflight(paths::TOKEN, APP_ORIGIN).await.unwrap();
+    assert_eq!(ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP_ORIGIN);
+    let configured = preflight(paths::TOKEN, "https://dashboard.example").await.unwrap();
+    assert!(configured.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    // The rest of the API still answers the configured origin only.
+    let api = preflight(paths::SIGN_IN_EMAIL, "https://dashboard.example").await.unwrap();
+    assert_eq!(api.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://dashboard.example");
+    let api = preflight(paths::SIGN_IN_EMAIL, APP_ORIGIN).await.unwrap();
+    assert!(api.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    // Discovery is public.
+    let doc = bare_client()
+        .get(app.url(paths::DISCOVERY))
+        .header(header::ORIGIN, "https://any.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doc.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
 }

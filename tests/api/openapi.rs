@@ -896,6 +896,47 @@ async fn every_documented_operation_answers_as_documented() {
         c.expect(200, paths::USERINFO, bare.post(url(paths::USERINFO)).bearer_auth(access)).await;
         c.expect(401, paths::USERINFO, bare.get(url(paths::USERINFO))).await;
         c.expect(401, paths::USERINFO, bare.post(url(paths::USERINFO)).bearer_auth("x.y.z")).await;
+        // Revocation, introspection, logout.
+        let revoke_form =
+            |token: &str| bare.post(url(paths::REVOKE)).form(&[("client_id", spa_id.as_str()), ("token", token)]);
+        c.expect(200, paths::REVOKE, revoke_form(access)).await;
+        c.expect(400, paths::REVOKE, bare.post(url(paths::REVOKE)).form(&[("client_id", spa_id.as_str())])).await;
+        c.expect(401, paths::REVOKE, bare.post(url(paths::REVOKE)).form(&[("client_id", "nope"), ("token", "x")]))
+            .await;
+        let machine_form = |token: &str| {
+            bare.post(url(paths::INTROSPECT)).form(&[
+                ("client_id", machine_id.as_str()),
+                ("client_secret", machine_secret.as_str()),
+                ("token", token),
+            ])
+        };
+        let billing = c.expect(200, paths::TOKEN, token_form(&[("audience", "https://billing")])).await;
+        c.expect(200, paths::INTROSPECT, machine_form(billing["access_token"].as_str().unwrap())).await;
+        c.expect(200, paths::INTROSPECT, machine_form(access)).await;
+        c.expect(
+            400,
+            paths::INTROSPECT,
+            bare.post(url(paths::INTROSPECT)).json(&json!({"client_id": machine_id, "client_secret": machine_secret})),
+        )
+        .await;
+        c.expect(
+            401,
+            paths::INTROSPECT,
+            bare.post(url(paths::INTROSPECT)).form(&[("client_id", spa_id.as_str()), ("token", access)]),
+        )
+        .await;
+        c.expect(200, paths::LOGOUT, bare.get(url(paths::LOGOUT))).await;
+        c.expect(200, paths::OIDC_LOGOUT, bare.get(url(paths::OIDC_LOGOUT))).await;
+        let back = format!("{}?client_id={spa_id}&returnTo=https%3A%2F%2Fapp.example%2Fbye", paths::LOGOUT);
+        let patch = json!({"allowed_logout_urls": ["https://app.example/bye"]});
+        let spa_path = paths::MGMT_CLIENT.replace("{id}", &spa_id);
+        c.expect(200, paths::MGMT_CLIENT, master(Method::PATCH, &spa_path).json(&patch)).await;
+        c.expect(302, paths::LOGOUT, browser.get(url(&back))).await;
+        let oidc_back = format!(
+            "{}?client_id={spa_id}&post_logout_redirect_uri=https%3A%2F%2Fapp.example%2Fbye&state=s",
+            paths::OIDC_LOGOUT
+        );
+        c.expect(302, paths::OIDC_LOGOUT, bare.get(url(&oidc_back))).await;
         // Sign-up page.
         let fresh = new_client();
         let start = fresh.get(authorize_url(&app, &spa_id, &[])).send().await.unwrap();

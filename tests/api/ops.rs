@@ -140,6 +140,10 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::CONSENT, "post"),
         (paths::USERINFO, "get"),
         (paths::USERINFO, "post"),
+        (paths::REVOKE, "post"),
+        (paths::INTROSPECT, "post"),
+        (paths::LOGOUT, "get"),
+        (paths::OIDC_LOGOUT, "get"),
     ];
     for (path, method) in all {
         assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");

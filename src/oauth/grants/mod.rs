@@ -37,7 +37,7 @@ pub fn answer(body: TokenResponse) -> Response {
 }
 
 /// `aud` of an access token: one audience, or several.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Audience {
     One(String),
