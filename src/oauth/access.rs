@@ -47,6 +47,12 @@ impl AccessTokenClaims {
     }
 }
 
+/// True if the token's header says it is an access token (`typ: at+jwt`): it is then checked as one and
+/// never as another kind of token.
+pub fn is_access_token(token: &str) -> bool {
+    jsonwebtoken::decode_header(token).is_ok_and(|header| header.typ.as_deref() == Some("at+jwt"))
+}
+
 /// Verifies an access token against `expected` (issuer and audience) and the revocations.
 pub fn verify(state: &AppState, token: &str, expected: &Expectation) -> Result<AccessTokenClaims, TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;

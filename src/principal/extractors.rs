@@ -320,7 +320,13 @@ impl FromRequestParts<AppState> for Credential {
                 let known_service_token = state.service_tokens.verified.get(token, now).is_some();
                 let extension = if known_service_token { None } else { state.extensions.verify(token, now).ok() };
                 let Some(claims) = extension else {
-                    // Not an extension token: perhaps a service token (signed by the key ring).
+                    // Not an extension token: an OAuth access token (`typ: at+jwt`), or a service token
+                    // (both signed by the key ring).
+                    if !known_service_token && crate::oauth::access::is_access_token(token) {
+                        let claims = crate::oauth::access::verify(state, token, &state.oauth.any_audience)
+                            .map_err(|_| refused())?;
+                        return Ok(Credential::OAuth(Box::new(claims)));
+                    }
                     let claims =
                         state.service_tokens.verify(&state.tokens.key_ring, token, now).map_err(|_| refused())?;
                     if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {

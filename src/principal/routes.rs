@@ -1,12 +1,12 @@
 //! `GET /api/auth/check`: forward-auth for gateways (nginx `auth_request`, Traefik `forwardAuth`).
 
 use axum::{
-    extract::State,
-    http::{HeaderName, HeaderValue},
+    extract::{Query, State},
+    http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -32,20 +32,32 @@ pub struct CheckResponse {
     pub user_id: String,
     /// `x-auth-org-id` (absent header when null).
     pub organization_id: Option<String>,
-    /// `x-auth-method`: `session`, `api-key`, `extension-token` or `service-token`.
+    /// `x-auth-method`: `session`, `api-key`, `extension-token`, `service-token` or `oauth`.
     pub method: &'static str,
     /// `x-auth-scopes`, space-separated (empty: the user's own rights).
     pub scopes: String,
 }
 
+/// What a gateway may require of the credential.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CheckQuery {
+    /// An OAuth access token must be addressed to this API (its `aud`); other credentials ignore it.
+    pub audience: Option<String>,
+}
+
 /// 200 with `x-auth-user-id`, `x-auth-method`, `x-auth-scopes` and, when a tenant resolves,
 /// `x-auth-org-id` for any valid credential (session cookie or bearer session token, `x-api-key`, bearer
-/// extension or service token); 401 otherwise, or when `x-tenant-id` names an organization the caller cannot access.
-#[utoipa::path(get, path = paths::AUTH_CHECK, tag = "forward-auth",
+/// extension, service or OAuth access token; for the last, `x-auth-method: oauth`, its scopes, and its
+/// `sub`, which is `{client_id}@clients` for a client-credentials token); 401 otherwise, or when `x-tenant-id` names an organization the caller cannot access.
+#[utoipa::path(get, path = paths::AUTH_CHECK, tag = "forward-auth", params(CheckQuery),
     responses((status = 200, body = CheckResponse),
         (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`, `INVALID_TOKEN`, \
             `ORGANIZATION_ACCESS_DENIED` (`x-tenant-id`)")))]
-pub async fn check(State(state): State<AppState>, credential: Credential) -> Result<Response, ApiError> {
+pub async fn check(
+    State(state): State<AppState>,
+    Query(query): Query<CheckQuery>,
+    credential: Credential,
+) -> Result<Response, ApiError> {
     let body = match &credential {
         Credential::Principal(principal) => {
             let organization_id = match resolve_tenant(&state, principal, None).await {
@@ -76,6 +88,17 @@ pub async fn check(State(state): State<AppState>, credential: Credential) -> Res
             method: "service-token",
             scopes: String::new(),
         },
+        Credential::OAuth(claims) => {
+            if query.audience.as_deref().is_some_and(|audience| !claims.aud.contains(audience)) {
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token"));
+            }
+            CheckResponse {
+                user_id: claims.sub.clone(),
+                organization_id: None,
+                method: "oauth",
+                scopes: claims.scope.clone(),
+            }
+        }
     };
     let mut headers = Vec::with_capacity(4);
     let mut push = |name: &'static str, value: &str| {

@@ -31,6 +31,7 @@ both_backends!(
     logout_ends_the_session_and_redirects_only_to_allowed_urls,
     deleting_a_client_refuses_its_tokens_everywhere,
     per_client_cors_works_beside_the_configured_origins,
+    a_gateway_accepts_oauth_access_tokens_at_the_check,
 );
 
 pub const CALLBACK: &str = "https://app.example/callback";
@@ -1191,4 +1192,46 @@ async fn per_client_cors_works_beside_the_configured_origins(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(doc.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+}
+
+async fn a_gateway_accepts_oauth_access_tokens_at_the_check(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    orders_api(&app).await;
+    let spa = oauth_client(&app, "spa", json!({})).await;
+    let id = spa["client_id"].as_str().unwrap();
+    user(&app).await;
+    let url = authorize_url(&app, id, &[("audience", API), ("scope", "openid read:orders")]);
+    let (_, back) = authorize_with_login(&app, &url).await;
+    let tokens: Value = exchange(&app, id, &code_of(&back), VERIFIER).await.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let check = |token: &str, audience: Option<&str>| {
+        let mut request = bare_client().get(app.url(paths::AUTH_CHECK)).bearer_auth(token);
+        if let Some(audience) = audience {
+            request = request.query(&[("audience", audience)]);
+        }
+        request.send()
+    };
+    let ok = check(access, None).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-auth-method"], "oauth");
+    assert_eq!(ok.headers()["x-auth-scopes"], "openid read:orders");
+    assert!(ok.headers()["x-auth-user-id"].to_str().unwrap().starts_with("usr_"));
+    assert_eq!(check(access, Some(API)).await.unwrap().status(), 200, "addressed to the API");
+    assert_eq!(check(access, Some("https://other.example")).await.unwrap().status(), 401, "another API's gateway");
+    // An ID token is not an access token; a revoked one is refused.
+    assert_eq!(check(tokens["id_token"].as_str().unwrap(), None).await.unwrap().status(), 401);
+    assert_eq!(revoke(&app, &[("client_id", id), ("token", access)]).await.status(), 200);
+    assert_eq!(check(access, None).await.unwrap().status(), 401);
+
+    // A machine's client-credentials token: the subject is the client.
+    let machine = oauth_client(&app, "non_interactive", json!({"name": "Cron"})).await;
+    let (machine_id, secret) = (machine["client_id"].as_str().unwrap(), machine["client_secret"].as_str().unwrap());
+    mgmt(&app, paths::MGMT_CLIENT_GRANTS, json!({"client_id": machine_id, "audience": API, "scope": ["read:orders"]}))
+        .await;
+    let form =
+        [("grant_type", "client_credentials"), ("client_id", machine_id), ("client_secret", secret), ("audience", API)];
+    let cc: Value = bare_client().post(app.url(paths::TOKEN)).form(&form).send().await.unwrap().json().await.unwrap();
+    let ok = check(cc["access_token"].as_str().unwrap(), Some(API)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-auth-user-id"].to_str().unwrap(), format!("{machine_id}@clients"));
 }
