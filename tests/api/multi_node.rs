@@ -59,3 +59,75 @@ async fn a_node_started_after_a_revocation_learns_it_from_the_database() {
     assert_eq!(answer.text().await.unwrap(), "null");
     assert_eq!(node_b.state.sessions.revoked.len(), 1);
 }
+
+/// OAuth refresh families across nodes: the leeway answer is the same on both, and a family killed on
+/// one node (reuse of an older token) is refused on the other within a second — its refresh tokens and
+/// its access tokens, which the other node checks without a database read; a node started later learns
+/// it from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
+async fn a_refresh_family_killed_on_one_node_is_refused_on_another_within_a_second() {
+    use crate::oauth_flow::{
+        authorize_url, authorize_with_login, code_of, exchange, oauth_client, refresh, user, userinfo, VERIFIER,
+    };
+    let Some(db) = PgDatabase::create().await else { return };
+    let url = db.url.clone();
+    let node_a = spawn_app_on(TestDb::Postgres(db), with_master_credentials).await;
+    let node_b = spawn_node(&url, with_master_credentials).await;
+    let spa = oauth_client(&node_a, "spa", json!({})).await;
+    let id = spa["client_id"].as_str().unwrap();
+    user(&node_a).await;
+    let (_, back) = authorize_with_login(&node_a, &authorize_url(&node_a, id, &[])).await;
+    let tokens: serde_json::Value = exchange(&node_a, id, &code_of(&back), VERIFIER).await.json().await.unwrap();
+    let t0 = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(&node_b, tokens["access_token"].as_str().unwrap()).await.status(), 200, "B verifies A's token");
+
+    // Rotated on A; the previous token within the leeway on B gets the very same successor.
+    let on_a: serde_json::Value = refresh(&node_a, id, &t0).await.json().await.unwrap();
+    let t1 = on_a["refresh_token"].as_str().unwrap().to_owned();
+    let on_b = refresh(&node_b, id, &t0).await;
+    assert_eq!(on_b.status(), 200);
+    let on_b: serde_json::Value = on_b.json().await.unwrap();
+    assert_eq!(on_b["refresh_token"], t1.as_str(), "the same successor on both nodes");
+
+    // Truly concurrent refreshes of one token on both nodes: all succeed, with one successor.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 { node_a.url(paths::TOKEN) } else { node_b.url(paths::TOKEN) };
+        let (id, t1) = (id.to_owned(), t1.clone());
+        tasks.push(tokio::spawn(async move {
+            let form = [("grant_type", "refresh_token"), ("client_id", id.as_str()), ("refresh_token", t1.as_str())];
+            let response = bare_client().post(url).form(&form).send().await.unwrap();
+            assert_eq!(response.status(), 200, "parallel refreshes on two nodes never log a user out");
+            response.json::<serde_json::Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut successors = Vec::new();
+    for task in tasks {
+        successors.push(task.await.unwrap());
+    }
+    successors.dedup();
+    assert_eq!(successors.len(), 1, "{successors:?}");
+    let t1 = successors.remove(0);
+
+    // Rotated again on B; the older token on A kills the family.
+    let live: serde_json::Value = refresh(&node_b, id, &t1).await.json().await.unwrap();
+    let access = live["access_token"].as_str().unwrap().to_owned();
+    let t2 = live["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(&node_b, &access).await.status(), 200);
+    assert_eq!(refresh(&node_a, id, &t0).await.status(), 400);
+    let killed_at = Instant::now();
+    loop {
+        if userinfo(&node_b, &access).await.status() == 401 {
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(1), "node B still accepts the killed family's access token");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refresh(&node_b, id, &t2).await.status(), 400, "and its refresh tokens");
+    let check = bare_client().get(node_b.url(paths::AUTH_CHECK)).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(check.status(), 401);
+
+    let node_c = spawn_node(&url, |_| {}).await;
+    assert_eq!(userinfo(&node_c, &access).await.status(), 401, "a node started later loads the revocation");
+}
