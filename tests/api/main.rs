@@ -11,6 +11,7 @@ mod hardening;
 mod management;
 mod multi_node;
 mod oauth_flow;
+mod oauth_rp;
 mod oauth_token;
 mod openapi;
 mod ops;
