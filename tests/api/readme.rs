@@ -69,6 +69,11 @@ fn the_readme_walk_through_runs_in_order_as_pasted() {
         "{\"success\":true}",
         "null",
         "x-auth-method: extension-token",
+        "x-auth-method: oauth",
+        "x-auth-scopes: read:orders",
+        "{\"token_type\":\"Bearer\",\"expires_in\":86400,\"scope\":\"openid profile email offline_access\"}",
+        "200",
+        "401",
         "{\"revoked\":true}",
         "{\"deleted\":true}",
         "{\"users\":[]}",
@@ -78,7 +83,9 @@ fn the_readme_walk_through_runs_in_order_as_pasted() {
     assert!(stdout.contains("\"valid\":true,\"claims\""), "the extension token verifies:\n{stdout}");
     assert!(stdout.contains("\"externalId\":\"cust-42\""), "/v1/me answers:\n{stdout}");
     assert!(stdout.contains("INVALID_TOKEN"), "the revoked token is refused:\n{stdout}");
-    assert!(stdout.trim_end().ends_with('}') && stdout.contains("\"apiKey\":\"lkc_"), "{stdout}");
+    assert!(stdout.contains("\"apiKey\":\"lkc_"), "{stdout}");
+    assert!(stdout.contains("\"email\":\"alice@example.com\""), "/userinfo answers:\n{stdout}");
+    assert!(stdout.trim_end().ends_with("/authorize\"}"), "discovery answers last:\n{stdout}");
     // Every other answer is a success: no error code anywhere else.
     let errors: Vec<&&str> =
         lines.iter().filter(|line| line.contains("\"code\":") && !line.contains("INVALID_TOKEN")).collect();
