@@ -104,7 +104,7 @@ impl AppState {
             extensions: ExtensionKeys::new(&settings.extensions, secret),
             tokens,
             service_tokens: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
-            oauth: OAuthState::new(&settings.base_url, settings.tokens.leeway, secret),
+            oauth: OAuthState::new(&settings.base_url, settings.tokens.leeway, secret, cache_ttl),
             events_synced_until: AtomicI64::new(now),
             settings: Arc::new(settings),
             db,
@@ -138,6 +138,7 @@ impl AppStateInner {
         self.orgs.memberships.prune(now);
         self.tokens.revocations.prune(now);
         self.service_tokens.prune(now);
+        self.oauth.prune(now);
         notify::cleanup_events(&self.db, now - EVENT_RETENTION).await?;
         // Records are kept a little past expiry: a token within the leeway may still be revoked.
         tokens::store::cleanup_issued(&self.db, now - self.leeway_ms() - 60_000).await?;

@@ -110,7 +110,7 @@ async fn run(state: &AppState, caller: &ClientInfo, request: Request) -> Result<
             token_type: Some("refresh_token"),
         });
     }
-    let Ok(claims) = access::verify(state, token, &state.oauth.any_audience) else {
+    let Ok(claims) = access::verify(state, token, None) else {
         return Ok(Introspection::default());
     };
     let addressed = if claims.azp == client.client_id {
@@ -134,11 +134,11 @@ async fn run(state: &AppState, caller: &ClientInfo, request: Request) -> Result<
     }
     Ok(Introspection {
         active: true,
-        scope: Some(claims.scope),
-        client_id: Some(claims.azp),
-        sub: Some(claims.sub),
-        aud: Some(claims.aud),
-        iss: Some(claims.iss),
+        scope: Some(claims.scope.clone()),
+        client_id: Some(claims.azp.clone()),
+        sub: Some(claims.sub.clone()),
+        aud: Some(claims.aud.clone()),
+        iss: Some(claims.iss.clone()),
         exp: Some(claims.exp),
         iat: Some(claims.iat),
         token_type: Some("Bearer"),

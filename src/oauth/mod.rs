@@ -29,6 +29,7 @@ pub mod token;
 pub mod userinfo;
 
 use crate::{
+    cache::TtlCache,
     clock::Millis,
     config::Secret,
     crypto,
@@ -83,10 +84,16 @@ pub struct OAuthState {
     pub csrf_key: [u8; 32],
     /// Seals a rotated family's successor refresh token for the leeway.
     pub successor_key: [u8; 32],
-    /// Access tokens for `{issuer}userinfo`.
-    pub userinfo: Expectation,
-    /// Access tokens of this issuer for any audience.
+    /// `{issuer}userinfo`, the audience `/userinfo` requires.
+    pub userinfo_audience: String,
+    /// Access tokens of this issuer for any audience (the audience is checked on the claims).
     pub any_audience: Expectation,
+    /// Access tokens verified before, by token, until their `exp` plus the leeway.
+    pub verified: TtlCache<access::AccessTokenClaims>,
+    /// Users as `/userinfo` shows them, for `user_ttl` ms (users are not changed or deleted through any
+    /// endpoint yet; a user-management API must invalidate this).
+    pub users: TtlCache<crate::accounts::User>,
+    pub user_ttl: Millis,
 }
 
 impl std::fmt::Debug for OAuthState {
@@ -96,14 +103,23 @@ impl std::fmt::Debug for OAuthState {
 }
 
 impl OAuthState {
-    pub fn new(base_url: &str, leeway_secs: u64, secret: &Secret) -> OAuthState {
+    pub fn new(base_url: &str, leeway_secs: u64, secret: &Secret, user_ttl: Millis) -> OAuthState {
         let issuer = issuer(base_url);
         OAuthState {
             csrf_key: crypto::derive_key(secret.expose().as_bytes(), "latchkey oauth csrf"),
             successor_key: crypto::derive_key(secret.expose().as_bytes(), "latchkey oauth refresh successor"),
-            userinfo: Expectation::new(&issuer, &format!("{issuer}userinfo"), leeway_secs),
+            userinfo_audience: format!("{issuer}userinfo"),
             any_audience: Expectation::any_audience(&issuer, leeway_secs),
+            verified: TtlCache::default(),
+            users: TtlCache::default(),
+            user_ttl,
         }
+    }
+
+    /// Forgets expired entries (maintenance).
+    pub fn prune(&self, now: Millis) {
+        self.verified.prune(now);
+        self.users.prune(now);
     }
 }
 

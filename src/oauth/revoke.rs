@@ -109,7 +109,7 @@ async fn revoke_token(state: &AppState, client_id: &str, token: &str) -> Result<
         return Ok(());
     }
     // An access token: only one this client holds (`azp`), and only while it could still be used.
-    if let Ok(claims) = access::verify(state, token, &state.oauth.any_audience) {
+    if let Ok(claims) = access::verify(state, token, None) {
         if claims.azp == client_id {
             let leeway = i64::try_from(state.settings.tokens.leeway).unwrap_or(0);
             let until = (claims.exp + leeway).saturating_mul(1000);

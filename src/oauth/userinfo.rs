@@ -56,15 +56,23 @@ fn refuse(token_sent: bool) -> Response {
 
 async fn answer(state: &AppState, headers: &HeaderMap) -> (Response, Option<cors::ClientRef>) {
     let Some(token) = credentials::bearer_token(headers) else { return (refuse(false), None) };
-    let claims = match access::verify(state, token, &state.oauth.userinfo) {
+    let claims = match access::verify(state, token, Some(&state.oauth.userinfo_audience)) {
         Ok(claims) => claims,
         Err(_) => return (refuse(true), None),
     };
     let client = cors::ClientRef::named(Some(&claims.azp));
-    let user = match accounts::store::find_user_by_id(&state.db, &claims.sub).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return (refuse(true), client),
-        Err(error) => return (crate::error::ApiError::internal(error).into_response(), client),
+    let now = state.clock.now();
+    let user = match state.oauth.users.get(&claims.sub, now) {
+        Some(user) => user,
+        None => match accounts::store::find_user_by_id(&state.db, &claims.sub).await {
+            Ok(Some(user)) => {
+                let user = std::sync::Arc::new(user);
+                state.oauth.users.insert(&claims.sub, std::sync::Arc::clone(&user), now + state.oauth.user_ttl, now);
+                user
+            }
+            Ok(None) => return (refuse(true), client),
+            Err(error) => return (crate::error::ApiError::internal(error).into_response(), client),
+        },
     };
     let (profile, email) = (claims.has_scope("profile"), claims.has_scope("email"));
     let info = UserInfo {

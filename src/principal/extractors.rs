@@ -323,9 +323,8 @@ impl FromRequestParts<AppState> for Credential {
                     // Not an extension token: an OAuth access token (`typ: at+jwt`), or a service token
                     // (both signed by the key ring).
                     if !known_service_token && crate::oauth::access::is_access_token(token) {
-                        let claims = crate::oauth::access::verify(state, token, &state.oauth.any_audience)
-                            .map_err(|_| refused())?;
-                        return Ok(Credential::OAuth(Box::new(claims)));
+                        let claims = crate::oauth::access::verify(state, token, None).map_err(|_| refused())?;
+                        return Ok(Credential::OAuth(claims));
                     }
                     let claims =
                         state.service_tokens.verify(&state.tokens.key_ring, token, now).map_err(|_| refused())?;

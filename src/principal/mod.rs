@@ -133,7 +133,7 @@ pub enum Credential {
     /// A verified, unrevoked service token (capability 4).
     Service(std::sync::Arc<crate::service_tokens::ServiceClaims>),
     /// A verified, unrevoked OAuth access token of this issuer (capability 5), for any audience.
-    OAuth(Box<crate::oauth::access::AccessTokenClaims>),
+    OAuth(std::sync::Arc<crate::oauth::access::AccessTokenClaims>),
 }
 
 /// The organization a request acts in.
