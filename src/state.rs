@@ -104,7 +104,7 @@ impl AppState {
             extensions: ExtensionKeys::new(&settings.extensions, secret),
             tokens,
             service_tokens: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
-            oauth: OAuthState::new(&settings.base_url, settings.tokens.leeway, secret, cache_ttl),
+            oauth: OAuthState::new(&db, &settings.base_url, settings.tokens.leeway, secret, cache_ttl),
             events_synced_until: AtomicI64::new(now),
             settings: Arc::new(settings),
             db,

@@ -192,37 +192,47 @@ pub async fn find_grant(db: &Db, id: &str) -> Result<Option<GrantRow>, StorageEr
     db_run!(db, |pool| Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
 }
 
-/// The new state of a family after one rotation.
-#[derive(Debug)]
-pub struct Rotation<'a> {
-    pub presented_hash: &'a str,
-    pub new_hash: &'a str,
+/// One rotation of a family: its new state, if its current token is still `presented_hash`.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    pub grant_id: String,
+    pub presented_hash: String,
+    pub new_hash: String,
     /// The new token sealed, kept for the leeway.
-    pub successor: &'a str,
-    pub scope: &'a str,
+    pub successor: String,
     pub now: Millis,
     pub idle_expires_at: Millis,
 }
 
-/// Rotates a live family whose current token is `presented_hash`, atomically: of concurrent rotations
-/// with the same token exactly one succeeds (`true`).
-pub async fn rotate_grant(db: &Db, id: &str, rotation: &Rotation<'_>) -> Result<bool, StorageError> {
+/// Applies rotations in one transaction (one commit: one fsync on SQLite), each conditional on the
+/// family's current token: of concurrent rotations with the same token exactly one succeeds. Returns,
+/// in order, whether each one did. Rows are locked in id order, so concurrent batches cannot deadlock.
+pub async fn rotate_grants(db: &Db, batch: &[Rotation]) -> Result<Vec<bool>, StorageError> {
     const SQL: &str = "UPDATE oauth_grants SET previous_hash = current_hash, current_hash = $1, successor = $2, \
-                       rotated_at = $3, last_used_at = $3, idle_expires_at = $4, scope = $5 \
-                       WHERE id = $6 AND current_hash = $7 AND revoked_at IS NULL";
+                       rotated_at = $3, last_used_at = $3, idle_expires_at = $4 \
+                       WHERE id = $5 AND current_hash = $6 AND revoked_at IS NULL";
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|a, b| batch[*a].grant_id.cmp(&batch[*b].grant_id));
+    let mut done = vec![false; batch.len()];
     db_run!(db, |pool| {
-        let result = sqlx::query(SQL)
-            .bind(rotation.new_hash)
-            .bind(rotation.successor)
-            .bind(rotation.now)
-            .bind(rotation.idle_expires_at)
-            .bind(rotation.scope)
-            .bind(id)
-            .bind(rotation.presented_hash)
-            .execute(pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
-    })
+        let mut tx = pool.begin().await?;
+        for &index in &order {
+            let rotation = &batch[index];
+            let result = sqlx::query(SQL)
+                .bind(&rotation.new_hash)
+                .bind(&rotation.successor)
+                .bind(rotation.now)
+                .bind(rotation.idle_expires_at)
+                .bind(&rotation.grant_id)
+                .bind(&rotation.presented_hash)
+                .execute(&mut *tx)
+                .await?;
+            done[index] = result.rows_affected() == 1;
+        }
+        tx.commit().await?;
+        Ok::<_, StorageError>(())
+    })?;
+    Ok(done)
 }
 
 /// Revokes a family; `true` if it was live.

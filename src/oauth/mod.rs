@@ -94,6 +94,8 @@ pub struct OAuthState {
     /// endpoint yet; a user-management API must invalidate this).
     pub users: TtlCache<crate::accounts::User>,
     pub user_ttl: Millis,
+    /// Group commit of refresh-token rotations.
+    pub rotator: grants::rotator::Rotator,
 }
 
 impl std::fmt::Debug for OAuthState {
@@ -103,7 +105,8 @@ impl std::fmt::Debug for OAuthState {
 }
 
 impl OAuthState {
-    pub fn new(base_url: &str, leeway_secs: u64, secret: &Secret, user_ttl: Millis) -> OAuthState {
+    /// Builds the state and starts the rotation writer (on the current runtime).
+    pub fn new(db: &Db, base_url: &str, leeway_secs: u64, secret: &Secret, user_ttl: Millis) -> OAuthState {
         let issuer = issuer(base_url);
         OAuthState {
             csrf_key: crypto::derive_key(secret.expose().as_bytes(), "latchkey oauth csrf"),
@@ -113,6 +116,7 @@ impl OAuthState {
             verified: TtlCache::default(),
             users: TtlCache::default(),
             user_ttl,
+            rotator: grants::rotator::Rotator::start(db.clone()),
         }
     }
 

@@ -121,7 +121,8 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
     };
     let grant = UserGrant {
         client,
-        user: &user,
+        user_id: &user.id,
+        user: Some(&user),
         session_id: &row.session_id,
         scope: &scope,
         audience: row.audience.as_deref(),

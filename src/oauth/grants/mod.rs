@@ -4,6 +4,7 @@
 pub mod client_credentials;
 pub mod code;
 pub mod refresh;
+pub mod rotator;
 
 use axum::{
     response::{IntoResponse, Response},
@@ -120,7 +121,9 @@ impl<'a> EmailClaims<'a> {
 #[derive(Debug)]
 pub struct UserGrant<'a> {
     pub client: &'a OAuthClient,
-    pub user: &'a User,
+    pub user_id: &'a str,
+    /// The user, needed for an ID token (`openid` in scope) only.
+    pub user: Option<&'a User>,
     pub session_id: &'a str,
     /// The scopes of this answer.
     pub scope: &'a [String],
@@ -176,7 +179,7 @@ pub async fn user_tokens(
     let scope = grant.scope.join(" ");
     let claims = AccessClaims {
         iss: iss.clone(),
-        sub: &grant.user.id,
+        sub: grant.user_id,
         aud: terms.aud,
         azp: &grant.client.client_id,
         scope: &scope,
@@ -190,11 +193,11 @@ pub async fn user_tokens(
         .sign_ensuring(&state.db, terms.alg, &claims, TokenType::AccessToken, now)
         .await
         .map_err(OAuthError::internal)?;
-    let id_token = if grant.scope.iter().any(|s| s == "openid") {
+    let id_token = if let (true, Some(user)) = (grant.scope.iter().any(|s| s == "openid"), grant.user) {
         let has = |s: &str| grant.scope.iter().any(|granted| granted == s);
         let claims = IdClaims {
             iss,
-            sub: &grant.user.id,
+            sub: &user.id,
             aud: &grant.client.client_id,
             azp: &grant.client.client_id,
             iat,
@@ -202,8 +205,8 @@ pub async fn user_tokens(
             nonce: grant.nonce,
             auth_time: grant.auth_time / 1000,
             sid: grant.session_id,
-            profile: has("profile").then(|| ProfileClaims::of(grant.user)),
-            email: has("email").then(|| EmailClaims::of(grant.user)),
+            profile: has("profile").then(|| ProfileClaims::of(user)),
+            email: has("email").then(|| EmailClaims::of(user)),
         };
         let token = ring
             .sign_ensuring(&state.db, grant.client.jwt_alg, &claims, TokenType::Jwt, now)

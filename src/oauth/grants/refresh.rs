@@ -67,17 +67,15 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
             (now + client.refresh_token.idle_token_lifetime.saturating_mul(1000)).min(family.expires_at);
         if is_current {
             let successor = if rotating { new_refresh_token(grant_id) } else { presented.to_owned() };
-            let sealed = seal(state, grant_id, &successor);
             let rotation = Rotation {
-                presented_hash: &presented_hash,
-                new_hash: &crypto::sha256_hex(successor.as_bytes()),
-                successor: &sealed,
-                scope: &family.scope,
+                grant_id: grant_id.to_owned(),
+                presented_hash: presented_hash.clone(),
+                new_hash: crypto::sha256_hex(successor.as_bytes()),
+                successor: seal(state, grant_id, &successor),
                 now,
                 idle_expires_at,
             };
-            let rotation = if rotating { rotation } else { Rotation { new_hash: &presented_hash, ..rotation } };
-            if !flow_store::rotate_grant(&state.db, grant_id, &rotation).await? {
+            if !state.oauth.rotator.rotate(rotation).await.map_err(OAuthError::internal)? {
                 // Another request rotated it a moment ago: read again, as the previous token.
                 continue;
             }
@@ -145,11 +143,18 @@ async fn answer(
     scope: &[String],
     refresh_token: String,
 ) -> Result<TokenResponse, OAuthError> {
-    let user = accounts::store::find_user_by_id(&state.db, &family.user_id).await?.ok_or_else(invalid)?;
+    // The family exists, so its user does (deleting a user deletes its families); it is read only for an
+    // ID token.
+    let user = if scope.iter().any(|s| s == "openid") {
+        Some(accounts::store::find_user_by_id(&state.db, &family.user_id).await?.ok_or_else(invalid)?)
+    } else {
+        None
+    };
     let terms = access_terms(state, family.audience.as_deref(), scope).await?;
     let grant = UserGrant {
         client,
-        user: &user,
+        user_id: &family.user_id,
+        user: user.as_ref(),
         session_id: &family.session_id,
         scope,
         audience: family.audience.as_deref(),
