@@ -10,6 +10,7 @@ mod extensions;
 mod hardening;
 mod management;
 mod multi_node;
+mod oauth_browser;
 mod oauth_flow;
 mod oauth_rp;
 mod oauth_token;
