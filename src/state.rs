@@ -184,6 +184,7 @@ impl AppStateInner {
         self.orgs.apply(event);
         self.tokens.apply(event, &self.db, now);
         self.service_tokens.apply(event);
+        self.oauth.apply(event);
     }
 
     /// Applies an invalidation here and publishes it to every other node, for a change whose caches

@@ -136,7 +136,9 @@ pub async fn update_grant(
     ManagementJson(body): ManagementJson<UpdateGrantRequest>,
 ) -> Result<Json<ClientGrantView>, ManagementError> {
     manager.require("update:client_grants")?;
-    Ok(Json(apis::update_grant(&state.db, &state.settings.base_url, &id, body.scope).await?.into()))
+    let grant = apis::update_grant(&state.db, &state.settings.base_url, &id, body.scope).await?;
+    state.publish(crate::storage::notify::CacheEvent::OAuthConfigChanged).await?;
+    Ok(Json(grant.into()))
 }
 
 /// Deletes a grant.
@@ -154,5 +156,6 @@ pub async fn delete_grant(
 ) -> Result<StatusCode, ManagementError> {
     manager.require("delete:client_grants")?;
     apis::delete_grant(&state.db, &id).await?;
+    state.publish(crate::storage::notify::CacheEvent::OAuthConfigChanged).await?;
     Ok(StatusCode::NO_CONTENT)
 }

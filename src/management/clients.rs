@@ -260,6 +260,7 @@ pub async fn update_client(
 ) -> Result<Json<ClientView>, ManagementError> {
     manager.require("update:clients")?;
     let (client, secret) = clients::update(&state.db, &id, body.into(), state.clock.now()).await?;
+    state.publish(crate::storage::notify::CacheEvent::OAuthConfigChanged).await?;
     Ok(Json(ClientView::new(client, secret)))
 }
 
@@ -280,6 +281,7 @@ pub async fn delete_client(
     if !clients::delete(&state.db, &id).await? {
         return Err(ClientError::NotFound.into());
     }
+    state.publish(crate::storage::notify::CacheEvent::OAuthConfigChanged).await?;
     // Its codes, refresh families, consents and transactions went with the row; its access tokens are
     // refused from now on, on every node, until the longest of them has expired.
     let now = state.clock.now();
@@ -308,5 +310,6 @@ pub async fn rotate_secret(
 ) -> Result<Json<ClientView>, ManagementError> {
     manager.require("update:client_keys")?;
     let (client, secret) = clients::rotate_secret(&state.db, &id, state.clock.now()).await?;
+    state.publish(crate::storage::notify::CacheEvent::OAuthConfigChanged).await?;
     Ok(Json(ClientView::new(client, Some(secret))))
 }

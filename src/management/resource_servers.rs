@@ -203,7 +203,9 @@ pub async fn update_resource_server(
     ManagementJson(body): ManagementJson<ResourceServerRequest>,
 ) -> Result<Json<ResourceServerView>, ManagementError> {
     manager.require("update:resource_servers")?;
-    Ok(Json(apis::update(&state.db, &id, body.into(), state.clock.now()).await?.into()))
+    let api = apis::update(&state.db, &id, body.into(), state.clock.now()).await?;
+    state.publish(crate::storage::notify::CacheEvent::OAuthConfigChanged).await?;
+    Ok(Json(api.into()))
 }
 
 /// Deletes an API and its client grants.
@@ -222,5 +224,6 @@ pub async fn delete_resource_server(
 ) -> Result<StatusCode, ManagementError> {
     manager.require("delete:resource_servers")?;
     apis::delete(&state.db, &id).await?;
+    state.publish(crate::storage::notify::CacheEvent::OAuthConfigChanged).await?;
     Ok(StatusCode::NO_CONTENT)
 }

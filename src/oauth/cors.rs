@@ -37,8 +37,8 @@ pub async fn allow(state: &AppState, response: &mut Response, origin: Option<&st
     response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
     let allowed = match client {
         Some(ClientRef::Known(origins)) => origins.iter().any(|o| o == origin),
-        Some(ClientRef::Named(id)) => match store::find_client(&state.db, id).await {
-            Ok(Some((client, _))) => client.web_origins.iter().any(|o| o == origin),
+        Some(ClientRef::Named(id)) => match state.oauth.config.client(&state.db, id, state.clock.now()).await {
+            Ok(Some(entry)) => entry.0.web_origins.iter().any(|o| o == origin),
             _ => false,
         },
         None => false,

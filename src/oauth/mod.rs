@@ -12,6 +12,7 @@ pub mod access;
 pub mod apis;
 pub mod authorize;
 pub mod clients;
+pub mod config;
 pub mod consent;
 pub mod cors;
 pub mod discovery;
@@ -96,6 +97,8 @@ pub struct OAuthState {
     pub user_ttl: Millis,
     /// Group commit of refresh-token rotations.
     pub rotator: grants::rotator::Rotator,
+    /// Clients, APIs and client grants in memory.
+    pub config: config::ConfigCache,
 }
 
 impl std::fmt::Debug for OAuthState {
@@ -117,6 +120,7 @@ impl OAuthState {
             users: TtlCache::default(),
             user_ttl,
             rotator: grants::rotator::Rotator::start(db.clone()),
+            config: config::ConfigCache::new(user_ttl),
         }
     }
 
@@ -124,6 +128,14 @@ impl OAuthState {
     pub fn prune(&self, now: Millis) {
         self.verified.prune(now);
         self.users.prune(now);
+        self.config.prune(now);
+    }
+
+    /// Applies an invalidation that concerns the OAuth configuration.
+    pub fn apply(&self, event: &notify::CacheEvent) {
+        if matches!(event, notify::CacheEvent::OAuthConfigChanged) {
+            self.config.clear();
+        }
     }
 }
 

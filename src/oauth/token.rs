@@ -16,7 +16,7 @@ use super::{
     clients::{AuthMethod, GrantType, OAuthClient},
     cors,
     error::{OAuthError, OAuthErrorBody},
-    grants, paths, store,
+    grants, paths,
 };
 // The routes sit above `state`, which is built on the capabilities' domain halves: the folders meet in a
 // circle, the files do not (README, "Code tour").
@@ -167,9 +167,10 @@ pub async fn authenticate(
             (method, id, secret.cloned())
         }
     };
-    let Some((client, hash)) = store::client_with_secret_hash(&state.db, &client_id).await? else {
+    let Some(entry) = state.oauth.config.client(&state.db, &client_id, now).await? else {
         return Err(refuse("unknown client", None));
     };
+    let (client, hash) = (&entry.0, entry.1.as_deref());
     if client.token_endpoint_auth_method != method {
         return Err(refuse("not the client's authentication method", Some(&client.client_id)));
     }
@@ -180,7 +181,7 @@ pub async fn authenticate(
             return Err(refuse("wrong secret", Some(&client.client_id)));
         }
     }
-    Ok(client)
+    Ok(client.clone())
 }
 
 /// Issues tokens.

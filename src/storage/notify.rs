@@ -64,6 +64,8 @@ pub enum CacheEvent {
         /// `svu_…`: a service user, not an accounts user.
         user_id: String,
     },
+    /// `oauth_config`: an OAuth client, API or client grant was created, changed or deleted.
+    OAuthConfigChanged,
 }
 
 impl CacheEvent {
@@ -79,6 +81,7 @@ impl CacheEvent {
             CacheEvent::OwnerTokensRevoked { owner, until } => format!("tokens_of:{until}:{owner}"),
             CacheEvent::ServiceClientChanged { client_id } => format!("service_client:{client_id}"),
             CacheEvent::ServiceUserChanged { user_id } => format!("service_user:{user_id}"),
+            CacheEvent::OAuthConfigChanged => "oauth_config".into(),
         }
     }
 
@@ -100,6 +103,7 @@ impl CacheEvent {
             "tokens_of" => timed(rest).map(|(until, owner)| CacheEvent::OwnerTokensRevoked { owner, until })?,
             "service_client" => CacheEvent::ServiceClientChanged { client_id: rest.to_owned() },
             "service_user" => CacheEvent::ServiceUserChanged { user_id: rest.to_owned() },
+            "oauth_config" => CacheEvent::OAuthConfigChanged,
             _ => return None,
         })
     }
@@ -228,6 +232,7 @@ mod tests {
             (CacheEvent::OwnerTokensRevoked { owner: "svu_1".into(), until: 7 }, "tokens_of:7:svu_1"),
             (CacheEvent::ServiceClientChanged { client_id: "cli_1".into() }, "service_client:cli_1"),
             (CacheEvent::ServiceUserChanged { user_id: "svu_1".into() }, "service_user:svu_1"),
+            (CacheEvent::OAuthConfigChanged, "oauth_config"),
         ];
         for (event, wire) in events {
             assert_eq!(event.encode(), wire);

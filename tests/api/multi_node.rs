@@ -131,3 +131,59 @@ async fn a_refresh_family_killed_on_one_node_is_refused_on_another_within_a_seco
     let node_c = spawn_node(&url, |_| {}).await;
     assert_eq!(userinfo(&node_c, &access).await.status(), 401, "a node started later loads the revocation");
 }
+
+/// The OAuth configuration each node keeps in memory follows changes made on another node within a
+/// second: a rotated client secret and a deleted client grant stop working everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
+async fn an_oauth_client_change_on_one_node_reaches_the_others_within_a_second() {
+    use crate::oauth_flow::{mgmt, oauth_client, API};
+    let Some(db) = PgDatabase::create().await else { return };
+    let url = db.url.clone();
+    let node_a = spawn_app_on(TestDb::Postgres(db), with_master_credentials).await;
+    let node_b = spawn_node(&url, with_master_credentials).await;
+    mgmt(
+        &node_a,
+        paths::MGMT_RESOURCE_SERVERS,
+        json!({"name": "Orders", "identifier": API, "scopes": [{"value": "read:orders"}]}),
+    )
+    .await;
+    let machine = oauth_client(&node_a, "non_interactive", json!({})).await;
+    let id = machine["client_id"].as_str().unwrap().to_owned();
+    let secret = machine["client_secret"].as_str().unwrap().to_owned();
+    let grant =
+        mgmt(&node_a, paths::MGMT_CLIENT_GRANTS, json!({"client_id": id, "audience": API, "scope": ["read:orders"]}))
+            .await;
+    let token_on_b = |secret: String| {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+            ("client_secret", secret.as_str()),
+            ("audience", API),
+        ];
+        bare_client().post(node_b.url(paths::TOKEN)).form(&form).send()
+    };
+    // Node B has the client, its secret hash and its grant in memory now.
+    assert_eq!(token_on_b(secret.clone()).await.unwrap().status(), 200);
+
+    let rotated = master(&node_a, reqwest::Method::POST, &format!("{}/{id}/rotate-secret", paths::MGMT_CLIENTS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let new_secret = rotated.json::<serde_json::Value>().await.unwrap()["client_secret"].as_str().unwrap().to_owned();
+    let changed_at = Instant::now();
+    while token_on_b(secret.clone()).await.unwrap().status() != 401 {
+        assert!(changed_at.elapsed() < Duration::from_secs(1), "node B still takes the old secret");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(token_on_b(new_secret.clone()).await.unwrap().status(), 200);
+
+    let grant_path = format!("{}/{}", paths::MGMT_CLIENT_GRANTS, grant["id"].as_str().unwrap());
+    assert_eq!(master(&node_a, reqwest::Method::DELETE, &grant_path).send().await.unwrap().status(), 204);
+    let changed_at = Instant::now();
+    while token_on_b(new_secret.clone()).await.unwrap().status() != 403 {
+        assert!(changed_at.elapsed() < Duration::from_secs(1), "node B still issues tokens for the deleted grant");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -7,10 +7,9 @@ use crate::{
     audit::{self, AuditEvent},
     crypto,
     oauth::{
-        apis,
         clients::OAuthClient,
         error::OAuthError,
-        issuer, store,
+        issuer,
         token::{TokenRequest, TokenResponse},
     },
     state::AppState,
@@ -25,10 +24,17 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
         .filter(|a| !a.is_empty())
         .ok_or_else(|| OAuthError::access_denied("No audience parameter was provided"))?;
     let base_url = &state.settings.base_url;
-    let api = apis::by_identifier(&state.db, base_url, audience)
+    let now = state.clock.now();
+    let api = state
+        .oauth
+        .config
+        .api(&state.db, base_url, audience, now)
         .await?
         .ok_or_else(|| OAuthError::access_denied(format!("Service not found: {audience}")))?;
-    let grant = store::client_grant_for(&state.db, &client.client_id, audience)
+    let grant = state
+        .oauth
+        .config
+        .grant(&state.db, &client.client_id, audience, now)
         .await?
         .ok_or_else(|| OAuthError::access_denied(format!("Client is not authorized to access \"{audience}\".")))?;
     // What the grant holds and the API still defines.

@@ -13,7 +13,6 @@ use axum::{
 use serde::Serialize;
 
 use super::{
-    apis,
     clients::{GrantType, OAuthClient},
     error::{no_store, OAuthError},
     family_handle, issuer,
@@ -155,7 +154,11 @@ pub async fn access_terms(
             alg: Algorithm::Rs256,
         });
     };
-    let api = apis::by_identifier(&state.db, &state.settings.base_url, audience)
+    let now = state.clock.now();
+    let api = state
+        .oauth
+        .config
+        .api(&state.db, &state.settings.base_url, audience, now)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant(format!("Service not found: {audience}")))?;
     let aud = if scope.iter().any(|s| s == "openid") {
