@@ -21,6 +21,13 @@
 #   POST /v1/token (SQLite)            client key + user secret → ES256 JWT + record  (ratio: to plain insert)
 #   get-session (DB, PostgreSQL)       as the SQLite one, on a throw-away database  (skipped if unreachable)
 #   plain insert / POST /v1/token (PostgreSQL)   as on SQLite
+#   client_credentials, ES256          POST /oauth/token, a machine client           (ratio: to hello)
+#   RS256 signing floor                a server that only signs an RS256 JWT per request (examples/sign_floor.rs)
+#   client_credentials, RS256          as above for an RS256 API                     (ratio: to the signing floor)
+#   GET /userinfo                      Authorization: Bearer <RS256 access token>
+#   refresh_token grant (SQLite, PostgreSQL)  rotating refresh tokens, one family per connection
+#                                      (ratio: to the plain insert on the same database)
+#   code flow                          GET /authorize with the SSO session → POST /oauth/token (PKCE); flows/s = req/s ÷ 2
 #
 # Environment (all optional):
 #   BENCH_DURATION=10s          length of each measured wrk run (wrk syntax: 10s, 1m)
@@ -38,7 +45,8 @@
 #   BENCH_PG_HOST=127.0.0.1 BENCH_PG_PORT=5432 BENCH_PG_USER=postgres   (PGPASSWORD is honoured)
 #   BENCH_SKIP_POSTGRES=1       skip the PostgreSQL scenarios
 #   BENCH_ONLY=all              comma list of groups to run: sessions (get-session, sign-in, flood), keys
-#                               (api keys, check, extension tokens), service (/v1), postgres
+#                               (api keys, check, extension tokens), service (/v1), oauth (/oauth/token,
+#                               /userinfo, the code flow), postgres
 #   BENCH_SKIP_BUILD=1          use the binaries already in $CARGO_TARGET_DIR/release
 #   BENCH_BASELINE_ONLY=1       only the hello baseline (checks the harness without Latchkey)
 #   BENCH_SERVER_LOG=<filter>   LATCHKEY_LOG for the server (default: the server's own default)
@@ -74,6 +82,7 @@ RESULTS=${BENCH_RESULTS:-$ROOT/bench/results/latest.md}
 SERVER_BIN=$CARGO_TARGET_DIR/release/latchkey
 HELLO_BIN=$CARGO_TARGET_DIR/release/examples/hello
 INSERT_BIN=$CARGO_TARGET_DIR/release/examples/insert_baseline
+FLOOR_BIN=$CARGO_TARGET_DIR/release/examples/sign_floor
 ONLY=${BENCH_ONLY:-all}
 MASTER_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 
@@ -400,10 +409,13 @@ service_setup() {
   export BENCH_CLIENT_KEY=$CLIENT_KEY BENCH_USER_ID=$USER_ID BENCH_USER_SECRET=$USER_SECRET
 }
 
-# bench_token <label> <database url for the insert baseline>: the plain-insert baseline on that database,
-# then POST /v1/token on the running server; the token row's ratio is to the plain insert.
-bench_token() {
+# plain_insert <label> <database url>: the plain-insert baseline (one INSERT + commit per request) on that
+# database, measured as the row "plain insert (<label>)".
+plain_insert() {
   local label=$1 insert_db=$2 port log
+  # token.lua wants a client and user; the insert baseline reads neither (only the load is the same).
+  export BENCH_CLIENT_KEY=${BENCH_CLIENT_KEY:-unused} BENCH_USER_ID=${BENCH_USER_ID:-unused} \
+    BENCH_USER_SECRET=${BENCH_USER_SECRET:-unused}
   port=$(pick_port)
   log="$TMP/insert-$label.log"
   log "starting the plain-insert baseline ($label) on 127.0.0.1:$port"
@@ -417,11 +429,93 @@ bench_token() {
     sleep 0.2
   done
   warm_up token.lua "http://127.0.0.1:$port/"
-  run_wrk "plain insert ($label)" token.lua "http://127.0.0.1:$port/" "$THREADS" "$CONNECTIONS" "$DURATION"
+  # 32 connections queue for SQLite's one writer: the slowest waits over a second (wrk's default timeout
+  # is 2 s).
+  run_wrk "plain insert ($label)" token.lua "http://127.0.0.1:$port/" "$THREADS" "$CONNECTIONS" "$DURATION" --timeout 10s
   stop_pid "$pid"
+}
+
+# bench_token <label> <database url for the insert baseline>: the plain-insert baseline on that database,
+# then POST /v1/token on the running server; the token row's ratio is to the plain insert.
+bench_token() {
+  local label=$1 insert_db=$2
+  plain_insert "$label" "$insert_db"
   warm_up token.lua "$SERVER_URL/v1/token"
   run_wrk "POST /v1/token ($label)" token.lua "$SERVER_URL/v1/token" "$THREADS" "$CONNECTIONS" "$DURATION"
   BASE_OF["POST /v1/token ($label)"]="plain insert ($label)"
+}
+
+# mgmt_post <path> <json> <output file>: a management API call with the master credentials; fails unless 201.
+mgmt_post() {
+  local code
+  code=$(curl -sS --max-time 15 -o "$3" -w '%{http_code}' -u "bench:$MASTER_PASSWORD" \
+    -H 'Content-Type: application/json' --data "$2" "$SERVER_URL$1") || die "POST $1 failed"
+  [[ $code == 201 ]] || { cat "$3" >&2; die "POST $1 answered HTTP $code, expected 201"; }
+}
+
+# The PKCE pair of the OAuth scenarios (RFC 7636's S256 of the verifier).
+PKCE_VERIFIER=dBjftJeZ4CVP-mJ92K1uDEqaJ7iU9ecLw6NLjb7XEnj
+PKCE_CHALLENGE=Eihd0elJro_jAa4mLFnh1idTXjTlIFmR2Z8n01fsLYM
+
+# Capability 5's set-up on the running server (the bench account signed in, COOKIE set): an ES256 and an
+# RS256 API, a machine client granted both, and a public SPA client. Sets MACHINE_ID, MACHINE_SECRET,
+# SPA_ID, SPA_REDIRECT.
+oauth_setup() {
+  local out="$TMP/oauth.json"
+  mgmt_post /api/v2/resource-servers '{"name":"Bench ES","identifier":"https://bench/es","signing_alg":"ES256","allow_offline_access":true,"scopes":[{"value":"read:bench"}]}' "$out"
+  mgmt_post /api/v2/resource-servers '{"name":"Bench RS","identifier":"https://bench/rs","signing_alg":"RS256","scopes":[{"value":"read:bench"}]}' "$out"
+  mgmt_post /api/v2/clients '{"name":"bench machine","app_type":"non_interactive"}' "$out"
+  MACHINE_ID=$(json_field client_id "$out")
+  MACHINE_SECRET=$(json_field client_secret "$out")
+  mgmt_post /api/v2/client-grants "{\"client_id\":\"$MACHINE_ID\",\"audience\":\"https://bench/es\",\"scope\":[\"read:bench\"]}" "$out"
+  mgmt_post /api/v2/client-grants "{\"client_id\":\"$MACHINE_ID\",\"audience\":\"https://bench/rs\",\"scope\":[\"read:bench\"]}" "$out"
+  SPA_REDIRECT="http://localhost:$SERVER_PORT/cb"
+  mgmt_post /api/v2/clients "{\"name\":\"bench spa\",\"app_type\":\"spa\",\"callbacks\":[\"$SPA_REDIRECT\"]}" "$out"
+  SPA_ID=$(json_field client_id "$out")
+}
+
+# authorize_path <scope> [audience]: the SPA's /authorize path and query (PKCE S256).
+authorize_path() {
+  local path="/authorize?response_type=code&client_id=$SPA_ID&redirect_uri=http%3A%2F%2Flocalhost%3A$SERVER_PORT%2Fcb"
+  path+="&scope=${1// /%20}&state=bench&code_challenge=$PKCE_CHALLENGE&code_challenge_method=S256"
+  [[ -n ${2:-} ]] && path+="&audience=$2"
+  echo "$path"
+}
+
+# code_flow_tokens <scope> [audience]: one code flow with the bench session; prints the token answer.
+code_flow_tokens() {
+  local location code
+  location=$(curl -sS --max-time 10 -o /dev/null -w '%{redirect_url}' -H "Cookie: $COOKIE" \
+    "$SERVER_URL$(authorize_path "$@")") || die "GET /authorize failed"
+  code=$(sed -n 's/.*[?&]code=\([^&]*\).*/\1/p' <<<"$location")
+  [[ -n $code ]] || die "/authorize gave no code (Location: $location)"
+  curl -sS --max-time 10 --data "grant_type=authorization_code&client_id=$SPA_ID&code=$code" \
+    --data-urlencode "redirect_uri=$SPA_REDIRECT" --data "code_verifier=$PKCE_VERIFIER" "$SERVER_URL/oauth/token" \
+    || die "the code exchange failed"
+}
+
+# refresh_pool <file> <count>: that many refresh-token families (scope offline_access read:bench for the
+# ES256 API: the grant without an ID token), one token per line.
+refresh_pool() {
+  local i answer token
+  : >"$1"
+  for ((i = 0; i < $2; i++)); do
+    answer=$(code_flow_tokens "offline_access read:bench" "https%3A%2F%2Fbench%2Fes")
+    token=$(grep -o '"refresh_token":"[^"]*"' <<<"$answer" | cut -d'"' -f4)
+    [[ -n $token ]] || die "no refresh token: $answer"
+    echo "$token" >>"$1"
+  done
+}
+
+# bench_refresh <label> <insert database url>: the plain insert, then refresh-token grants against it.
+bench_refresh() {
+  local label=$1
+  plain_insert "$label" "$2"
+  # Enough families for the warm-up and the run (each is used by one request at a time).
+  refresh_pool "$TMP/refresh-$label.txt" $((CONNECTIONS * 2))
+  export BENCH_REFRESH_FILE="$TMP/refresh-$label.txt" BENCH_CLIENT_ID=$SPA_ID BENCH_THREADS_COUNT=$THREADS
+  run_wrk "refresh_token grant ($label)" refresh.lua "$SERVER_URL/oauth/token" "$THREADS" "$CONNECTIONS" "$DURATION"
+  BASE_OF["refresh_token grant ($label)"]="plain insert ($label)"
 }
 
 # Fails unless GET <path> with header <name: value> answers 200.
@@ -474,8 +568,8 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
     cargo build --release
   fi
-  log "cargo build --release --example hello --example insert_baseline"
-  cargo build --release --example hello --example insert_baseline
+  log "cargo build --release --example hello --example insert_baseline --example sign_floor"
+  cargo build --release --example hello --example insert_baseline --example sign_floor
 fi
 [[ -x $HELLO_BIN ]] || die "$HELLO_BIN not found (build with: cargo build --release --example hello)"
 if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
@@ -591,6 +685,44 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     bench_token SQLite "sqlite://$TMP/insert.db"
   fi
 
+  # Capability 5: the token endpoint's grants, userinfo and the whole code flow.
+  if wants oauth; then
+    oauth_setup
+    cc_url="$SERVER_URL/oauth/token"
+    export BENCH_FORM="grant_type=client_credentials&client_id=$MACHINE_ID&client_secret=$MACHINE_SECRET&audience=https%3A%2F%2Fbench%2Fes"
+    warm_up form.lua "$cc_url"
+    run_wrk "client_credentials, ES256" form.lua "$cc_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+    # The RS256 signing floor: a server that only signs such a token per request.
+    floor_port=$(pick_port)
+    SIGN_LISTEN="127.0.0.1:$floor_port" setsid "$FLOOR_BIN" >"$TMP/floor.log" 2>&1 &
+    floor_pid=$!
+    PIDS+=("$floor_pid")
+    wait_http_200 "http://127.0.0.1:$floor_port/" "$floor_pid" "$TMP/floor.log" 30
+    warm_up form.lua "http://127.0.0.1:$floor_port/oauth/token"
+    run_wrk "RS256 signing floor" form.lua "http://127.0.0.1:$floor_port/oauth/token" "$THREADS" "$CONNECTIONS" "$DURATION"
+    stop_pid "$floor_pid"
+    export BENCH_FORM="grant_type=client_credentials&client_id=$MACHINE_ID&client_secret=$MACHINE_SECRET&audience=https%3A%2F%2Fbench%2Frs"
+    warm_up form.lua "$cc_url"
+    run_wrk "client_credentials, RS256" form.lua "$cc_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+    BASE_OF["client_credentials, RS256"]="RS256 signing floor"
+
+    userinfo_token=$(code_flow_tokens "openid profile email" | grep -o '"access_token":"[^"]*"' | cut -d'"' -f4)
+    [[ -n $userinfo_token ]] || die "no access token for /userinfo"
+    check_header /userinfo "Authorization: Bearer $userinfo_token"
+    export BENCH_HEADER_NAME=Authorization BENCH_HEADER_VALUE="Bearer $userinfo_token"
+    warm_up header.lua "$SERVER_URL/userinfo"
+    run_wrk "GET /userinfo" header.lua "$SERVER_URL/userinfo" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+    bench_refresh SQLite-oauth "sqlite://$TMP/insert-oauth.db"
+
+    export BENCH_AUTHORIZE
+    BENCH_AUTHORIZE=$(authorize_path "openid profile email")
+    export BENCH_CLIENT_ID=$SPA_ID BENCH_REDIRECT_URI=$SPA_REDIRECT BENCH_VERIFIER=$PKCE_VERIFIER
+    run_wrk "code flow: authorize + token (2 requests per flow)" code_flow.lua "$SERVER_URL/" "$THREADS" "$CONNECTIONS" "$DURATION"
+    ROW_FLOWS="code flow: authorize + token (2 requests per flow)"
+  fi
+
   PEAK_RSS_SQLITE=$(rss_mb "$SERVER_PID" VmHWM)
   stop_server
 
@@ -621,6 +753,10 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     run_wrk "$pg_row" get_session.lua "$db_url" "$THREADS" "$CONNECTIONS" "$DURATION"
     service_setup
     bench_token PostgreSQL "postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB"
+    if wants oauth; then
+      oauth_setup
+      bench_refresh PostgreSQL-oauth "postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB"
+    fi
     stop_server
     drop_pg_db
   fi

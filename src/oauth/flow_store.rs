@@ -204,35 +204,53 @@ pub struct Rotation {
     pub idle_expires_at: Millis,
 }
 
-/// Applies rotations in one transaction (one commit: one fsync on SQLite), each conditional on the
-/// family's current token: of concurrent rotations with the same token exactly one succeeds. Returns,
-/// in order, whether each one did. Rows are locked in id order, so concurrent batches cannot deadlock.
+/// Applies rotations in one statement (one round trip, one commit: one fsync on SQLite), each
+/// conditional on the family's current token: of rotations with the same token exactly one succeeds, in
+/// one batch or across batches. Returns, in order, whether each one did.
 pub async fn rotate_grants(db: &Db, batch: &[Rotation]) -> Result<Vec<bool>, StorageError> {
-    const SQL: &str = "UPDATE oauth_grants SET previous_hash = current_hash, current_hash = $1, successor = $2, \
-                       rotated_at = $3, last_used_at = $3, idle_expires_at = $4 \
-                       WHERE id = $5 AND current_hash = $6 AND revoked_at IS NULL";
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by(|a, b| batch[*a].grant_id.cmp(&batch[*b].grant_id));
-    let mut done = vec![false; batch.len()];
-    db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        for &index in &order {
-            let rotation = &batch[index];
-            let result = sqlx::query(SQL)
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = String::from("WITH v (id, presented, new_hash, successor, now, idle) AS (VALUES ");
+    for i in 0..batch.len() {
+        let p = i * 6;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    sql.push_str(
+        ") UPDATE oauth_grants SET previous_hash = oauth_grants.current_hash, current_hash = v.new_hash, \
+         successor = v.successor, rotated_at = v.now, last_used_at = v.now, idle_expires_at = v.idle FROM v \
+         WHERE oauth_grants.id = v.id AND oauth_grants.current_hash = v.presented \
+         AND oauth_grants.revoked_at IS NULL RETURNING oauth_grants.id, oauth_grants.current_hash",
+    );
+    let rows: Vec<(String, String)> = db_run!(db, |pool| {
+        let mut query = sqlx::query_as(&sql);
+        for rotation in batch {
+            query = query
+                .bind(&rotation.grant_id)
+                .bind(&rotation.presented_hash)
                 .bind(&rotation.new_hash)
                 .bind(&rotation.successor)
                 .bind(rotation.now)
-                .bind(rotation.idle_expires_at)
-                .bind(&rotation.grant_id)
-                .bind(&rotation.presented_hash)
-                .execute(&mut *tx)
-                .await?;
-            done[index] = result.rows_affected() == 1;
+                .bind(rotation.idle_expires_at);
         }
-        tx.commit().await?;
-        Ok::<_, StorageError>(())
+        query.fetch_all(pool).await
     })?;
-    Ok(done)
+    // A family rotated by two rotations of one batch takes one of them: the one whose new hash it now holds.
+    Ok(batch
+        .iter()
+        .map(|rotation| rows.iter().any(|(id, current)| *id == rotation.grant_id && *current == rotation.new_hash))
+        .collect())
 }
 
 /// Revokes a family; `true` if it was live.

@@ -1,5 +1,5 @@
-//! Group commit of refresh-token rotations: concurrent refreshes share one transaction and one commit
-//! (on SQLite, one fsync), as issued-token records do (`tokens::revocation::Recorder`). Each caller gets
+//! Group commit of refresh-token rotations: concurrent refreshes share one statement and one commit (on
+//! SQLite, one fsync), as issued-token records do (`tokens::revocation::Recorder`). Each caller gets
 //! its own answer — whether its conditional rotation won — once the batch is durable.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::{
     oauth::flow_store::{self, Rotation},
-    storage::{Backend, Db},
+    storage::Db,
 };
 
 /// Most rotations in one transaction.
@@ -37,14 +37,12 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Rotator {
-    /// Starts the writer task (on the current runtime): one batch at a time on SQLite (one writer
-    /// anyway), up to four at a time on PostgreSQL.
+    /// Starts the writer task (on the current runtime): one batch at a time (on SQLite there is one writer
+    /// anyway; on PostgreSQL, batches taking row locks in whatever order a join gives could deadlock one
+    /// another, and a batch is one round trip).
     pub fn start(db: Db) -> Rotator {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        let concurrency = match db.backend() {
-            Backend::Sqlite => 1,
-            Backend::Postgres => 4,
-        };
+        let concurrency = 1;
         tokio::spawn(write_batches(db, receiver, concurrency));
         Rotator { sender }
     }
