@@ -192,52 +192,73 @@ pub async fn find_grant(db: &Db, id: &str) -> Result<Option<GrantRow>, StorageEr
     db_run!(db, |pool| Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
 }
 
-/// One rotation of a family: its new state, if its current token is still `presented_hash`.
+/// One rotation of a family: its new state, if its current token is still `presented_hash`, it belongs to
+/// `client_id` and it is live (not revoked, not past either lifetime at `now`).
 #[derive(Clone, Debug)]
 pub struct Rotation {
     pub grant_id: String,
+    pub client_id: String,
     pub presented_hash: String,
     pub new_hash: String,
     /// The new token sealed, kept for the leeway.
     pub successor: String,
     pub now: Millis,
+    /// The new idle deadline (capped at the family's absolute one by the statement).
     pub idle_expires_at: Millis,
+}
+
+/// What a won rotation returns of its family: all a token answer needs.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Rotated {
+    pub id: String,
+    pub current_hash: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub auth_time: Millis,
 }
 
 /// Applies rotations in one statement (one round trip, one commit: one fsync on SQLite), each
 /// conditional on the family's current token: of rotations with the same token exactly one succeeds, in
 /// one batch or across batches. Returns, in order, whether each one did.
-pub async fn rotate_grants(db: &Db, batch: &[Rotation]) -> Result<Vec<bool>, StorageError> {
+pub async fn rotate_grants(db: &Db, batch: &[Rotation]) -> Result<Vec<Option<Rotated>>, StorageError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = String::from("WITH v (id, presented, new_hash, successor, now, idle) AS (VALUES ");
+    let mut sql = String::from("WITH v (id, client_id, presented, new_hash, successor, now, idle) AS (VALUES ");
     for i in 0..batch.len() {
-        let p = i * 6;
+        let p = i * 7;
         if i > 0 {
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+            "(${}, ${}, ${}, ${}, ${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
             p + 1,
             p + 2,
             p + 3,
             p + 4,
             p + 5,
-            p + 6
+            p + 6,
+            p + 7
         ));
     }
     sql.push_str(
         ") UPDATE oauth_grants SET previous_hash = oauth_grants.current_hash, current_hash = v.new_hash, \
-         successor = v.successor, rotated_at = v.now, last_used_at = v.now, idle_expires_at = v.idle FROM v \
-         WHERE oauth_grants.id = v.id AND oauth_grants.current_hash = v.presented \
-         AND oauth_grants.revoked_at IS NULL RETURNING oauth_grants.id, oauth_grants.current_hash",
+         successor = v.successor, rotated_at = v.now, last_used_at = v.now, \
+         idle_expires_at = CASE WHEN v.idle < oauth_grants.expires_at THEN v.idle ELSE oauth_grants.expires_at END \
+         FROM v WHERE oauth_grants.id = v.id AND oauth_grants.current_hash = v.presented \
+         AND oauth_grants.client_id = v.client_id AND oauth_grants.revoked_at IS NULL \
+         AND oauth_grants.expires_at > v.now AND oauth_grants.idle_expires_at > v.now \
+         RETURNING oauth_grants.id, oauth_grants.current_hash, oauth_grants.user_id, oauth_grants.session_id, \
+         oauth_grants.scope, oauth_grants.audience, oauth_grants.auth_time",
     );
-    let rows: Vec<(String, String)> = db_run!(db, |pool| {
+    let rows: Vec<Rotated> = db_run!(db, |pool| {
         let mut query = sqlx::query_as(&sql);
         for rotation in batch {
             query = query
                 .bind(&rotation.grant_id)
+                .bind(&rotation.client_id)
                 .bind(&rotation.presented_hash)
                 .bind(&rotation.new_hash)
                 .bind(&rotation.successor)
@@ -249,7 +270,9 @@ pub async fn rotate_grants(db: &Db, batch: &[Rotation]) -> Result<Vec<bool>, Sto
     // A family rotated by two rotations of one batch takes one of them: the one whose new hash it now holds.
     Ok(batch
         .iter()
-        .map(|rotation| rows.iter().any(|(id, current)| *id == rotation.grant_id && *current == rotation.new_hash))
+        .map(|rotation| {
+            rows.iter().find(|row| row.id == rotation.grant_id && row.current_hash == rotation.new_hash).cloned()
+        })
         .collect())
 }
 

@@ -14,7 +14,7 @@ use crate::{
     oauth::{
         clients::OAuthClient,
         error::OAuthError,
-        flow_store::{self, GrantRow, Rotation},
+        flow_store::{self, GrantRow, Rotated, Rotation},
         revoke_family, split_scope,
         token::{TokenRequest, TokenResponse},
     },
@@ -39,6 +39,28 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
     let presented = presented.expose();
     let grant_id = grant_id_of(presented).ok_or_else(invalid)?;
     let presented_hash = crypto::sha256_hex(presented.as_bytes());
+    let rotating = client.refresh_token.rotation_type != "non-rotating";
+    // The usual case — the family's current token, all scopes, a rotating client — rotates first and reads
+    // nothing: the rotation's own conditions (this client's, live, current) are the checks. Anything else,
+    // or a rotation that did not take, goes the careful way below.
+    if rotating && body.scope.as_deref().is_none_or(|s| s.trim().is_empty()) {
+        let now = state.clock.now();
+        let successor = new_refresh_token(grant_id);
+        let rotation = Rotation {
+            grant_id: grant_id.to_owned(),
+            client_id: client.client_id.clone(),
+            presented_hash: presented_hash.clone(),
+            new_hash: crypto::sha256_hex(successor.as_bytes()),
+            successor: seal(state, grant_id, &successor),
+            now,
+            idle_expires_at: now + client.refresh_token.idle_token_lifetime.saturating_mul(1000),
+        };
+        if let Some(family) = state.oauth.rotator.rotate(rotation).await.map_err(OAuthError::internal)? {
+            let family = Family::from(family);
+            let scope = split_scope(&family.scope);
+            return answer(state, client, &family, &scope, successor).await;
+        }
+    }
     for _ in 0..RACE_RETRIES {
         let now = state.clock.now();
         let family = flow_store::find_grant(&state.db, grant_id).await?.ok_or_else(invalid)?;
@@ -57,7 +79,6 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
         }
         let scope = narrowed_scope(&family, body.scope.as_deref())?;
         let leeway = client.refresh_token.leeway.max(0).saturating_mul(1000);
-        let rotating = client.refresh_token.rotation_type != "non-rotating";
         let is_current = crypto::constant_time_eq(presented_hash.as_bytes(), family.current_hash.as_bytes());
         let is_previous = family
             .previous_hash
@@ -69,22 +90,23 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
             let successor = if rotating { new_refresh_token(grant_id) } else { presented.to_owned() };
             let rotation = Rotation {
                 grant_id: grant_id.to_owned(),
+                client_id: client.client_id.clone(),
                 presented_hash: presented_hash.clone(),
                 new_hash: crypto::sha256_hex(successor.as_bytes()),
                 successor: seal(state, grant_id, &successor),
                 now,
                 idle_expires_at,
             };
-            if !state.oauth.rotator.rotate(rotation).await.map_err(OAuthError::internal)? {
+            if state.oauth.rotator.rotate(rotation).await.map_err(OAuthError::internal)?.is_none() {
                 // Another request rotated it a moment ago: read again, as the previous token.
                 continue;
             }
-            return answer(state, client, &family, &scope, successor).await;
+            return answer(state, client, &Family::from(family), &scope, successor).await;
         }
         if is_previous && within_leeway(&family, leeway, now) {
             if let Some(successor) = family.successor.as_deref().and_then(|sealed| open(state, grant_id, sealed)) {
                 audit::emit(AuditEvent::OAuthRefreshRetried { client_id: &client.client_id, grant_id });
-                return answer(state, client, &family, &scope, successor).await;
+                return answer(state, client, &Family::from(family), &scope, successor).await;
             }
         }
         // An older token, or the previous one after the leeway: someone else holds this family's tokens.
@@ -136,10 +158,34 @@ fn open(state: &AppState, grant_id: &str, sealed: &str) -> Option<String> {
     String::from_utf8(crypto::open(&state.oauth.successor_key, grant_id.as_bytes(), &bytes)?).ok()
 }
 
+/// What a token answer needs of a family.
+struct Family {
+    id: String,
+    user_id: String,
+    session_id: String,
+    scope: String,
+    audience: Option<String>,
+    auth_time: Millis,
+}
+
+impl From<GrantRow> for Family {
+    fn from(row: GrantRow) -> Family {
+        let GrantRow { id, user_id, session_id, scope, audience, auth_time, .. } = row;
+        Family { id, user_id, session_id, scope, audience, auth_time }
+    }
+}
+
+impl From<Rotated> for Family {
+    fn from(row: Rotated) -> Family {
+        let Rotated { id, user_id, session_id, scope, audience, auth_time, .. } = row;
+        Family { id, user_id, session_id, scope, audience, auth_time }
+    }
+}
+
 async fn answer(
     state: &AppState,
     client: &OAuthClient,
-    family: &GrantRow,
+    family: &Family,
     scope: &[String],
     refresh_token: String,
 ) -> Result<TokenResponse, OAuthError> {

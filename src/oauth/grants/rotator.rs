@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::{
-    oauth::flow_store::{self, Rotation},
+    oauth::flow_store::{self, Rotated, Rotation},
     storage::Db,
 };
 
@@ -16,7 +16,7 @@ const MAX_BATCH: usize = 128;
 
 struct Pending {
     rotation: Rotation,
-    done: oneshot::Sender<Option<bool>>,
+    done: oneshot::Sender<Option<Option<Rotated>>>,
 }
 
 /// The rotation could not be stored.
@@ -47,9 +47,9 @@ impl Rotator {
         Rotator { sender }
     }
 
-    /// Rotates one family; `true` if the presented token was still its current one (and now is not),
-    /// `false` if another rotation won.
-    pub async fn rotate(&self, rotation: Rotation) -> Result<bool, RotateError> {
+    /// Rotates one family: what it holds if the presented token was still its current one (and now is
+    /// not), `None` if another rotation won or the family is not this client's or not live.
+    pub async fn rotate(&self, rotation: Rotation) -> Result<Option<Rotated>, RotateError> {
         let (done, written) = oneshot::channel();
         self.sender.send(Pending { rotation, done }).await.map_err(|_| RotateError)?;
         written.await.ok().flatten().ok_or(RotateError)
