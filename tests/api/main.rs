@@ -13,6 +13,7 @@ mod multi_node;
 mod oauth_browser;
 mod oauth_flow;
 mod oauth_rp;
+mod oauth_spa;
 mod oauth_token;
 mod openapi;
 mod ops;
