@@ -32,6 +32,7 @@ both_backends!(
     deleting_a_client_refuses_its_tokens_everywhere,
     per_client_cors_works_beside_the_configured_origins,
     a_gateway_accepts_oauth_access_tokens_at_the_check,
+    id_and_access_tokens_use_the_clients_and_the_apis_algorithms,
 );
 
 pub const CALLBACK: &str = "https://app.example/callback";
@@ -1234,4 +1235,38 @@ async fn a_gateway_accepts_oauth_access_tokens_at_the_check(backend: Backend) {
     let ok = check(cc["access_token"].as_str().unwrap(), Some(API)).await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["x-auth-user-id"].to_str().unwrap(), format!("{machine_id}@clients"));
+}
+
+async fn id_and_access_tokens_use_the_clients_and_the_apis_algorithms(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let scopes = json!([{"value": "read:orders"}]);
+    mgmt(
+        &app,
+        paths::MGMT_RESOURCE_SERVERS,
+        json!({"name": "Orders", "identifier": API, "scopes": scopes, "signing_alg": "EdDSA"}),
+    )
+    .await;
+    let spa = oauth_client(&app, "spa", json!({"jwt_configuration": {"alg": "ES256"}})).await;
+    let id = spa["client_id"].as_str().unwrap();
+    user(&app).await;
+    let (_, back) =
+        authorize_with_login(&app, &authorize_url(&app, id, &[("audience", API), ("scope", "openid read:orders")]))
+            .await;
+    let tokens: Value = exchange(&app, id, &code_of(&back), VERIFIER).await.json().await.unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(jwt_part(id_token, 0)["alg"], "ES256", "the client's jwt_configuration.alg");
+    assert_eq!(jwt_part(access, 0)["alg"], "EdDSA", "the API's signing_alg");
+    // Both verify with the published keys, and the access token works where one is checked.
+    let jwks: Value = bare_client().get(app.url(paths::JWKS)).send().await.unwrap().json().await.unwrap();
+    for (token, alg) in [(id_token, jsonwebtoken::Algorithm::ES256), (access, jsonwebtoken::Algorithm::EdDSA)] {
+        let kid = kid_of(token);
+        let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).expect("published");
+        let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).unwrap()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.validate_aud = false;
+        validation.validate_exp = false;
+        assert!(jsonwebtoken::decode::<Value>(token, &key, &validation).is_ok(), "{alg:?}");
+    }
+    assert_eq!(userinfo(&app, access).await.status(), 200);
 }
