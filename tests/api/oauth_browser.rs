@@ -11,18 +11,16 @@
 //! `LATCHKEY_REQUIRE_BROWSER=1`, in which case it fails.
 
 use std::{
-    os::unix::process::CommandExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use latchkey::paths;
 use serde_json::{json, Value};
 
 use crate::{
+    browser::{browser_binaries, free_port, Chromedriver},
     helpers::*,
     oauth_flow::{authorize_url, oauth_client, query_of, user, EMAIL, VERIFIER},
 };
@@ -30,8 +28,6 @@ use crate::{
 /// How long the whole walk may take, and one wait for a page within it.
 const WALK_TIMEOUT: Duration = Duration::from_secs(120);
 const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long chromedriver may take to answer at all.
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The accent colour of the pages' buttons (light and dark scheme), as `getComputedStyle` writes it.
 const ACCENT: [&str; 2] = ["rgb(47, 91, 234)", "rgb(109, 140, 255)"];
@@ -85,7 +81,7 @@ async fn a_real_browser_signs_in_consents_and_lands_on_the_callback() {
     let start = authorize_url(&app, &client_id, &[("redirect_uri", &callback), ("scope", "openid profile email")]);
 
     let driver = Chromedriver::start(&chromedriver);
-    let browser = driver.session(&chromium).await;
+    let browser = driver.session(&chromium, 10_000).await;
     // The walk runs as a task of its own so that a failed assertion still closes the browser first.
     let walk = tokio::spawn(tokio::time::timeout(WALK_TIMEOUT, walk(browser.clone(), app.address.clone(), start)));
     let outcome = walk.await;
@@ -216,28 +212,6 @@ async fn style_of(browser: &Client, css: &str, property: &str) -> String {
     value.as_str().unwrap_or_else(|| panic!("{property} of {css}: {value}")).to_owned()
 }
 
-/// A free port on 127.0.0.1 (bound, read and released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Chromium and chromedriver on the `PATH`, or why not.
-fn browser_binaries() -> Result<(PathBuf, PathBuf), String> {
-    let find = |name: &str| {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|file| file.is_file())
-    };
-    match (find("chromium"), find("chromedriver")) {
-        (Some(chromium), Some(driver)) => Ok((chromium, driver)),
-        (chromium, driver) => {
-            let missing = [("chromium", chromium.is_none()), ("chromedriver", driver.is_none())];
-            let missing: Vec<_> = missing.iter().filter(|(_, gone)| *gone).map(|(name, _)| *name).collect();
-            Err(format!("{} not on the PATH (apt-get install chromium chromium-driver)", missing.join(" and ")))
-        }
-    }
-}
-
 /// Serves `GET /callback` on a port of its own: a small page, and the query it got in the cell.
 async fn callback_server() -> (String, Arc<Mutex<Option<String>>>) {
     use axum::{extract::RawQuery, response::Html, routing::get, Router};
@@ -255,64 +229,4 @@ async fn callback_server() -> (String, Arc<Mutex<Option<String>>>) {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, router).await });
     (format!("http://127.0.0.1:{port}/callback"), seen)
-}
-
-/// A chromedriver of this test's own, in a process group of its own with the browsers it starts: all
-/// killed on drop, also when the test fails.
-struct Chromedriver {
-    child: Child,
-    url: String,
-}
-
-impl Chromedriver {
-    fn start(binary: &Path) -> Chromedriver {
-        let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
-        Chromedriver { child, url: format!("http://127.0.0.1:{port}") }
-    }
-
-    /// A new headless Chromium session, once the driver answers.
-    async fn session(&self, chromium: &Path) -> Client {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert("browserName".into(), json!("chrome"));
-        capabilities.insert("timeouts".into(), json!({"pageLoad": 30_000, "script": 10_000, "implicit": 0}));
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-dev-shm-usage", "--window-size=1280,800"],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let deadline = tokio::time::Instant::now() + DRIVER_TIMEOUT;
-        loop {
-            match ClientBuilder::new(connector.clone()).capabilities(capabilities.clone()).connect(&self.url).await {
-                Ok(client) => return client,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(error) => panic!("no WebDriver session from chromedriver at {}: {error}", self.url),
-            }
-        }
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // The whole group: chromedriver and any Chromium it left behind.
-        let group = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with this test's own child's process group; no memory is involved.
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
 }

@@ -15,18 +15,17 @@
 //! them, it prints why and passes, unless the matching `LATCHKEY_REQUIRE_*` is set, in which case it fails.
 
 use std::{
-    os::unix::process::CommandExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use latchkey::paths;
 use serde_json::{json, Value};
 
 use crate::{
+    browser::{browser_binaries, free_port, Chromedriver},
     helpers::*,
     oauth_flow::{oauth_client, query_of, user, userinfo, EMAIL},
 };
@@ -34,8 +33,6 @@ use crate::{
 /// How long the whole walk may take, and one wait for a page within it.
 const WALK_TIMEOUT: Duration = Duration::from_secs(180);
 const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long chromedriver may take to answer at all.
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The SDK's UMD bundle (it defines `window.auth0`), as npm installs it.
 const BUNDLE: &str = "node_modules/@auth0/auth0-spa-js/dist/auth0-spa-js.production.js";
@@ -135,7 +132,7 @@ async fn auth0_spa_js_signs_in_refreshes_and_logs_out_in_a_real_browser() {
     user(&app).await;
 
     let driver = Chromedriver::start(&chromedriver);
-    let browser = driver.session(&chromium).await;
+    let browser = driver.session(&chromium, 20_000).await;
     // The walk runs as a task of its own so that a failed assertion still closes the browser first.
     let spa = Spa { browser: browser.clone(), latchkey: app.address.clone(), url: spa_url.clone(), client_id };
     let walk = tokio::spawn(tokio::time::timeout(WALK_TIMEOUT, walk(spa, app, served)));
@@ -354,86 +351,4 @@ async fn spa_server(port: u16, page: String, bundle: Vec<u8>) -> Arc<Mutex<Vec<O
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the app server");
     tokio::spawn(async move { axum::serve(listener, router).await });
     served
-}
-
-/// A free port on 127.0.0.1 (bound, read and released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Chromium and chromedriver on the `PATH`, or why not.
-fn browser_binaries() -> Result<(PathBuf, PathBuf), String> {
-    let find = |name: &str| {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|file| file.is_file())
-    };
-    match (find("chromium"), find("chromedriver")) {
-        (Some(chromium), Some(driver)) => Ok((chromium, driver)),
-        (chromium, driver) => {
-            let missing = [("chromium", chromium.is_none()), ("chromedriver", driver.is_none())];
-            let missing: Vec<_> = missing.iter().filter(|(_, gone)| *gone).map(|(name, _)| *name).collect();
-            Err(format!("{} not on the PATH (apt-get install chromium chromium-driver)", missing.join(" and ")))
-        }
-    }
-}
-
-/// A chromedriver of this test's own, in a process group of its own with the browsers it starts: all
-/// killed on drop, also when the test fails.
-struct Chromedriver {
-    child: Child,
-    url: String,
-}
-
-impl Chromedriver {
-    fn start(binary: &Path) -> Chromedriver {
-        let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
-        Chromedriver { child, url: format!("http://127.0.0.1:{port}") }
-    }
-
-    /// A new headless Chromium session, once the driver answers.
-    async fn session(&self, chromium: &Path) -> Client {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert("browserName".into(), json!("chrome"));
-        capabilities.insert("timeouts".into(), json!({"pageLoad": 30_000, "script": 20_000, "implicit": 0}));
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-dev-shm-usage", "--window-size=1280,800"],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let deadline = tokio::time::Instant::now() + DRIVER_TIMEOUT;
-        loop {
-            match ClientBuilder::new(connector.clone()).capabilities(capabilities.clone()).connect(&self.url).await {
-                Ok(client) => return client,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(error) => panic!("no WebDriver session from chromedriver at {}: {error}", self.url),
-            }
-        }
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // The whole group: chromedriver and any Chromium it left behind.
-        let group = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with this test's own child's process group; no memory is involved.
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
 }
