@@ -3,7 +3,7 @@
 //! Reading order: `app` (the merged router, start-up), `state` (what handlers share), `http` (the
 //! toolkit: layers, JSON bodies, cookies, the accept loop), then the capabilities (`accounts`,
 //! `sessions`, `principal` with tenant resolution, `api_keys`, `orgs`, `extensions`, `service_tokens`,
-//! `oauth` with its `management` API),
+//! `oauth` with its `management` API, `bff` (the token handler, being built)),
 //! `ops` (health, metrics, the OpenAPI document), then the core they stand on (`tokens`, `crypto`,
 //! `storage`, `config`). README "Code tour" has a line per module.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod app;
 pub mod audit;
+pub mod bff;
 pub mod cache;
 pub mod cli;
 pub mod clock;
