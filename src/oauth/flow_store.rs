@@ -107,6 +107,14 @@ pub enum CodeUse {
     Unknown,
 }
 
+/// A code row and when it was used.
+#[derive(sqlx::FromRow)]
+struct SeenCode {
+    #[sqlx(flatten)]
+    row: CodeRow,
+    used_at: Option<Millis>,
+}
+
 /// Marks a code used, atomically: of concurrent presentations exactly one gets [`CodeUse::First`].
 pub async fn use_code(db: &Db, code_hash: &str, now: Millis) -> Result<CodeUse, StorageError> {
     let update = format!(
@@ -118,15 +126,8 @@ pub async fn use_code(db: &Db, code_hash: &str, now: Millis) -> Result<CodeUse, 
         if let Some(row) = sqlx::query_as::<_, CodeRow>(&update).bind(now).bind(code_hash).fetch_optional(pool).await? {
             return Ok(CodeUse::First(row));
         }
-        let used: Option<(Option<Millis>,)> = sqlx::query_as("SELECT used_at FROM oauth_codes WHERE code_hash = $1")
-            .bind(code_hash)
-            .fetch_optional(pool)
-            .await?;
-        match used {
-            Some((Some(_),)) => {
-                let row = sqlx::query_as::<_, CodeRow>(&select).bind(code_hash).fetch_one(pool).await?;
-                Ok(CodeUse::Reused(row))
-            }
+        match sqlx::query_as::<_, SeenCode>(&select).bind(code_hash).fetch_optional(pool).await? {
+            Some(SeenCode { row, used_at: Some(_) }) => Ok(CodeUse::Reused(row)),
             _ => Ok(CodeUse::Unknown),
         }
     })

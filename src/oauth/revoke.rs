@@ -14,8 +14,8 @@ use super::{
     access, cors,
     error::{no_store, OAuthError, OAuthErrorBody},
     flow_store,
-    grants::{family_revocation_until, grant_id_of},
-    paths, revoke_access_token, revoke_family,
+    grants::{grant_id_of, kill_family},
+    paths, revoke_access_token,
     token::{authenticate, basic_credentials, read_body},
 };
 use crate::{
@@ -97,14 +97,7 @@ async fn revoke_token(state: &AppState, client_id: &str, token: &str) -> Result<
         if family.client_id != client_id || !known || family.revoked_at.is_some() {
             return Ok(());
         }
-        let lifetime = match family.audience.as_deref() {
-            Some(audience) => super::apis::by_identifier(&state.db, &state.settings.base_url, audience)
-                .await?
-                .map_or(0, |api| api.token_lifetime),
-            None => 0,
-        };
-        let until = family_revocation_until(state, lifetime, now);
-        revoke_family(&state.db, &state.tokens.revocations, grant_id, until, now).await?;
+        kill_family(state, grant_id, family.audience.as_deref(), now).await?;
         audit::emit(AuditEvent::OAuthTokenRevoked { client_id, what: "refresh_token" });
         return Ok(());
     }

@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{access_terms, family_revocation_until, new_refresh_token, user_tokens, UserGrant};
+use super::{access_terms, kill_family, new_refresh_token, user_tokens, UserGrant};
 use crate::{
     accounts,
     audit::{self, AuditEvent},
@@ -14,7 +14,6 @@ use crate::{
         clients::{GrantType, OAuthClient},
         error::OAuthError,
         flow_store::{self, CodeUse, GrantRow},
-        revoke_family,
         token::{TokenRequest, TokenResponse},
     },
     state::AppState,
@@ -52,17 +51,7 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
                 grant_id: &row.grant_id,
                 what: "code",
             });
-            let until = family_revocation_until(state, 0, now);
-            let until = match row.audience.as_deref() {
-                Some(audience) => {
-                    match crate::oauth::apis::by_identifier(&state.db, &state.settings.base_url, audience).await? {
-                        Some(api) => family_revocation_until(state, api.token_lifetime, now),
-                        None => until,
-                    }
-                }
-                None => until,
-            };
-            revoke_family(&state.db, &state.tokens.revocations, &row.grant_id, until, now).await?;
+            kill_family(state, &row.grant_id, row.audience.as_deref(), now).await?;
             return Err(invalid());
         }
     };

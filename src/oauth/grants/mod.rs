@@ -240,8 +240,26 @@ pub fn grant_id_of(refresh_token: &str) -> Option<&str> {
     (grant_id.starts_with("grt_") && grant_id.len() <= 64 && secret.len() == 43).then_some(grant_id)
 }
 
-/// How long (unix ms) to remember a killed family: until its last access token has expired.
-pub fn family_revocation_until(state: &AppState, lifetime_secs: i64, now: Millis) -> Millis {
+/// Kills a grant (`oauth::revoke_family`), remembered until the last access token it may have issued
+/// has expired: the longer of the audience's token lifetime (if the API still exists) and a
+/// userinfo-only token's, plus the leeway.
+pub async fn kill_family(
+    state: &AppState,
+    grant_id: &str,
+    audience: Option<&str>,
+    now: Millis,
+) -> Result<(), OAuthError> {
+    let lifetime = match audience {
+        Some(audience) => state
+            .oauth
+            .config
+            .api(&state.db, &state.settings.base_url, audience, now)
+            .await?
+            .map_or(0, |api| api.token_lifetime),
+        None => 0,
+    };
     let leeway = i64::try_from(state.settings.tokens.leeway).unwrap_or(0);
-    now + (lifetime_secs.max(USERINFO_TOKEN_LIFETIME) + leeway) * 1000
+    let until = now + (lifetime.max(USERINFO_TOKEN_LIFETIME) + leeway) * 1000;
+    super::revoke_family(&state.db, &state.tokens.revocations, grant_id, until, now).await?;
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! the leeway, kills the family — its refresh tokens and every access token issued from it, on every node.
 //! Families have an absolute and an idle lifetime. `scope` may narrow the access token, never widen it.
 
-use super::{access_terms, family_revocation_until, grant_id_of, new_refresh_token, user_tokens, UserGrant};
+use super::{access_terms, grant_id_of, kill_family, new_refresh_token, user_tokens, UserGrant};
 use crate::{
     accounts,
     audit::{self, AuditEvent},
@@ -15,7 +15,7 @@ use crate::{
         clients::OAuthClient,
         error::OAuthError,
         flow_store::{self, GrantRow, Rotated, Rotation},
-        revoke_family, split_scope,
+        split_scope,
         token::{TokenRequest, TokenResponse},
     },
     state::AppState,
@@ -111,20 +111,7 @@ pub async fn grant(state: &AppState, client: &OAuthClient, body: &TokenRequest) 
         }
         // An older token, or the previous one after the leeway: someone else holds this family's tokens.
         audit::emit(AuditEvent::OAuthReuseDetected { client_id: &client.client_id, grant_id, what: "refresh_token" });
-        let lifetime = match family.audience.as_deref() {
-            Some(audience) => crate::oauth::apis::by_identifier(&state.db, &state.settings.base_url, audience)
-                .await?
-                .map_or(0, |api| api.token_lifetime),
-            None => 0,
-        };
-        revoke_family(
-            &state.db,
-            &state.tokens.revocations,
-            grant_id,
-            family_revocation_until(state, lifetime, now),
-            now,
-        )
-        .await?;
+        kill_family(state, grant_id, family.audience.as_deref(), now).await?;
         return Err(invalid());
     }
     Err(OAuthError::internal(anyhow::anyhow!("refresh rotation lost {RACE_RETRIES} races in a row")))
