@@ -30,6 +30,7 @@ pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
         .merge(crate::service_tokens::routes::router())
         .merge(crate::management::routes::router())
         .merge(crate::oauth::routes::router())
+        .merge(crate::bff::routes::router())
         .merge(ops::router())
 }
 
@@ -40,7 +41,12 @@ const OWN_CORS_PATHS: &[&str] = &[
     crate::oauth::paths::USERINFO,
     crate::oauth::paths::REVOKE,
     crate::oauth::paths::DISCOVERY,
+    // The token handler answers CORS per vendor, for every path under it (a trailing `*`: a prefix).
+    "/auth/*",
 ];
+
+/// The routes whose bodies pass through whatever their content type (the token handler's API proxy).
+const RAW_BODY_ROUTES: &[&str] = &[crate::bff::paths::API];
 
 /// The routes that take form bodies as well as JSON.
 const FORM_ROUTES: &[&str] = &[
@@ -79,7 +85,7 @@ pub fn app(
     state.openapi.get_or_init(|| Bytes::from(serde_json::to_vec(&document).unwrap_or_default()));
     let router = router
         // Per matched route (it needs `MatchedPath`, which routing sets).
-        .route_layer(http::RouteLayer { form_routes: FORM_ROUTES })
+        .route_layer(http::RouteLayer { form_routes: FORM_ROUTES, raw_body_routes: RAW_BODY_ROUTES })
         .fallback(|| async { crate::error::ApiError::not_found("No such endpoint") })
         .with_state(state);
     http::with_layers(router, &cors_origins, OWN_CORS_PATHS)

@@ -60,6 +60,12 @@ pub enum AuditEvent<'a> {
     OAuthRefreshRetried { client_id: &'a str, grant_id: &'a str },
     /// A client revoked a token at `/oauth/revoke` (`what`: `refresh_token` kills its family).
     OAuthTokenRevoked { client_id: &'a str, what: &'a str },
+    /// A token handler vendor was configured, re-keyed or deleted (`action`).
+    BffVendorChanged { vendor_id: &'a str, action: &'a str },
+    /// Someone signed in through a vendor's token handler (`sub` is the issuer's subject).
+    BffSignedIn { vendor_id: &'a str, sub: &'a str },
+    /// Someone signed out through a vendor's token handler.
+    BffSignedOut { vendor_id: &'a str },
 }
 
 /// Emits an audit event (with the current request's id).
@@ -142,6 +148,15 @@ pub fn emit(event: AuditEvent<'_>) {
         }
         AuditEvent::OAuthTokenRevoked { client_id, what } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, client_id, what, "oauth token revoked")
+        }
+        AuditEvent::BffVendorChanged { vendor_id, action } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, vendor_id, action, "token handler vendor changed")
+        }
+        AuditEvent::BffSignedIn { vendor_id, sub } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, vendor_id, sub, "token handler sign-in")
+        }
+        AuditEvent::BffSignedOut { vendor_id } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, vendor_id, "token handler sign-out")
         }
     }
 }

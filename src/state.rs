@@ -28,6 +28,7 @@ use crate::{
     crypto::password::PasswordHasher,
     extensions::ExtensionKeys,
     http::cookies::CookieSettings,
+    bff::BffState,
     oauth::OAuthState,
     orgs::OrgState,
     rate_limit::RateLimits,
@@ -78,6 +79,7 @@ pub struct AppStateInner {
     pub tokens: TokenState,
     pub service_tokens: ServiceState,
     pub oauth: OAuthState,
+    pub bff: BffState,
     /// Cache invalidations read from `cache_events` up to here (unix ms).
     events_synced_until: AtomicI64,
 }
@@ -105,6 +107,7 @@ impl AppState {
             tokens,
             service_tokens: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
             oauth: OAuthState::new(&db, &settings.base_url, settings.tokens.leeway, secret, cache_ttl),
+            bff: BffState::new(secret, cache_ttl)?,
             events_synced_until: AtomicI64::new(now),
             settings: Arc::new(settings),
             db,
@@ -139,12 +142,14 @@ impl AppStateInner {
         self.tokens.revocations.prune(now);
         self.service_tokens.prune(now);
         self.oauth.prune(now);
+        self.bff.prune(now);
         notify::cleanup_events(&self.db, now - EVENT_RETENTION).await?;
         // Records are kept a little past expiry: a token within the leeway may still be revoked.
         tokens::store::cleanup_issued(&self.db, now - self.leeway_ms() - 60_000).await?;
         tokens::store::delete_expired_keys(&self.db, now).await?;
         // Sealed refresh successors are needed for a client's leeway at most (an hour is past any sane one).
         crate::oauth::flow_store::cleanup(&self.db, now, now - 3_600_000).await?;
+        crate::bff::cleanup(&self.db, now).await?;
         let interval = i64::try_from(self.settings.tokens.rotation_interval).unwrap_or(i64::MAX).saturating_mul(1000);
         if interval > 0 {
             let mut windows = std::collections::HashMap::new();
@@ -185,6 +190,7 @@ impl AppStateInner {
         self.tokens.apply(event, &self.db, now);
         self.service_tokens.apply(event);
         self.oauth.apply(event);
+        self.bff.apply(event);
     }
 
     /// Applies an invalidation here and publishes it to every other node, for a change whose caches

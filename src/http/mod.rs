@@ -116,7 +116,8 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 }
 
 /// The configured-origins CORS layer on every path but `except` (paths whose handlers answer CORS
-/// themselves, preflights included: the CORS layer would answer their preflights before them).
+/// themselves, preflights included: the CORS layer would answer their preflights before them). An entry
+/// ending in `*` is a prefix.
 #[derive(Clone, Debug)]
 struct CorsExceptLayer {
     cors: CorsLayer,
@@ -175,7 +176,12 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if self.except.contains(&request.uri().path()) {
+        let path = request.uri().path();
+        let excepted = self.except.iter().any(|except| match except.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => *except == path,
+        });
+        if excepted {
             EitherFuture::Own { future: self.inner.call(request) }
         } else {
             EitherFuture::Cors { future: self.cors.call(request) }
@@ -222,13 +228,15 @@ pub struct RouteLayer {
     /// Route templates that also take `application/x-www-form-urlencoded` bodies (OAuth's token
     /// endpoint: RFC 6749 clients send forms). Passed in by `app`, so this toolkit names no capability.
     pub form_routes: &'static [&'static str],
+    /// Route templates whose bodies are passed on as they are, whatever their content type (a proxy).
+    pub raw_body_routes: &'static [&'static str],
 }
 
 impl<S> tower::Layer<S> for RouteLayer {
     type Service = RouteService<S>;
 
     fn layer(&self, inner: S) -> RouteService<S> {
-        RouteService { inner, form_routes: self.form_routes }
+        RouteService { inner, form_routes: self.form_routes, raw_body_routes: self.raw_body_routes }
     }
 }
 
@@ -237,6 +245,7 @@ impl<S> tower::Layer<S> for RouteLayer {
 pub struct RouteService<S> {
     inner: S,
     form_routes: &'static [&'static str],
+    raw_body_routes: &'static [&'static str],
 }
 
 /// True for a form body on a route that takes forms.
@@ -266,7 +275,8 @@ where
         let cookies = PendingCookies::default();
         request.extensions_mut().insert(cookies.clone());
         let method = method_label(request.method());
-        let state = if non_json_body(&request) && !accepted_form(&request, route.as_ref(), self.form_routes) {
+        let raw_body = route.as_ref().is_some_and(|route| self.raw_body_routes.contains(&route.as_str()));
+        let state = if !raw_body && non_json_body(&request) && !accepted_form(&request, route.as_ref(), self.form_routes) {
             RouteState::Refused {
                 response: Some(
                     ApiError::new(

@@ -47,7 +47,7 @@ pub struct ResourceServer {
 }
 
 /// The management API's scopes, in the order Auth0 lists them.
-pub const MANAGEMENT_SCOPES: [&str; 14] = [
+pub const MANAGEMENT_SCOPES: [&str; 16] = [
     "read:clients",
     "create:clients",
     "update:clients",
@@ -62,6 +62,9 @@ pub const MANAGEMENT_SCOPES: [&str; 14] = [
     "create:client_grants",
     "update:client_grants",
     "delete:client_grants",
+    // Latchkey's own: the token handler's vendor configuration (capability 6).
+    "read:token_handlers",
+    "update:token_handlers",
 ];
 
 /// The built-in management API of the issuer `{base_url}/`.

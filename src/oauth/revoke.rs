@@ -87,7 +87,7 @@ async fn run(
 }
 
 /// Revokes `token` if it is the client's own refresh or access token.
-async fn revoke_token(state: &AppState, client_id: &str, token: &str) -> Result<(), OAuthError> {
+pub async fn revoke_token(state: &AppState, client_id: &str, token: &str) -> Result<(), OAuthError> {
     let now = state.clock.now();
     if let Some(grant_id) = grant_id_of(token) {
         let Some(family) = flow_store::find_grant(&state.db, grant_id).await? else { return Ok(()) };

@@ -66,6 +66,11 @@ pub enum CacheEvent {
     },
     /// `oauth_config`: an OAuth client, API or client grant was created, changed or deleted.
     OAuthConfigChanged,
+    /// `bff_vendor:{id}`: a token handler vendor was configured, changed, re-keyed or deleted.
+    BffVendorChanged {
+        /// The vendor id (`[a-z0-9-]{1,64}`).
+        vendor_id: String,
+    },
 }
 
 impl CacheEvent {
@@ -82,6 +87,7 @@ impl CacheEvent {
             CacheEvent::ServiceClientChanged { client_id } => format!("service_client:{client_id}"),
             CacheEvent::ServiceUserChanged { user_id } => format!("service_user:{user_id}"),
             CacheEvent::OAuthConfigChanged => "oauth_config".into(),
+            CacheEvent::BffVendorChanged { vendor_id } => format!("bff_vendor:{vendor_id}"),
         }
     }
 
@@ -104,6 +110,7 @@ impl CacheEvent {
             "service_client" => CacheEvent::ServiceClientChanged { client_id: rest.to_owned() },
             "service_user" => CacheEvent::ServiceUserChanged { user_id: rest.to_owned() },
             "oauth_config" => CacheEvent::OAuthConfigChanged,
+            "bff_vendor" => CacheEvent::BffVendorChanged { vendor_id: rest.to_owned() },
             _ => return None,
         })
     }
@@ -233,6 +240,7 @@ mod tests {
             (CacheEvent::ServiceClientChanged { client_id: "cli_1".into() }, "service_client:cli_1"),
             (CacheEvent::ServiceUserChanged { user_id: "svu_1".into() }, "service_user:svu_1"),
             (CacheEvent::OAuthConfigChanged, "oauth_config"),
+            (CacheEvent::BffVendorChanged { vendor_id: "acme-2".into() }, "bff_vendor:acme-2"),
         ];
         for (event, wire) in events {
             assert_eq!(event.encode(), wire);

@@ -1,0 +1,303 @@
+//! The API proxy, `ANY /auth/{vendorId}/api/{*path}`: the request goes on to the vendor's `apiUpstream`
+//! with `Authorization: Bearer <access token>` — the handler's cookies stripped, hop-by-hop headers
+//! dropped, bodies streamed both ways — and the answer comes back as the upstream gave it. An expired
+//! access token is renewed on the way when the refresh cookie came along (the rotated cookies ride on the
+//! answer); 401 only when that is not possible; 502 when the upstream cannot be reached.
+//!
+//! And the gateway check, `GET /auth/{vendorId}/check`: forward-auth for a gateway in front of the API on
+//! its own subdomain (nginx `auth_request`, Traefik `forwardAuth`): the access-token cookie in, 200 with
+//! `authorization: Bearer …` and `x-auth-*` headers out, or 401.
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    add_cors, allowed_origin,
+    flow::vendor_of,
+    issuer, issuer_unavailable, paths, require_origin, set_cookie,
+    session::{error_with_cors, with_cookies, AccessCookie, RenewalFailure, Tokens},
+    vendors::Vendor,
+    REFRESH_COOKIE, TX_COOKIE,
+};
+use crate::{error::ApiError, http::extractors::ApiPath, state::AppState};
+
+/// Headers that belong to one connection (RFC 9110 §7.6.1), never forwarded either way.
+const HOP_BY_HOP: [&str; 8] =
+    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"];
+
+/// True for a header the proxy does not pass on: hop-by-hop ones, those `Connection` names, and
+/// `transfer-encoding` (the client side chooses its own framing).
+fn is_hop_by_hop(name: &HeaderName, connection: &[String]) -> bool {
+    let name = name.as_str();
+    HOP_BY_HOP.contains(&name) || name == "transfer-encoding" || connection.iter().any(|c| c == name)
+}
+
+/// The header names a `Connection` header lists.
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The `Cookie` header without the handler's own cookies; `None` when nothing is left.
+fn foreign_cookies(headers: &HeaderMap, vendor: &Vendor) -> Option<HeaderValue> {
+    let own = [vendor.config.access_token_cookie.as_str(), REFRESH_COOKIE, TX_COOKIE];
+    let kept: Vec<&str> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| !own.contains(&pair.split_once('=').map_or(*pair, |(name, _)| name.trim())))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
+}
+
+/// The path after `/auth/{vendorId}/api/`, as sent (still percent-encoded), refusing `.` and `..`
+/// segments in any spelling: the upstream URL must stay under `apiUpstream`.
+fn upstream_path<'a>(uri_path: &'a str, vendor_id: &str) -> Result<&'a str, ApiError> {
+    let prefix_len = "/auth/".len() + vendor_id.len() + "/api/".len();
+    let rest = uri_path.get(prefix_len..).unwrap_or_default();
+    let dot_segment = rest.split('/').any(|segment| {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        decoded == "." || decoded == ".." || decoded.contains('/') || decoded.contains('\\')
+    });
+    if dot_segment {
+        return Err(ApiError::bad_request("INVALID_PATH", "The API path may not hold '.' or '..' segments or encoded slashes"));
+    }
+    Ok(rest)
+}
+
+/// A CORS preflight for the handler's endpoints: answered for one of the vendor's origins, with
+/// credentials, the methods the handler takes and whatever headers the SPA asks to send.
+pub fn preflight(request: &HeaderMap, vendor: &Vendor) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    add_cors(response.headers_mut(), request, vendor);
+    if allowed_origin(request, vendor).is_some() {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"));
+        if let Some(asked) = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+        }
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    }
+    response
+}
+
+/// `OPTIONS` on the handler's own endpoints (session, refresh, logout).
+pub async fn endpoint_preflight(
+    State(state): State<AppState>,
+    ApiPath(vendor_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let vendor = vendor_of(&state, &vendor_id).await?;
+    Ok(preflight(&headers, &vendor))
+}
+
+/// Forwards a request to the vendor's API.
+#[utoipa::path(method(get, post, put, patch, delete), path = paths::API, tag = "token-handler",
+    params(("vendorId" = String, Path, description = "The vendor"),
+        ("path" = String, Path, description = "The path under the vendor's apiUpstream")),
+    request_body(description = "Any body: streamed to the upstream as it is", content((String = "application/octet-stream"))),
+    responses(
+        (status = 200, description = "Whatever the upstream answered (status, headers and body passed through)",
+            content((String = "application/json"), (String = "application/octet-stream"))),
+        (status = 400, body = crate::error::ErrorBody, description = "`INVALID_PATH`: a `.` or `..` segment"),
+        (status = 401, body = crate::error::ErrorBody, description = "`UNAUTHORIZED`: no usable access token and no refresh possible"),
+        (status = 403, body = crate::error::ErrorBody, description = "`INVALID_ORIGIN`: a state-changing request without an Origin on the vendor's list"),
+        (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`, or `NO_API_UPSTREAM`: the vendor has no apiUpstream"),
+        (status = 502, body = crate::error::ErrorBody, description = "`UPSTREAM_UNAVAILABLE`, or `ISSUER_UNAVAILABLE` when a needed refresh failed")))]
+pub async fn proxy(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (vendor_id, _) = path;
+    let vendor = vendor_of(&state, &vendor_id).await?;
+    let headers = request.headers();
+    let is_preflight =
+        request.method() == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if is_preflight {
+        return Ok(preflight(headers, &vendor));
+    }
+    let Some(upstream) = vendor.config.api_upstream.as_deref() else {
+        let error = ApiError::new(StatusCode::NOT_FOUND, "NO_API_UPSTREAM", "This vendor has no API upstream");
+        return Ok(error_with_cors(error, headers, &vendor, &[]));
+    };
+    if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Err(error) = require_origin(headers, &vendor) {
+            return Ok(error_with_cors(error, headers, &vendor, &[]));
+        }
+    }
+    let path = match upstream_path(request.uri().path(), &vendor_id) {
+        Ok(path) => path,
+        Err(error) => return Ok(error_with_cors(error, headers, &vendor, &[])),
+    };
+    let mut url = format!("{upstream}/{path}");
+    if let Some(query) = request.uri().query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let (token, set_cookies) = match Tokens::of(&state, &vendor, headers).await {
+        Tokens::Fresh(access) => (access.token, Vec::new()),
+        Tokens::Renewed(renewed) => match &*renewed {
+            Ok(renewed) => (renewed.access.token.clone(), renewed.set_cookies.clone()),
+            Err(RenewalFailure::Refused) => {
+                return Ok(error_with_cors(ApiError::unauthorized(), headers, &vendor, &set_cookie::clear_tokens(&vendor)))
+            }
+            Err(RenewalFailure::Unavailable(why)) => {
+                let error = issuer_unavailable(&vendor_id, &issuer::IssuerError::Unavailable(why.clone()));
+                return Ok(error_with_cors(error, headers, &vendor, &[]));
+            }
+        },
+        Tokens::None => return Ok(error_with_cors(ApiError::unauthorized(), headers, &vendor, &[])),
+    };
+    let (parts, body) = request.into_parts();
+    let forwarded = forward(&state, &vendor, &parts, body, &url, &token).await;
+    let mut response = match forwarded {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(vendor_id, error = %error.without_url(), "token handler: the API upstream failed");
+            let error = ApiError::new(StatusCode::BAD_GATEWAY, "UPSTREAM_UNAVAILABLE", "The API could not be reached");
+            error_with_cors(error, &parts.headers, &vendor, &[])
+        }
+    };
+    for cookie in &set_cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Sends the request on and turns the upstream's answer into ours.
+async fn forward(
+    state: &AppState,
+    vendor: &Vendor,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    url: &str,
+    token: &str,
+) -> Result<Response, reqwest::Error> {
+    let connection = connection_tokens(&parts.headers);
+    let mut outgoing = HeaderMap::with_capacity(parts.headers.len() + 1);
+    for (name, value) in &parts.headers {
+        if is_hop_by_hop(name, &connection) || name == header::HOST || name == header::AUTHORIZATION || name == header::COOKIE {
+            continue;
+        }
+        outgoing.append(name.clone(), value.clone());
+    }
+    if let Some(cookies) = foreign_cookies(&parts.headers, vendor) {
+        outgoing.insert(header::COOKIE, cookies);
+    }
+    if let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        outgoing.insert(header::AUTHORIZATION, bearer);
+    }
+    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let mut builder = state.bff.http.request(parts.method.clone(), url).headers(outgoing);
+    if has_body {
+        builder = builder.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let upstream = builder.send().await?;
+    let mut response = Response::builder().status(upstream.status());
+    let upstream_connection = connection_tokens(upstream.headers());
+    if let Some(headers) = response.headers_mut() {
+        for (name, value) in upstream.headers() {
+            if !is_hop_by_hop(name, &upstream_connection) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        // The upstream's own CORS answer is for its origin, not the handler's: ours replaces it.
+        for name in [
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+        ] {
+            headers.remove(name);
+        }
+        add_cors(headers, &parts.headers, vendor);
+    }
+    let body = Body::from_stream(upstream.bytes_stream());
+    Ok(response.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()))
+}
+
+/// Forward-auth for a gateway.
+#[utoipa::path(get, path = paths::CHECK, tag = "token-handler",
+    params(("vendorId" = String, Path, description = "The vendor")),
+    responses(
+        (status = 200, description = "Signed in: `authorization: Bearer …`, `x-auth-sub`, `x-auth-email` (when known), `x-auth-vendor` and `x-auth-expires-at` (unix seconds) headers for the gateway to pass on"),
+        (status = 401, body = crate::error::ErrorBody, description = "`UNAUTHORIZED`: no usable access-token cookie"),
+        (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`")))]
+pub async fn check(
+    State(state): State<AppState>,
+    ApiPath(vendor_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let vendor = vendor_of(&state, &vendor_id).await?;
+    let now = state.clock.now();
+    let Some(access) = AccessCookie::read(&headers, &vendor, now).filter(|a| a.is_fresh(now)) else {
+        return Err(ApiError::unauthorized());
+    };
+    let mut response = with_cookies(StatusCode::OK.into_response(), &[]);
+    let out = response.headers_mut();
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", access.token)).map_err(ApiError::internal)?;
+    out.insert(header::AUTHORIZATION, bearer);
+    let claim = |name: &str| access.user.get(name).and_then(|v| v.as_str()).and_then(|v| HeaderValue::from_str(v).ok());
+    if let Some(sub) = claim("sub") {
+        out.insert(HeaderName::from_static("x-auth-sub"), sub);
+    }
+    if let Some(email) = claim("email") {
+        out.insert(HeaderName::from_static("x-auth-email"), email);
+    }
+    if let Ok(vendor_id) = HeaderValue::from_str(&vendor_id) {
+        out.insert(HeaderName::from_static("x-auth-vendor"), vendor_id);
+    }
+    out.insert(HeaderName::from_static("x-auth-expires-at"), HeaderValue::from(access.expires_at / 1000));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_never_reach_the_upstream() {
+        assert_eq!(upstream_path("/auth/acme/api/orders/7", "acme").unwrap(), "orders/7");
+        assert_eq!(upstream_path("/auth/acme/api/a%20b", "acme").unwrap(), "a%20b");
+        for bad in [
+            "/auth/acme/api/../admin",
+            "/auth/acme/api/x/./y",
+            "/auth/acme/api/%2e%2e/admin",
+            "/auth/acme/api/%2E./admin",
+            "/auth/acme/api/a%2fb",
+            "/auth/acme/api/a%5c..",
+        ] {
+            assert!(upstream_path(bad, "acme").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        let connection = connection_tokens(&headers);
+        for name in ["connection", "keep-alive", "te", "upgrade", "transfer-encoding", "x-secret-hop", "proxy-authorization"] {
+            assert!(is_hop_by_hop(&HeaderName::from_static(name), &connection), "{name}");
+        }
+        assert!(!is_hop_by_hop(&header::CONTENT_TYPE, &connection));
+    }
+}
