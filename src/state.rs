@@ -23,12 +23,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 // folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     api_keys::ApiKeyState,
+    bff::BffState,
     clock::Clock,
     config::{Secret, Settings},
     crypto::password::PasswordHasher,
     extensions::ExtensionKeys,
     http::cookies::CookieSettings,
-    bff::BffState,
     oauth::OAuthState,
     orgs::OrgState,
     rate_limit::RateLimits,

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    cookies, issuer, issuer_unavailable, paths, set_cookie, session::AccessCookie, vendors::Vendor,
-    TX_COOKIE, TX_MAX_AGE,
+    cookies, issuer, issuer_unavailable, paths, session::AccessCookie, set_cookie, vendors::Vendor, TX_COOKIE,
+    TX_MAX_AGE,
 };
 use crate::{
     audit::{self, AuditEvent},
@@ -57,7 +57,8 @@ pub async fn vendor_of(state: &AppState, vendor_id: &str) -> Result<std::sync::A
 /// `returnTo` checked: an absolute http(s) URL without credentials on one of the vendor's origins
 /// (exactly: scheme, host, port). Relative, scheme-relative and `javascript:` forms are refused.
 pub fn check_return_to(vendor: &Vendor, return_to: Option<&str>) -> Result<String, ApiError> {
-    let refuse = || ApiError::bad_request("INVALID_RETURN_TO", "returnTo must be a URL on one of the vendor's allowed origins");
+    let refuse =
+        || ApiError::bad_request("INVALID_RETURN_TO", "returnTo must be a URL on one of the vendor's allowed origins");
     let Some(text) = return_to else {
         let first = vendor.config.allowed_return_to.first().ok_or_else(refuse)?;
         return Ok(format!("{first}/"));
@@ -121,9 +122,17 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let vendor = vendor_of(&state, &vendor_id).await?;
     let return_to = check_return_to(&vendor, query.return_to.as_deref())?;
-    let endpoint = issuer::authorization_endpoint(&state, &vendor).await.map_err(|e| issuer_unavailable(&vendor_id, &e))?;
-    let key = vendor.current_key().ok_or_else(|| ApiError::internal(anyhow::anyhow!("vendor {vendor_id} has no current key")))?;
-    let tx = Transaction { s: random_token(), n: random_token(), v: format!("{}{}", random_token(), random_token()), r: return_to };
+    let endpoint =
+        issuer::authorization_endpoint(&state, &vendor).await.map_err(|e| issuer_unavailable(&vendor_id, &e))?;
+    let key = vendor
+        .current_key()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("vendor {vendor_id} has no current key")))?;
+    let tx = Transaction {
+        s: random_token(),
+        n: random_token(),
+        v: format!("{}{}", random_token(), random_token()),
+        r: return_to,
+    };
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(tx.v.as_bytes()));
     let mut url = url::Url::parse(&endpoint).map_err(ApiError::internal)?;
     {
@@ -194,17 +203,22 @@ pub async fn callback(
             "The sign-in's cookie is missing, expired or invalid: start signing in again",
         )));
     };
-    let state_matches =
-        query.state.as_deref().is_some_and(|s| crypto::constant_time_eq(s.as_bytes(), tx.s.as_bytes()));
+    let state_matches = query.state.as_deref().is_some_and(|s| crypto::constant_time_eq(s.as_bytes(), tx.s.as_bytes()));
     if !state_matches {
-        return Ok(refuse_clearing_tx(ApiError::bad_request("STATE_MISMATCH", "The state does not match this sign-in")));
+        return Ok(refuse_clearing_tx(ApiError::bad_request(
+            "STATE_MISMATCH",
+            "The state does not match this sign-in",
+        )));
     }
     let back_with = |error: &str| Ok(redirect(&with_error(&tx.r, error), &[set_cookie::clear_tx()]));
     if let Some(error) = &query.error {
         return back_with(error);
     }
     let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
-        return Ok(refuse_clearing_tx(ApiError::bad_request("INVALID_REQUEST", "The issuer sent neither a code nor an error")));
+        return Ok(refuse_clearing_tx(ApiError::bad_request(
+            "INVALID_REQUEST",
+            "The issuer sent neither a code nor an error",
+        )));
     };
     let tokens = match issuer::exchange_code(&state, &vendor, code, &tx.v).await {
         Ok(tokens) => tokens,
@@ -224,11 +238,15 @@ pub async fn callback(
             return back_with(failure_code(&error));
         }
     };
-    let key = vendor.current_key().ok_or_else(|| ApiError::internal(anyhow::anyhow!("vendor {vendor_id} has no current key")))?;
+    let key = vendor
+        .current_key()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("vendor {vendor_id} has no current key")))?;
     let access = AccessCookie::new(&tokens, user, now);
     let mut set = vec![set_cookie::clear_tx(), set_cookie::access(&vendor, &access.seal(key, &vendor, now)?)];
     match &tokens.refresh_token {
-        Some(refresh_token) => set.push(set_cookie::refresh(&super::session::seal_refresh(key, &vendor, refresh_token, now))),
+        Some(refresh_token) => {
+            set.push(set_cookie::refresh(&super::session::seal_refresh(key, &vendor, refresh_token, now)))
+        }
         None => set.push(set_cookie::clear_tokens(&vendor)[1].clone()),
     }
     if let Some(sub) = access.user.get("sub").and_then(|s| s.as_str()) {
@@ -253,7 +271,10 @@ mod tests {
 
     #[test]
     fn an_error_is_added_to_return_to_as_a_bare_code() {
-        assert_eq!(with_error("https://app.example/x?a=1", "access_denied"), "https://app.example/x?a=1&error=access_denied");
+        assert_eq!(
+            with_error("https://app.example/x?a=1", "access_denied"),
+            "https://app.example/x?a=1&error=access_denied"
+        );
         assert_eq!(with_error("https://app.example/", "<script>"), "https://app.example/?error=script");
         assert_eq!(with_error("https://app.example/", "&&"), "https://app.example/?error=server_error");
     }

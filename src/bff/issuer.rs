@@ -193,7 +193,12 @@ impl Issuers {
     }
 
     /// Calls the token endpoint with `form` and the vendor's client authentication.
-    async fn token(&self, external: &ExternalIssuer, vendor: &Vendor, form: &[(&str, &str)]) -> Result<TokenSet, IssuerError> {
+    async fn token(
+        &self,
+        external: &ExternalIssuer,
+        vendor: &Vendor,
+        form: &[(&str, &str)],
+    ) -> Result<TokenSet, IssuerError> {
         let request = self.http.post(&external.metadata.token_endpoint).timeout(ISSUER_TIMEOUT);
         let request = authenticate(request, vendor, form);
         let response = request.send().await.map_err(unavailable)?;
@@ -201,7 +206,12 @@ impl Issuers {
     }
 
     /// The issuer's JWKS: cached, or fetched again when `kid` is not in it and the last fetch is old enough.
-    async fn key_for(&self, external: &ExternalIssuer, kid: Option<&str>, now: Millis) -> Result<DecodingKeyFor, IssuerError> {
+    async fn key_for(
+        &self,
+        external: &ExternalIssuer,
+        kid: Option<&str>,
+        now: Millis,
+    ) -> Result<DecodingKeyFor, IssuerError> {
         let find = |set: &JwkSet| -> Option<DecodingKeyFor> {
             let jwk = match kid {
                 Some(kid) => set.find(kid)?,
@@ -227,7 +237,8 @@ impl Issuers {
         if fetched_at != 0 && now.saturating_sub(fetched_at) < JWKS_REFETCH_GAP {
             return Err(IssuerError::InvalidIdToken("unknown kid"));
         }
-        let response = self.http.get(&external.metadata.jwks_uri).timeout(ISSUER_TIMEOUT).send().await.map_err(unavailable)?;
+        let response =
+            self.http.get(&external.metadata.jwks_uri).timeout(ISSUER_TIMEOUT).send().await.map_err(unavailable)?;
         let fresh: Arc<JwkSet> = Arc::new(read_json(response).await?);
         if let Ok(mut jwks) = external.jwks.write() {
             *jwks = (Arc::clone(&fresh), now.max(1));
@@ -291,7 +302,12 @@ fn refused(error: OAuthError) -> IssuerError {
 }
 
 /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-pub async fn exchange_code(state: &AppState, vendor: &Vendor, code: &str, verifier: &str) -> Result<TokenSet, IssuerError> {
+pub async fn exchange_code(
+    state: &AppState,
+    vendor: &Vendor,
+    code: &str,
+    verifier: &str,
+) -> Result<TokenSet, IssuerError> {
     match &vendor.config.issuer {
         None => {
             let client = own_client(state, vendor).await?;
@@ -348,7 +364,9 @@ pub async fn refresh(state: &AppState, vendor: &Vendor, refresh_token: &str) -> 
 /// Revokes a refresh token at the issuer (RFC 7009); an issuer without a revocation endpoint is done.
 pub async fn revoke(state: &AppState, vendor: &Vendor, refresh_token: &str) -> Result<(), IssuerError> {
     match &vendor.config.issuer {
-        None => crate::oauth::revoke::revoke_token(state, &vendor.config.client_id, refresh_token).await.map_err(refused),
+        None => {
+            crate::oauth::revoke::revoke_token(state, &vendor.config.client_id, refresh_token).await.map_err(refused)
+        }
         Some(issuer) => {
             let external = state.bff.issuers.get(issuer, state.clock.now()).await?;
             let Some(endpoint) = &external.metadata.revocation_endpoint else { return Ok(()) };
@@ -368,7 +386,9 @@ pub async fn revoke(state: &AppState, vendor: &Vendor, refresh_token: &str) -> R
 pub async fn authorization_endpoint(state: &AppState, vendor: &Vendor) -> Result<String, IssuerError> {
     match &vendor.config.issuer {
         None => Ok(format!("{}{}", state.settings.base_url.trim_end_matches('/'), crate::oauth::paths::AUTHORIZE)),
-        Some(issuer) => Ok(state.bff.issuers.get(issuer, state.clock.now()).await?.metadata.authorization_endpoint.clone()),
+        Some(issuer) => {
+            Ok(state.bff.issuers.get(issuer, state.clock.now()).await?.metadata.authorization_endpoint.clone())
+        }
     }
 }
 
@@ -426,7 +446,11 @@ pub async fn verify_id_token(
         None => {
             let issuer = crate::oauth::issuer(&state.settings.base_url);
             let expected = crate::tokens::Expectation::new(&issuer, &vendor.config.client_id, leeway);
-            state.tokens.key_ring.verify(id_token, &expected, now).map_err(|_| IssuerError::InvalidIdToken("signature or claims"))?
+            state
+                .tokens
+                .key_ring
+                .verify(id_token, &expected, now)
+                .map_err(|_| IssuerError::InvalidIdToken("signature or claims"))?
         }
         Some(issuer) => {
             let external = state.bff.issuers.get(issuer, now).await?;
@@ -452,12 +476,15 @@ pub async fn verify_id_token(
             let data = jsonwebtoken::decode::<IdClaims>(id_token, &found.key, &validation)
                 .map_err(|_| IssuerError::InvalidIdToken("signature or claims"))?;
             let expected = crate::tokens::Expectation::any_audience(&external.metadata.issuer, leeway);
-            expected.check_times(&data.claims, now).map_err(|_| IssuerError::InvalidIdToken("expired or not yet valid"))?;
+            expected
+                .check_times(&data.claims, now)
+                .map_err(|_| IssuerError::InvalidIdToken("expired or not yet valid"))?;
             data.claims
         }
     };
     if let Some(expected) = nonce {
-        let matches = claims.nonce.as_deref().is_some_and(|n| crate::crypto::constant_time_eq(n.as_bytes(), expected.as_bytes()));
+        let matches =
+            claims.nonce.as_deref().is_some_and(|n| crate::crypto::constant_time_eq(n.as_bytes(), expected.as_bytes()));
         if !matches {
             return Err(IssuerError::InvalidIdToken("nonce mismatch"));
         }

@@ -151,13 +151,21 @@ impl From<vendors::VendorError> for ApiError {
 
 /// 404 `VENDOR_NOT_FOUND`.
 pub fn vendor_not_found() -> ApiError {
-    ApiError::new(axum::http::StatusCode::NOT_FOUND, "VENDOR_NOT_FOUND", "No token handler is configured for this vendor")
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "VENDOR_NOT_FOUND",
+        "No token handler is configured for this vendor",
+    )
 }
 
 /// 502 `ISSUER_UNAVAILABLE`, logged with why.
 pub fn issuer_unavailable(vendor_id: &str, error: &issuer::IssuerError) -> ApiError {
     tracing::warn!(vendor_id, error = %error, "token handler: the issuer failed");
-    ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "ISSUER_UNAVAILABLE", "The identity provider could not be reached")
+    ApiError::new(
+        axum::http::StatusCode::BAD_GATEWAY,
+        "ISSUER_UNAVAILABLE",
+        "The identity provider could not be reached",
+    )
 }
 
 /// The request's `Origin` if it is one of the vendor's.
@@ -181,7 +189,9 @@ pub fn add_cors(response_headers: &mut HeaderMap, request_headers: &HeaderMap, v
 
 /// `Set-Cookie` values for the handler's cookies (names, flags and lifetimes fixed by the contract).
 pub mod set_cookie {
-    use super::{vendors::Vendor, ACCESS_COOKIE_MAX_AGE, REFRESH_COOKIE, REFRESH_COOKIE_MAX_AGE, TX_COOKIE, TX_MAX_AGE};
+    use super::{
+        vendors::Vendor, ACCESS_COOKIE_MAX_AGE, REFRESH_COOKIE, REFRESH_COOKIE_MAX_AGE, TX_COOKIE, TX_MAX_AGE,
+    };
 
     /// The access-token cookie: the vendor's cookie domain, `SameSite=Lax`, one day.
     pub fn access(vendor: &Vendor, value: &str) -> String {

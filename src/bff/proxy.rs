@@ -18,16 +18,25 @@ use axum::{
 use super::{
     add_cors, allowed_origin,
     flow::vendor_of,
-    issuer, issuer_unavailable, paths, require_origin, set_cookie,
+    issuer, issuer_unavailable, paths, require_origin,
     session::{error_with_cors, with_cookies, AccessCookie, RenewalFailure, Tokens},
+    set_cookie,
     vendors::Vendor,
     REFRESH_COOKIE, TX_COOKIE,
 };
 use crate::{error::ApiError, http::extractors::ApiPath, state::AppState};
 
 /// Headers that belong to one connection (RFC 9110 §7.6.1), never forwarded either way.
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 /// True for a header the proxy does not pass on: hop-by-hop ones, those `Connection` names, and
 /// `transfer-encoding` (the client side chooses its own framing).
@@ -76,7 +85,10 @@ fn upstream_path<'a>(uri_path: &'a str, vendor_id: &str) -> Result<&'a str, ApiE
         decoded == "." || decoded == ".." || decoded.contains('/') || decoded.contains('\\')
     });
     if dot_segment {
-        return Err(ApiError::bad_request("INVALID_PATH", "The API path may not hold '.' or '..' segments or encoded slashes"));
+        return Err(ApiError::bad_request(
+            "INVALID_PATH",
+            "The API path may not hold '.' or '..' segments or encoded slashes",
+        ));
     }
     Ok(rest)
 }
@@ -88,7 +100,10 @@ pub fn preflight(request: &HeaderMap, vendor: &Vendor) -> Response {
     add_cors(response.headers_mut(), request, vendor);
     if allowed_origin(request, vendor).is_some() {
         let headers = response.headers_mut();
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+        );
         if let Some(asked) = request.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
         }
@@ -156,7 +171,12 @@ pub async fn proxy(
         Tokens::Renewed(renewed) => match &*renewed {
             Ok(renewed) => (renewed.access.token.clone(), renewed.set_cookies.clone()),
             Err(RenewalFailure::Refused) => {
-                return Ok(error_with_cors(ApiError::unauthorized(), headers, &vendor, &set_cookie::clear_tokens(&vendor)))
+                return Ok(error_with_cors(
+                    ApiError::unauthorized(),
+                    headers,
+                    &vendor,
+                    &set_cookie::clear_tokens(&vendor),
+                ))
             }
             Err(RenewalFailure::Unavailable(why)) => {
                 let error = issuer_unavailable(&vendor_id, &issuer::IssuerError::Unavailable(why.clone()));
@@ -195,7 +215,11 @@ async fn forward(
     let connection = connection_tokens(&parts.headers);
     let mut outgoing = HeaderMap::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
-        if is_hop_by_hop(name, &connection) || name == header::HOST || name == header::AUTHORIZATION || name == header::COOKIE {
+        if is_hop_by_hop(name, &connection)
+            || name == header::HOST
+            || name == header::AUTHORIZATION
+            || name == header::COOKIE
+        {
             continue;
         }
         outgoing.append(name.clone(), value.clone());
@@ -206,7 +230,8 @@ async fn forward(
     if let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) {
         outgoing.insert(header::AUTHORIZATION, bearer);
     }
-    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let has_body =
+        parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
     let mut builder = state.bff.http.request(parts.method.clone(), url).headers(outgoing);
     if has_body {
         builder = builder.body(reqwest::Body::wrap_stream(body.into_data_stream()));
@@ -295,7 +320,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
         let connection = connection_tokens(&headers);
-        for name in ["connection", "keep-alive", "te", "upgrade", "transfer-encoding", "x-secret-hop", "proxy-authorization"] {
+        for name in
+            ["connection", "keep-alive", "te", "upgrade", "transfer-encoding", "x-secret-hop", "proxy-authorization"]
+        {
             assert!(is_hop_by_hop(&HeaderName::from_static(name), &connection), "{name}");
         }
         assert!(!is_hop_by_hop(&header::CONTENT_TYPE, &connection));

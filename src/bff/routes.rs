@@ -3,7 +3,7 @@
 //! management calls' included.
 
 use axum::{
-    extract::{FromRequestParts, State},
+    extract::{FromRequest, FromRequestParts, Request, State},
     http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::options,
@@ -121,10 +121,12 @@ pub async fn put_vendor(
     State(state): State<AppState>,
     manager: VendorManager,
     ApiPath(id): ApiPath<String>,
-    ApiJson(input): ApiJson<VendorInput>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    // Who may ask comes before what they ask: the body is read after the scope check.
     manager.require("update:token_handlers")?;
     let id = vendor_id(id)?;
+    let ApiJson(input) = ApiJson::<VendorInput>::from_request(request, &state).await?;
     let (config, created) = vendors::put(&state, &id, input).await?;
     audit::emit(AuditEvent::BffVendorChanged { vendor_id: &id, action: if created { "created" } else { "updated" } });
     Ok(no_store(Json(config)))

@@ -24,8 +24,8 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use super::{
-    add_cors, cookies, flow::vendor_of, issuer, issuer_unavailable, paths, require_origin, set_cookie,
-    vendors::Vendor, ACCESS_COOKIE_MAX_AGE, REFRESH_COOKIE, REFRESH_COOKIE_MAX_AGE,
+    add_cors, cookies, flow::vendor_of, issuer, issuer_unavailable, paths, require_origin, set_cookie, vendors::Vendor,
+    ACCESS_COOKIE_MAX_AGE, REFRESH_COOKIE, REFRESH_COOKIE_MAX_AGE,
 };
 use crate::{
     audit::{self, AuditEvent},
@@ -63,7 +63,13 @@ impl AccessCookie {
     /// Sealed for the vendor's access-token cookie.
     pub fn seal(&self, key: &[u8; 32], vendor: &Vendor, now: Millis) -> Result<String, ApiError> {
         let plain = serde_json::to_string(self).map_err(ApiError::internal)?;
-        Ok(cookies::seal(key, &vendor.config.vendor_id, &vendor.config.access_token_cookie, &plain, now + ACCESS_COOKIE_MAX_AGE * 1000))
+        Ok(cookies::seal(
+            key,
+            &vendor.config.vendor_id,
+            &vendor.config.access_token_cookie,
+            &plain,
+            now + ACCESS_COOKIE_MAX_AGE * 1000,
+        ))
     }
 
     /// The request's access-token cookie, opened (whether or not the token inside has expired).
@@ -131,9 +137,14 @@ impl Renewals {
 
 /// Renews the tokens behind `refresh_token`: joins a renewal of the same token in flight or just done, or
 /// starts one.
-pub async fn renew(state: &AppState, vendor: &Arc<Vendor>, refresh_token: &str) -> Arc<Result<Renewed, RenewalFailure>> {
+pub async fn renew(
+    state: &AppState,
+    vendor: &Arc<Vendor>,
+    refresh_token: &str,
+) -> Arc<Result<Renewed, RenewalFailure>> {
     let now = state.clock.now();
-    let key = crypto::sha256_hex([vendor.config.vendor_id.as_bytes(), b"\0", refresh_token.as_bytes()].concat().as_slice());
+    let key =
+        crypto::sha256_hex([vendor.config.vendor_id.as_bytes(), b"\0", refresh_token.as_bytes()].concat().as_slice());
     let mut receiver = {
         let Ok(mut entries) = state.bff.renewals.entries.lock() else {
             return Arc::new(Err(RenewalFailure::Unavailable("lock poisoned".into())));
@@ -192,7 +203,8 @@ async fn refresh_once(state: &AppState, vendor: &Vendor, refresh_token: &str) ->
         None => Map::new(),
     };
     let now = state.clock.now();
-    let key = vendor.current_key().ok_or_else(|| RenewalFailure::Unavailable("the vendor has no current key".into()))?;
+    let key =
+        vendor.current_key().ok_or_else(|| RenewalFailure::Unavailable("the vendor has no current key".into()))?;
     let access = AccessCookie::new(&tokens, user, now);
     let sealed = access.seal(key, vendor, now).map_err(|_| RenewalFailure::Unavailable("sealing failed".into()))?;
     let mut set_cookies = vec![set_cookie::access(vendor, &sealed)];
@@ -236,10 +248,17 @@ impl Tokens {
 }
 
 /// A renewal without an ID token: the new access cookie keeps the claims the old one had.
-fn keep_claims(vendor: &Vendor, renewed: &Arc<Result<Renewed, RenewalFailure>>, user: Map<String, Value>, now: Millis) -> Tokens {
+fn keep_claims(
+    vendor: &Vendor,
+    renewed: &Arc<Result<Renewed, RenewalFailure>>,
+    user: Map<String, Value>,
+    now: Millis,
+) -> Tokens {
     let Ok(fresh) = &**renewed else { return Tokens::Renewed(Arc::clone(renewed)) };
-    let (Some(key), access) = (vendor.current_key(), AccessCookie { token: fresh.access.token.clone(), expires_at: fresh.access.expires_at, user })
-    else {
+    let (Some(key), access) = (
+        vendor.current_key(),
+        AccessCookie { token: fresh.access.token.clone(), expires_at: fresh.access.expires_at, user },
+    ) else {
         return Tokens::Renewed(Arc::clone(renewed));
     };
     let Ok(sealed) = access.seal(key, vendor, now) else { return Tokens::Renewed(Arc::clone(renewed)) };
@@ -407,7 +426,8 @@ pub async fn logout(
             None
         }
     };
-    let mut response = with_cookies(Json(LogoutView { logout_url }).into_response(), &set_cookie::clear_tokens(&vendor));
+    let mut response =
+        with_cookies(Json(LogoutView { logout_url }).into_response(), &set_cookie::clear_tokens(&vendor));
     add_cors(response.headers_mut(), &headers, &vendor);
     Ok(response)
 }

@@ -118,8 +118,11 @@ pub async fn delete(db: &Db, vendor_id: &str) -> Result<bool, StorageError> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query("DELETE FROM bff_vendor_keys WHERE vendor_id = $1").bind(vendor_id).execute(&mut *tx).await?;
-        let deleted =
-            sqlx::query("DELETE FROM bff_vendors WHERE id = $1").bind(vendor_id).execute(&mut *tx).await?.rows_affected();
+        let deleted = sqlx::query("DELETE FROM bff_vendors WHERE id = $1")
+            .bind(vendor_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(deleted == 1)
     })
@@ -146,11 +149,13 @@ pub async fn rotate(
         if exists == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM bff_vendor_keys WHERE vendor_id = $1 AND opens_until IS NOT NULL AND opens_until <= $2")
-            .bind(vendor_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM bff_vendor_keys WHERE vendor_id = $1 AND opens_until IS NOT NULL AND opens_until <= $2",
+        )
+        .bind(vendor_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE bff_vendor_keys SET opens_until = $2 WHERE vendor_id = $1 AND opens_until IS NULL")
             .bind(vendor_id)
             .bind(retired_opens_until)

@@ -158,7 +158,8 @@ fn origin(text: &str) -> Result<String, VendorError> {
 /// The cookie `Domain`: the base URL's host or a parent of it that is not a public suffix.
 fn cookie_domain(text: &str, base_url: &str) -> Result<String, VendorError> {
     let domain = text.trim().trim_start_matches('.').to_ascii_lowercase();
-    let host = url::Url::parse(base_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
+    let host =
+        url::Url::parse(base_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
     let valid_chars = !domain.is_empty() && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if !valid_chars {
         return Err(invalid("cookieDomain must be a host name"));
@@ -249,7 +250,11 @@ async fn validate(
             if !(url.scheme() == "https" || (url.scheme() == "http" && (loopback || !state.settings.is_production()))) {
                 return Err(invalid("issuer must be an https URL"));
             }
-            if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+            if !url.username().is_empty()
+                || url.password().is_some()
+                || url.query().is_some()
+                || url.fragment().is_some()
+            {
                 return Err(invalid("issuer must not hold credentials, a query or a fragment"));
             }
             state
@@ -336,9 +341,14 @@ impl BffState {
         Ok(Some(vendor))
     }
 
-    fn open_vendor(&self, base_url: &str, row: store::VendorRow, keys: &[store::KeyRow]) -> Result<Vendor, StorageError> {
-        let mut config: VendorConfig = serde_json::from_str(&row.config)
-            .map_err(|e| StorageError::Other(sqlx::Error::Decode(Box::new(e))))?;
+    fn open_vendor(
+        &self,
+        base_url: &str,
+        row: store::VendorRow,
+        keys: &[store::KeyRow],
+    ) -> Result<Vendor, StorageError> {
+        let mut config: VendorConfig =
+            serde_json::from_str(&row.config).map_err(|e| StorageError::Other(sqlx::Error::Decode(Box::new(e))))?;
         config.created_at = iso8601(row.created_at);
         config.updated_at = iso8601(row.updated_at);
         let client_secret = row.client_secret_sealed.as_deref().and_then(|sealed| self.open_secret(&row.id, sealed));
@@ -376,7 +386,8 @@ pub async fn put(state: &AppState, vendor_id: &str, input: VendorInput) -> Resul
     let stored = store::client_secret_of(&state.db, vendor_id).await?;
     // A PUT without a secret keeps the stored one, if it is for the same client.
     let kept_secret = stored.as_ref().and_then(|(config, sealed)| {
-        let same_client = serde_json::from_str::<VendorConfig>(config).is_ok_and(|c| c.client_id == input.client_id.trim());
+        let same_client =
+            serde_json::from_str::<VendorConfig>(config).is_ok_and(|c| c.client_id == input.client_id.trim());
         sealed.as_deref().filter(|_| same_client).and_then(|sealed| state.bff.open_secret(vendor_id, sealed))
     });
     let (config, secret) = validate(state, vendor_id, input, kept_secret).await?;

@@ -276,21 +276,22 @@ where
         request.extensions_mut().insert(cookies.clone());
         let method = method_label(request.method());
         let raw_body = route.as_ref().is_some_and(|route| self.raw_body_routes.contains(&route.as_str()));
-        let state = if !raw_body && non_json_body(&request) && !accepted_form(&request, route.as_ref(), self.form_routes) {
-            RouteState::Refused {
-                response: Some(
-                    ApiError::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "UNSUPPORTED_MEDIA_TYPE",
-                        "Expected a request with Content-Type: application/json",
-                    )
-                    .into_response(),
-                ),
-            }
-        } else {
-            let id = request.headers().get("x-request-id").cloned().unwrap_or(HeaderValue::from_static(""));
-            RouteState::Inner { future: telemetry::with_request_id(id, self.inner.call(request)) }
-        };
+        let state =
+            if !raw_body && non_json_body(&request) && !accepted_form(&request, route.as_ref(), self.form_routes) {
+                RouteState::Refused {
+                    response: Some(
+                        ApiError::new(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "UNSUPPORTED_MEDIA_TYPE",
+                            "Expected a request with Content-Type: application/json",
+                        )
+                        .into_response(),
+                    ),
+                }
+            } else {
+                let id = request.headers().get("x-request-id").cloned().unwrap_or(HeaderValue::from_static(""));
+                RouteState::Inner { future: telemetry::with_request_id(id, self.inner.call(request)) }
+            };
         RouteFuture { state, started, route, method, cookies }
     }
 }

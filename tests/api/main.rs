@@ -5,6 +5,7 @@ mod helpers;
 mod accounts;
 mod api_keys;
 mod better_auth_client;
+mod bff;
 mod browser;
 mod cli;
 mod extensions;
