@@ -46,7 +46,7 @@ const OWN_CORS_PATHS: &[&str] = &[
 ];
 
 /// The routes whose bodies pass through whatever their content type (the token handler's API proxy).
-const RAW_BODY_ROUTES: &[&str] = &[crate::bff::paths::API];
+const RAW_BODY_ROUTES: &[&str] = &[crate::bff::paths::BFF_API];
 
 /// The routes that take form bodies as well as JSON.
 const FORM_ROUTES: &[&str] = &[

@@ -2,6 +2,6 @@
 //! defined by the capability that serves it; nothing in `src/` imports this module.
 
 pub use crate::{
-    accounts::paths::*, api_keys::paths::*, extensions::paths::*, management::paths::*, oauth::paths::*, ops::paths::*,
-    orgs::paths::*, principal::paths::*, service_tokens::paths::*, sessions::paths::*,
+    accounts::paths::*, api_keys::paths::*, bff::paths::*, extensions::paths::*, management::paths::*, oauth::paths::*,
+    ops::paths::*, orgs::paths::*, principal::paths::*, service_tokens::paths::*, sessions::paths::*,
 };

@@ -108,7 +108,7 @@ fn refuse_clearing_tx(error: ApiError) -> Response {
 }
 
 /// Starts signing in.
-#[utoipa::path(get, path = paths::LOGIN, tag = "token-handler",
+#[utoipa::path(get, path = paths::BFF_LOGIN, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor"), LoginQuery),
     responses(
         (status = 302, description = "To the issuer's authorization endpoint (code flow, S256 PKCE, state, nonce); sets the temporary `__Host-lk-tx` cookie"),
@@ -180,7 +180,7 @@ fn with_error(return_to: &str, error: &str) -> String {
 }
 
 /// Finishes signing in.
-#[utoipa::path(get, path = paths::CALLBACK, tag = "token-handler",
+#[utoipa::path(get, path = paths::BFF_CALLBACK, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor"), CallbackQuery),
     responses(
         (status = 302, description = "To returnTo: with the access-token and `__Host-rt` cookies set, or with `error` added when the issuer refused"),

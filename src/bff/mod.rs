@@ -37,25 +37,23 @@ use crate::{
 /// The URL paths of the token handler.
 pub mod paths {
     /// `PUT`, `GET`, `DELETE` a vendor's configuration.
-    pub const VENDOR: &str = "/management/vendors/{vendorId}/token-handler";
+    pub const BFF_VENDOR: &str = "/management/vendors/{vendorId}/token-handler";
     /// `POST` a new cookie key.
-    pub const VENDOR_ROTATE_KEY: &str = "/management/vendors/{vendorId}/token-handler/rotate-key";
+    pub const BFF_VENDOR_ROTATE_KEY: &str = "/management/vendors/{vendorId}/token-handler/rotate-key";
     /// `GET` start signing in.
-    pub const LOGIN: &str = "/auth/{vendorId}/login";
+    pub const BFF_LOGIN: &str = "/auth/{vendorId}/login";
     /// `GET` the issuer's redirect back.
-    pub const CALLBACK: &str = "/auth/{vendorId}/callback";
+    pub const BFF_CALLBACK: &str = "/auth/{vendorId}/callback";
     /// `GET` who is signed in.
-    pub const SESSION: &str = "/auth/{vendorId}/session";
+    pub const BFF_SESSION: &str = "/auth/{vendorId}/session";
     /// `POST` rotate both token cookies.
-    pub const REFRESH: &str = "/auth/{vendorId}/refresh";
+    pub const BFF_REFRESH: &str = "/auth/{vendorId}/refresh";
     /// `POST` sign out.
-    pub const LOGOUT: &str = "/auth/{vendorId}/logout";
+    pub const BFF_LOGOUT: &str = "/auth/{vendorId}/logout";
     /// Any method: forwarded to the vendor's API.
-    pub const API: &str = "/auth/{vendorId}/api/{*path}";
+    pub const BFF_API: &str = "/auth/{vendorId}/api/{*path}";
     /// `GET` forward-auth for a gateway.
-    pub const CHECK: &str = "/auth/{vendorId}/check";
-    /// Every handler path starts with this (they answer CORS per vendor).
-    pub const PREFIX: &str = "/auth/";
+    pub const BFF_CHECK: &str = "/auth/{vendorId}/check";
 }
 
 /// The temporary cookie of a sign-in in progress.

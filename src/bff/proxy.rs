@@ -57,9 +57,17 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The `Cookie` header without the handler's own cookies; `None` when nothing is left.
-fn foreign_cookies(headers: &HeaderMap, vendor: &Vendor) -> Option<HeaderValue> {
-    let own = [vendor.config.access_token_cookie.as_str(), REFRESH_COOKIE, TX_COOKIE];
+/// The `Cookie` header without any of Latchkey's own cookies — the handler's, and the session and CSRF
+/// cookies of Latchkey's accounts and sign-in pages, which share its host — `None` when nothing is left.
+fn foreign_cookies(state: &AppState, headers: &HeaderMap, vendor: &Vendor) -> Option<HeaderValue> {
+    let own = [
+        vendor.config.access_token_cookie.as_str(),
+        REFRESH_COOKIE,
+        TX_COOKIE,
+        state.cookies.session_token.as_str(),
+        state.cookies.session_data.as_str(),
+        crate::oauth::login::csrf_cookie_name(state),
+    ];
     let kept: Vec<&str> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -123,13 +131,13 @@ pub async fn endpoint_preflight(
 }
 
 /// Forwards a request to the vendor's API.
-#[utoipa::path(method(get, post, put, patch, delete), path = paths::API, tag = "token-handler",
+#[utoipa::path(method(get, post, put, patch, delete), path = paths::BFF_API, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor"),
         ("path" = String, Path, description = "The path under the vendor's apiUpstream")),
     request_body(description = "Any body: streamed to the upstream as it is", content((String = "application/octet-stream"))),
     responses(
         (status = 200, description = "Whatever the upstream answered (status, headers and body passed through)",
-            content((String = "application/json"), (String = "application/octet-stream"))),
+            content((Object = "application/json"), (String = "application/octet-stream"))),
         (status = 400, body = crate::error::ErrorBody, description = "`INVALID_PATH`: a `.` or `..` segment"),
         (status = 401, body = crate::error::ErrorBody, description = "`UNAUTHORIZED`: no usable access token and no refresh possible"),
         (status = 403, body = crate::error::ErrorBody, description = "`INVALID_ORIGIN`: a state-changing request without an Origin on the vendor's list"),
@@ -224,7 +232,7 @@ async fn forward(
         }
         outgoing.append(name.clone(), value.clone());
     }
-    if let Some(cookies) = foreign_cookies(&parts.headers, vendor) {
+    if let Some(cookies) = foreign_cookies(state, &parts.headers, vendor) {
         outgoing.insert(header::COOKIE, cookies);
     }
     if let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) {
@@ -261,7 +269,7 @@ async fn forward(
 }
 
 /// Forward-auth for a gateway.
-#[utoipa::path(get, path = paths::CHECK, tag = "token-handler",
+#[utoipa::path(get, path = paths::BFF_CHECK, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor")),
     responses(
         (status = 200, description = "Signed in: `authorization: Bearer …`, `x-auth-sub`, `x-auth-email` (when known), `x-auth-vendor` and `x-auth-expires-at` (unix seconds) headers for the gateway to pass on"),

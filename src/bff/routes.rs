@@ -38,10 +38,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(proxy::proxy))
         .routes(routes!(proxy::check))
         // Preflights: the SPA calls the handler cross-origin, with credentials.
-        .route(paths::SESSION, options(proxy::endpoint_preflight))
-        .route(paths::REFRESH, options(proxy::endpoint_preflight))
-        .route(paths::LOGOUT, options(proxy::endpoint_preflight))
-        .route(paths::API, options(proxy::proxy))
+        .route(paths::BFF_SESSION, options(proxy::endpoint_preflight))
+        .route(paths::BFF_REFRESH, options(proxy::endpoint_preflight))
+        .route(paths::BFF_LOGOUT, options(proxy::endpoint_preflight))
+        .route(paths::BFF_API, options(proxy::proxy))
 }
 
 /// A caller allowed to manage token handlers: the master credentials, or a management API token with the
@@ -106,7 +106,7 @@ fn no_store(response: impl IntoResponse) -> Response {
 }
 
 /// Creates or replaces a vendor's token handler.
-#[utoipa::path(put, path = paths::VENDOR, tag = "token-handler",
+#[utoipa::path(put, path = paths::BFF_VENDOR, tag = "token-handler",
     params(("vendorId" = String, Path, description = "`[a-z0-9-]{1,64}`")),
     request_body = VendorInput,
     security(("basic" = []), ("bearer" = ["update:token_handlers"])),
@@ -133,7 +133,7 @@ pub async fn put_vendor(
 }
 
 /// A vendor's token handler configuration.
-#[utoipa::path(get, path = paths::VENDOR, tag = "token-handler",
+#[utoipa::path(get, path = paths::BFF_VENDOR, tag = "token-handler",
     params(("vendorId" = String, Path, description = "`[a-z0-9-]{1,64}`")),
     security(("basic" = []), ("bearer" = ["read:token_handlers"])),
     responses(
@@ -154,7 +154,7 @@ pub async fn get_vendor(
 }
 
 /// Deletes a vendor's token handler: its cookies stop working at once.
-#[utoipa::path(delete, path = paths::VENDOR, tag = "token-handler",
+#[utoipa::path(delete, path = paths::BFF_VENDOR, tag = "token-handler",
     params(("vendorId" = String, Path, description = "`[a-z0-9-]{1,64}`")),
     security(("basic" = []), ("bearer" = ["update:token_handlers"])),
     responses(
@@ -163,6 +163,7 @@ pub async fn get_vendor(
         (status = 401, body = crate::error::ErrorBody, description = "`UNAUTHORIZED`, `INVALID_CREDENTIALS`, `INVALID_TOKEN`"),
         (status = 403, body = crate::error::ErrorBody, description = "`INSUFFICIENT_SCOPE`"),
         (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`"),
+        (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: a body that is not JSON"),
         (status = 503, body = crate::error::ErrorBody, description = "`MANAGEMENT_DISABLED`")))]
 pub async fn delete_vendor(
     State(state): State<AppState>,
@@ -178,7 +179,7 @@ pub async fn delete_vendor(
 
 /// Makes a new cookie key current; the previous one keeps opening the cookies it sealed until they
 /// expire (30 days).
-#[utoipa::path(post, path = paths::VENDOR_ROTATE_KEY, tag = "token-handler",
+#[utoipa::path(post, path = paths::BFF_VENDOR_ROTATE_KEY, tag = "token-handler",
     params(("vendorId" = String, Path, description = "`[a-z0-9-]{1,64}`")),
     security(("basic" = []), ("bearer" = ["update:token_handlers"])),
     responses(
@@ -187,6 +188,7 @@ pub async fn delete_vendor(
         (status = 401, body = crate::error::ErrorBody, description = "`UNAUTHORIZED`, `INVALID_CREDENTIALS`, `INVALID_TOKEN`"),
         (status = 403, body = crate::error::ErrorBody, description = "`INSUFFICIENT_SCOPE`"),
         (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`"),
+        (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: a body that is not JSON"),
         (status = 503, body = crate::error::ErrorBody, description = "`MANAGEMENT_DISABLED`")))]
 pub async fn rotate_key(
     State(state): State<AppState>,

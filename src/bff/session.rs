@@ -282,7 +282,7 @@ pub fn with_cookies(mut response: Response, cookies: &[String]) -> Response {
 /// `GET …/session`'s answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SessionView {
+pub struct HandlerSession {
     pub authenticated: bool,
     /// The user's claims from the ID token (`sub`, `name`, `email`, …); never a token.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,7 +294,7 @@ pub struct SessionView {
 }
 
 fn signed_out(vendor: &Vendor, request: &HeaderMap, clear: bool) -> Response {
-    let view = SessionView { authenticated: false, user: None, expires_at: None };
+    let view = HandlerSession { authenticated: false, user: None, expires_at: None };
     let cookies = if clear { set_cookie::clear_tokens(vendor).to_vec() } else { Vec::new() };
     let mut response = with_cookies((StatusCode::UNAUTHORIZED, Json(view)).into_response(), &cookies);
     add_cors(response.headers_mut(), request, vendor);
@@ -308,11 +308,11 @@ fn has_token_cookie(headers: &HeaderMap, vendor: &Vendor) -> bool {
 }
 
 /// Who is signed in.
-#[utoipa::path(get, path = paths::SESSION, tag = "token-handler",
+#[utoipa::path(get, path = paths::BFF_SESSION, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor")),
     responses(
-        (status = 200, body = SessionView, description = "Signed in (the cookies rotated on the way if the access token had expired)"),
-        (status = 401, body = SessionView, description = "`{authenticated: false}`"),
+        (status = 200, body = HandlerSession, description = "Signed in (the cookies rotated on the way if the access token had expired)"),
+        (status = 401, body = HandlerSession, description = "`{authenticated: false}`"),
         (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`"),
         (status = 502, body = crate::error::ErrorBody, description = "`ISSUER_UNAVAILABLE`: a needed refresh could not reach the issuer")))]
 pub async fn session(
@@ -321,7 +321,7 @@ pub async fn session(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let vendor = vendor_of(&state, &vendor_id).await?;
-    let view = |access: &AccessCookie| SessionView {
+    let view = |access: &AccessCookie| HandlerSession {
         authenticated: true,
         user: Some(access.user.clone()),
         expires_at: Some(iso8601(access.expires_at)),
@@ -349,13 +349,14 @@ pub fn error_with_cors(error: ApiError, request: &HeaderMap, vendor: &Vendor, co
 }
 
 /// Rotates both token cookies.
-#[utoipa::path(post, path = paths::REFRESH, tag = "token-handler",
+#[utoipa::path(post, path = paths::BFF_REFRESH, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor")),
     responses(
         (status = 204, description = "Both cookies rotated"),
         (status = 401, body = crate::error::ErrorBody, description = "`UNAUTHORIZED`: no usable refresh cookie; both cookies cleared"),
         (status = 403, body = crate::error::ErrorBody, description = "`INVALID_ORIGIN`: no Origin on the vendor's list"),
         (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`"),
+        (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: a body that is not JSON"),
         (status = 502, body = crate::error::ErrorBody, description = "`ISSUER_UNAVAILABLE`; the cookies are kept")))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -390,19 +391,20 @@ pub async fn refresh(
 /// `POST …/logout`'s answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LogoutView {
+pub struct HandlerLogout {
     /// The issuer's end-session URL for the SPA to send the browser to (ends the issuer's own session), or
     /// null when the issuer has none.
     pub logout_url: Option<String>,
 }
 
 /// Signs out: revokes the refresh token at the issuer and clears both cookies.
-#[utoipa::path(post, path = paths::LOGOUT, tag = "token-handler",
+#[utoipa::path(post, path = paths::BFF_LOGOUT, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor")),
     responses(
-        (status = 200, body = LogoutView, description = "Signed out; both cookies cleared"),
+        (status = 200, body = HandlerLogout, description = "Signed out; both cookies cleared"),
         (status = 403, body = crate::error::ErrorBody, description = "`INVALID_ORIGIN`: no Origin on the vendor's list"),
-        (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`")))]
+        (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`"),
+        (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: a body that is not JSON")))]
 pub async fn logout(
     State(state): State<AppState>,
     ApiPath(vendor_id): ApiPath<String>,
@@ -427,7 +429,7 @@ pub async fn logout(
         }
     };
     let mut response =
-        with_cookies(Json(LogoutView { logout_url }).into_response(), &set_cookie::clear_tokens(&vendor));
+        with_cookies(Json(HandlerLogout { logout_url }).into_response(), &set_cookie::clear_tokens(&vendor));
     add_cors(response.headers_mut(), &headers, &vendor);
     Ok(response)
 }

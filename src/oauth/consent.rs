@@ -91,8 +91,7 @@ pub async fn consent_get(
         csrf: &csrf,
         scopes,
     };
-    let form_action = pages::form_action_source(&request.redirect_uri);
-    with_cookie(pages::page(&page, StatusCode::OK, nonce.clone(), form_action), set_cookie)
+    with_cookie(pages::page(&page, StatusCode::OK, nonce.clone(), None), set_cookie)
 }
 
 async fn api_of(state: &AppState, request: &AuthorizeRequest) -> Result<Option<apis::ResourceServer>, Response> {

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The CSRF cookie's name (`__Host-` when cookies are secure).
-fn csrf_cookie_name(state: &AppState) -> &'static str {
+pub fn csrf_cookie_name(state: &AppState) -> &'static str {
     if state.cookies.secure() {
         "__Host-lk-csrf"
     } else {
@@ -121,8 +121,7 @@ async fn login_page(state: &AppState, headers: &HeaderMap, view: LoginView<'_>) 
         error: view.error,
         other_href: &other,
     };
-    let form_action = pages::form_action_source(&request.redirect_uri);
-    with_cookie(pages::page(&page, view.status, nonce.clone(), form_action), set_cookie)
+    with_cookie(pages::page(&page, view.status, nonce.clone(), None), set_cookie)
 }
 
 /// The sign-in page.
@@ -256,8 +255,7 @@ async fn signup_page(state: &AppState, headers: &HeaderMap, view: SignupView<'_>
         error: view.error,
         other_href: &other,
     };
-    let form_action = pages::form_action_source(&request.redirect_uri);
-    with_cookie(pages::page(&page, view.status, nonce.clone(), form_action), set_cookie)
+    with_cookie(pages::page(&page, view.status, nonce.clone(), None), set_cookie)
 }
 
 /// The sign-up page.

@@ -10,12 +10,16 @@ use axum::{
 
 use crate::crypto;
 
-/// A rendered page with its nonce and the extra `form-action` source a redirect after its form needs.
+/// A rendered page with its nonce and, for a page whose form posts to another origin, that origin.
 pub struct Html {
     pub status: StatusCode,
     pub body: String,
     pub nonce: String,
-    /// Where the page's form, or the redirects after it, may go besides this server (`'self'`).
+    /// `Some`: the page carries `form-action 'self' <source>` (the form_post hand-back, whose form posts
+    /// to the client's callback). `None`: no `form-action` at all. The sign-in, sign-up and consent forms
+    /// post to this server, and Chromium applies `form-action` to every redirect after a form: listing
+    /// only the client's callback would block a callback that sends the browser on to another origin (a
+    /// token handler sending the SPA back, an auth proxy on its own host), which is the client's business.
     pub form_action: Option<String>,
 }
 
@@ -27,12 +31,12 @@ pub fn nonce() -> String {
 impl IntoResponse for Html {
     fn into_response(self) -> Response {
         let form_action = match &self.form_action {
-            Some(extra) => format!("'self' {extra}"),
-            None => "'self'".to_owned(),
+            Some(extra) => format!("form-action 'self' {extra}; "),
+            None => String::new(),
         };
         let csp = format!(
             "default-src 'none'; style-src 'nonce-{n}'; script-src 'nonce-{n}'; img-src 'self' data:; \
-             form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
+             {form_action}frame-ancestors 'none'; base-uri 'none'",
             n = self.nonce
         );
         let mut response = (self.status, self.body).into_response();

@@ -226,6 +226,9 @@ async fn an_spa_signs_in_through_latchkey_calls_its_api_and_signs_out(backend: B
 
     // The proxy: the bearer token goes upstream, the token cookies do not; other cookies do.
     jar.set("theme", "dark");
+    // Latchkey's own session and CSRF cookies share the handler's host: never forwarded either.
+    jar.set("latchkey.session_token", "session-secret");
+    jar.set("lk-csrf", "csrf-secret");
     let proxied = call(&app, Method::GET, "/auth/acme/api/orders/7?expand=lines", &jar)
         .header("x-custom", "1")
         .header(header::CONNECTION, "keep-alive, x-drop-me")
@@ -243,7 +246,9 @@ async fn an_spa_signs_in_through_latchkey_calls_its_api_and_signs_out(backend: B
     assert_eq!(echoed["cookie"], "theme=dark");
     let names: Vec<&str> = echoed["headers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(names.contains(&"x-custom") && !names.contains(&"x-drop-me"), "{names:?}");
-    jar.remove("theme");
+    for name in ["theme", "latchkey.session_token", "lk-csrf"] {
+        jar.remove(name);
+    }
 
     // A body goes up and comes back, any content type, with an allowed Origin.
     let posted = call(&app, Method::POST, "/auth/acme/api/orders", &jar)

@@ -6,6 +6,7 @@ mod accounts;
 mod api_keys;
 mod better_auth_client;
 mod bff;
+mod bff_browser;
 mod browser;
 mod cli;
 mod extensions;

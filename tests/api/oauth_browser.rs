@@ -3,7 +3,8 @@
 //! allows on the consent page and lands on the client's callback, a real page served by this test. The
 //! code it carries is then exchanged with PKCE. On the way it checks what only a browser can: the pages'
 //! nonce'd styles apply under their strict Content-Security-Policy while an un-nonced style is refused,
-//! and the CSP's `form-action` lets the redirects after the forms through (Chromium enforces it on them).
+//! and the redirects after the forms go through (the sign-in and consent pages carry no `form-action`: Chromium
+//! applies it to every redirect after a form).
 //!
 //! Runs where `chromium` and `chromedriver` are on the `PATH` (Debian's `chromium` and `chromium-driver`)
 //! or when `LATCHKEY_REQUIRE_BROWSER=1` (CI sets it); otherwise a bare `cargo test` lists it as ignored.

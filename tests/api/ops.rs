@@ -144,6 +144,21 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::INTROSPECT, "post"),
         (paths::LOGOUT, "get"),
         (paths::OIDC_LOGOUT, "get"),
+        (paths::BFF_VENDOR, "put"),
+        (paths::BFF_VENDOR, "get"),
+        (paths::BFF_VENDOR, "delete"),
+        (paths::BFF_VENDOR_ROTATE_KEY, "post"),
+        (paths::BFF_LOGIN, "get"),
+        (paths::BFF_CALLBACK, "get"),
+        (paths::BFF_SESSION, "get"),
+        (paths::BFF_REFRESH, "post"),
+        (paths::BFF_LOGOUT, "post"),
+        (paths::BFF_API, "get"),
+        (paths::BFF_API, "post"),
+        (paths::BFF_API, "put"),
+        (paths::BFF_API, "patch"),
+        (paths::BFF_API, "delete"),
+        (paths::BFF_CHECK, "get"),
     ];
     for (path, method) in all {
         assert!(documented.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} undocumented");
