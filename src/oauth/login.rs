@@ -235,7 +235,7 @@ struct SignupView<'a> {
 }
 
 async fn signup_page(state: &AppState, headers: &HeaderMap, view: SignupView<'_>) -> Response {
-    let (client, request) = match load_transaction(state, view.transaction).await {
+    let (client, _) = match load_transaction(state, view.transaction).await {
         Ok(found) => found,
         Err(page) => return page,
     };
