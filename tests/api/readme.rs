@@ -85,7 +85,13 @@ fn the_readme_walk_through_runs_in_order_as_pasted() {
     assert!(stdout.contains("INVALID_TOKEN"), "the revoked token is refused:\n{stdout}");
     assert!(stdout.contains("\"apiKey\":\"lkc_"), "{stdout}");
     assert!(stdout.contains("\"email\":\"alice@example.com\""), "/userinfo answers:\n{stdout}");
-    assert!(stdout.trim_end().ends_with("/authorize\"}"), "discovery answers last:\n{stdout}");
+    assert!(stdout.contains("\"authorization_endpoint\":"), "discovery answers:\n{stdout}");
+    // The token handler: configured (never the secret), login redirects to /authorize, a foreign returnTo
+    // is refused, and nobody is signed in yet.
+    assert!(stdout.contains("\"redirectUri\":") && stdout.contains("\"hasClientSecret\":true"), "{stdout}");
+    assert!(lines.iter().any(|line| line.starts_with("302 http") && line.contains("/authorize?")), "{stdout}");
+    assert!(lines.iter().any(|line| line.trim() == "400"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("{\"authenticated\":false}"), "the token handler answers last:\n{stdout}");
     // Every other answer is a success: no error code anywhere else.
     let errors: Vec<&&str> =
         lines.iter().filter(|line| line.contains("\"code\":") && !line.contains("INVALID_TOKEN")).collect();
