@@ -28,6 +28,11 @@
 #   refresh_token grant (SQLite, PostgreSQL)  rotating refresh tokens, one family per connection
 #                                      (ratio: to the plain insert on the same database)
 #   code flow                          GET /authorize with the SSO session → POST /oauth/token (PKCE); flows/s = req/s ÷ 2
+#   token handler proxy                GET /auth/bench/api/hello with both token cookies: the access-token cookie
+#                                      opened, the request forwarded to the hello server (the vendor's apiUpstream)
+#                                      with a Bearer token on a kept connection (ratio: to that hello server
+#                                      driven directly with the same request)
+#   token handler check                GET /auth/bench/check with the __Secure-at cookie (forward-auth; ratio: to hello)
 #
 # Environment (all optional):
 #   BENCH_DURATION=10s          length of each measured wrk run (wrk syntax: 10s, 1m)
@@ -46,7 +51,9 @@
 #   BENCH_SKIP_POSTGRES=1       skip the PostgreSQL scenarios
 #   BENCH_ONLY=all              comma list of groups to run: sessions (get-session, sign-in, flood), keys
 #                               (api keys, check, extension tokens), service (/v1), oauth (/oauth/token,
-#                               /userinfo, the code flow), postgres
+#                               /userinfo, the code flow), bff (the token handler's proxy and check; its
+#                               vendor, client and cookies are set up with curl through the handler's own
+#                               sign-in), postgres
 #   BENCH_SKIP_BUILD=1          use the binaries already in $CARGO_TARGET_DIR/release
 #   BENCH_BASELINE_ONLY=1       only the hello baseline (checks the harness without Latchkey)
 #   BENCH_SERVER_LOG=<filter>   LATCHKEY_LOG for the server (default: the server's own default)
@@ -526,6 +533,88 @@ check_header() {
   [[ $code == 200 ]] || die "GET $path with ${header%%:*} answered HTTP $code, expected 200"
 }
 
+# set_cookie_value <headers file> <name>: the value the Set-Cookie lines of a `curl -D` dump give the cookie
+# <name> (the last one). curl's own cookie jar is no use here: it drops `Secure` cookies over http.
+set_cookie_value() {
+  tr -d '\r' <"$1" | sed -n "s/^[Ss][Ee][Tt]-[Cc][Oo][Oo][Kk][Ii][Ee]:[[:space:]]*$2=\([^;]*\).*\$/\1/p" | tail -n 1
+}
+
+# location_of <headers file>: the Location of a `curl -D` dump.
+location_of() { tr -d '\r' <"$1" | sed -n 's/^[Ll][Oo][Cc][Aa][Tt][Ii][Oo][Nn]:[[:space:]]*//p' | tail -n 1; }
+
+# get_redirect <url> <cookie header value, may be empty> <headers file>: one GET, not followed; fails
+# unless it answers 302.
+get_redirect() {
+  local url=$1 cookie=$2 headers=$3 body="$TMP/redirect.body" code
+  local -a cookie_args=()
+  [[ -n $cookie ]] && cookie_args=(-H "Cookie: $cookie")
+  code=$(curl -sS --max-time 15 -o "$body" -D "$headers" -w '%{http_code}' "${cookie_args[@]}" "$url") \
+    || die "GET ${url%%\?*} failed"
+  if [[ $code != 302 ]]; then
+    cat "$headers" "$body" >&2 || true
+    die "GET ${url%%\?*} answered HTTP $code, expected 302"
+  fi
+}
+
+# The token handler (capability 6) on the running server (the bench account signed in, COOKIE set, the
+# hello server up): an API with offline access, a regular_web client whose callback is the handler's, the
+# vendor BFF_VENDOR (cookie domain localhost, the base URL's host; apiUpstream the hello server), and one
+# sign-in through the handler as a browser holding the bench account's SSO session makes it: GET
+# /auth/{vendor}/login → the issuer's /authorize (Latchkey itself, no login page with the session) → the
+# handler's callback (code exchanged, ID token verified) → the token cookies. The access token lives the
+# API's default 24 h, the cookie a day: nothing is renewed during the run. Sets BFF_AT (the `__Secure-at`
+# value) and BFF_RT (`__Host-rt`).
+BFF_VENDOR=bench
+BFF_SPA=http://localhost:5173
+bff_setup() {
+  local out="$TMP/bff.json" headers="$TMP/bff.headers" base="http://localhost:$SERVER_PORT" code location tx
+  local callback="$base/auth/$BFF_VENDOR/callback" client_id client_secret
+  mgmt_post /api/v2/resource-servers '{"name":"Bench BFF","identifier":"https://bench/bff","signing_alg":"ES256","allow_offline_access":true}' "$out"
+  mgmt_post /api/v2/clients "{\"name\":\"bench bff\",\"app_type\":\"regular_web\",\"callbacks\":[\"$callback\"]}" "$out"
+  client_id=$(json_field client_id "$out")
+  client_secret=$(json_field client_secret "$out")
+  [[ -n $client_id && -n $client_secret ]] || { cat "$out" >&2; die "the regular_web client came without an id or secret"; }
+  code=$(curl -sS --max-time 15 -o "$out" -w '%{http_code}' -u "bench:$MASTER_PASSWORD" -X PUT \
+    -H 'Content-Type: application/json' \
+    --data "{\"clientId\":\"$client_id\",\"clientSecret\":\"$client_secret\",\"cookieDomain\":\"localhost\",\"allowedReturnTo\":[\"$BFF_SPA\"],\"apiUpstream\":\"${HELLO_URL%/}\",\"audience\":\"https://bench/bff\"}" \
+    "$SERVER_URL/management/vendors/$BFF_VENDOR/token-handler") || die "PUT the vendor failed"
+  [[ $code == 200 ]] || { cat "$out" >&2; die "PUT /management/vendors/$BFF_VENDOR/token-handler answered HTTP $code, expected 200"; }
+  # The server's URLs name its base URL (localhost); curl goes to the address it listens on.
+  get_redirect "$SERVER_URL/auth/$BFF_VENDOR/login" "" "$headers"
+  tx=$(set_cookie_value "$headers" __Host-lk-tx)
+  location=$(location_of "$headers")
+  if [[ -z $tx || $location != "$base/authorize?"* ]]; then
+    cat "$headers" >&2
+    die "the handler's login set no temporary cookie or did not redirect to $base/authorize"
+  fi
+  get_redirect "$SERVER_URL${location#"$base"}" "$COOKIE" "$headers"
+  location=$(location_of "$headers")
+  if [[ $location != "$callback?"*code=* ]]; then
+    cat "$headers" >&2
+    die "/authorize did not send the browser to the handler's callback with a code"
+  fi
+  get_redirect "$SERVER_URL${location#"$base"}" "__Host-lk-tx=$tx" "$headers"
+  BFF_AT=$(set_cookie_value "$headers" __Secure-at)
+  BFF_RT=$(set_cookie_value "$headers" __Host-rt)
+  if [[ -z $BFF_AT || -z $BFF_RT ]]; then
+    cat "$headers" >&2
+    die "the handler's callback set no __Secure-at or no __Host-rt cookie"
+  fi
+  log "signed in through the token handler (vendor $BFF_VENDOR): __Secure-at ${#BFF_AT} characters, __Host-rt ${#BFF_RT}"
+}
+
+# Fails unless GET <path> with the Cookie header <cookies> is proxied to the hello server (200, `hello`,
+# no Set-Cookie: the access token was used as it is, not renewed).
+check_proxied() {
+  local path=$1 cookies=$2 headers="$TMP/proxied.headers" body="$TMP/proxied.body" code
+  code=$(curl -sS --max-time 10 -o "$body" -D "$headers" -w '%{http_code}' -H "Cookie: $cookies" "$SERVER_URL$path") \
+    || die "GET $path failed"
+  if [[ $code != 200 || $(cat "$body") != hello ]] || grep -qi '^set-cookie:' "$headers"; then
+    cat "$headers" "$body" >&2 || true
+    die "GET $path answered HTTP $code; expected hello's 200 passed through, no cookie set"
+  fi
+}
+
 # Fails unless GET <path> with COOKIE answers 200 with a session (not the signed-out `null`).
 check_session() {
   local path=$1 body="$TMP/check.body" code
@@ -721,6 +810,28 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     export BENCH_CLIENT_ID=$SPA_ID BENCH_REDIRECT_URI=$SPA_REDIRECT BENCH_VERIFIER=$PKCE_VERIFIER
     run_wrk "code flow: authorize + token (2 requests per flow)" code_flow.lua "$SERVER_URL/" "$THREADS" "$CONNECTIONS" "$DURATION"
     ROW_FLOWS="code flow: authorize + token (2 requests per flow)"
+  fi
+
+  # Capability 6: the token handler's API proxy (cookie opened, request forwarded to the hello server on a
+  # kept connection pool) and its gateway check. The adjacent baseline of the proxy row is that same hello
+  # server driven directly with the same request: the ratio is "through the handler" to "straight to the
+  # upstream".
+  if wants bff; then
+    bff_setup
+    proxy_url="$SERVER_URL/auth/$BFF_VENDOR/api/hello"
+    bff_check_url="$SERVER_URL/auth/$BFF_VENDOR/check"
+    # A browser on the handler's host sends both token cookies; a gateway on the API's host gets only the
+    # access-token one (the refresh cookie is host-only).
+    check_proxied "/auth/$BFF_VENDOR/api/hello" "__Secure-at=$BFF_AT; __Host-rt=$BFF_RT"
+    check_header "/auth/$BFF_VENDOR/check" "Cookie: __Secure-at=$BFF_AT"
+
+    export BENCH_HEADER_NAME=Cookie BENCH_HEADER_VALUE="__Secure-at=$BFF_AT; __Host-rt=$BFF_RT"
+    warm_up header.lua "$proxy_url"
+    run_wrk "token handler proxy: GET /auth/{v}/api/hello → hello" header.lua "$proxy_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+    export BENCH_HEADER_VALUE="__Secure-at=$BFF_AT"
+    warm_up header.lua "$bff_check_url"
+    run_wrk "token handler check: GET /auth/{v}/check" header.lua "$bff_check_url" "$THREADS" "$CONNECTIONS" "$DURATION"
   fi
 
   PEAK_RSS_SQLITE=$(rss_mb "$SERVER_PID" VmHWM)
