@@ -19,7 +19,7 @@ use super::{
     add_cors, allowed_origin,
     flow::vendor_of,
     issuer, issuer_unavailable, paths, require_origin,
-    session::{error_with_cors, with_cookies, AccessCookie, RenewalFailure, Tokens},
+    session::{error_with_cors, read_access, with_cookies, AccessToken, RenewalFailure, Tokens},
     set_cookie,
     vendors::Vendor,
     REFRESH_COOKIE, TX_COOKIE,
@@ -156,7 +156,7 @@ pub async fn proxy(
     if is_preflight {
         return Ok(preflight(headers, &vendor));
     }
-    let Some(upstream) = vendor.config.api_upstream.as_deref() else {
+    let Some(upstream) = vendor.upstream.as_ref() else {
         let error = ApiError::new(StatusCode::NOT_FOUND, "NO_API_UPSTREAM", "This vendor has no API upstream");
         return Ok(error_with_cors(error, headers, &vendor, &[]));
     };
@@ -169,12 +169,10 @@ pub async fn proxy(
         Ok(path) => path,
         Err(error) => return Ok(error_with_cors(error, headers, &vendor, &[])),
     };
-    let mut url = format!("{upstream}/{path}");
-    if let Some(query) = request.uri().query() {
-        url.push('?');
-        url.push_str(query);
-    }
-    let (token, set_cookies) = match Tokens::of(&state, &vendor, headers).await {
+    let mut url = upstream.clone();
+    url.set_path(&format!("{}/{path}", upstream.path().trim_end_matches('/')));
+    url.set_query(request.uri().query());
+    let (token, set_cookies) = match Tokens::of(&state, &vendor, headers, false).await {
         Tokens::Fresh(access) => (access.token, Vec::new()),
         Tokens::Renewed(renewed) => match &*renewed {
             Ok(renewed) => (renewed.access.token.clone(), renewed.set_cookies.clone()),
@@ -194,7 +192,7 @@ pub async fn proxy(
         Tokens::None => return Ok(error_with_cors(ApiError::unauthorized(), headers, &vendor, &[])),
     };
     let (parts, body) = request.into_parts();
-    let forwarded = forward(&state, &vendor, &parts, body, &url, &token).await;
+    let forwarded = forward(&state, &vendor, &parts, body, url, &token).await;
     let mut response = match forwarded {
         Ok(response) => response,
         Err(error) => {
@@ -217,7 +215,7 @@ async fn forward(
     vendor: &Vendor,
     parts: &axum::http::request::Parts,
     body: Body,
-    url: &str,
+    url: url::Url,
     token: &str,
 ) -> Result<Response, reqwest::Error> {
     let connection = connection_tokens(&parts.headers);
@@ -282,18 +280,18 @@ pub async fn check(
 ) -> Result<Response, ApiError> {
     let vendor = vendor_of(&state, &vendor_id).await?;
     let now = state.clock.now();
-    let Some(access) = AccessCookie::read(&headers, &vendor, now).filter(|a| a.is_fresh(now)) else {
+    let Some(access) = read_access::<AccessToken>(&headers, &vendor, now).filter(|a| a.is_fresh(now)) else {
         return Err(ApiError::unauthorized());
     };
     let mut response = with_cookies(StatusCode::OK.into_response(), &[]);
     let out = response.headers_mut();
     let bearer = HeaderValue::from_str(&format!("Bearer {}", access.token)).map_err(ApiError::internal)?;
     out.insert(header::AUTHORIZATION, bearer);
-    let claim = |name: &str| access.user.get(name).and_then(|v| v.as_str()).and_then(|v| HeaderValue::from_str(v).ok());
-    if let Some(sub) = claim("sub") {
+    let claim = |value: &Option<String>| value.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
+    if let Some(sub) = claim(&access.user.sub) {
         out.insert(HeaderName::from_static("x-auth-sub"), sub);
     }
-    if let Some(email) = claim("email") {
+    if let Some(email) = claim(&access.user.email) {
         out.insert(HeaderName::from_static("x-auth-email"), email);
     }
     if let Ok(vendor_id) = HeaderValue::from_str(&vendor_id) {

@@ -94,6 +94,8 @@ pub struct Vendor {
     pub keys: Vec<VendorKey>,
     /// `{base_url}/auth/{vendorId}/callback`.
     pub callback: String,
+    /// `apiUpstream`, parsed once (the proxy joins each path to it without parsing the host again).
+    pub upstream: Option<url::Url>,
 }
 
 impl std::fmt::Debug for Vendor {
@@ -356,7 +358,8 @@ impl BffState {
             tracing::error!(vendor_id = %row.id, "a vendor's client secret does not open: was the server secret changed?");
         }
         let keys: Vec<VendorKey> = keys.iter().filter_map(|key| self.open_key(&row.id, key)).collect();
-        Ok(Vendor { callback: callback_url(base_url, &row.id), config, client_secret, keys })
+        let upstream = config.api_upstream.as_deref().and_then(|u| url::Url::parse(u).ok());
+        Ok(Vendor { callback: callback_url(base_url, &row.id), config, client_secret, keys, upstream })
     }
 }
 
