@@ -261,7 +261,11 @@ impl Tokens {
         let now = state.clock.now();
         if !claims {
             if let Some(fresh) = read_access::<AccessToken>(headers, vendor, now).filter(|a| a.is_fresh(now)) {
-                return Tokens::Fresh(AccessCookie { token: fresh.token, expires_at: fresh.expires_at, user: Map::new() });
+                return Tokens::Fresh(AccessCookie {
+                    token: fresh.token,
+                    expires_at: fresh.expires_at,
+                    user: Map::new(),
+                });
             }
         }
         let access = AccessCookie::read(headers, vendor, now);

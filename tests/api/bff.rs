@@ -857,3 +857,81 @@ async fn management_token(app: &TestApp, scopes: &[&str]) -> String {
         bare_client().post(app.url(paths::TOKEN)).form(&form).send().await.unwrap().json().await.unwrap();
     answer["access_token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
 }
+
+/// The real binary at `trace` level through a whole handler flow: no client secret, token, code or cookie
+/// value reaches its output, and no answer carries a token the SPA could read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_logs_or_the_spa() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = crate::cli::latchkey(dir.path());
+    command.env("LATCHKEY_LOG", "trace").env("MASTER_USERNAME", MASTER_USER).env("MASTER_PASSWORD", MASTER_PASSWORD);
+    let server = crate::cli::Server::start(command);
+    let url = |path: &str| format!("{}{}", server.address, path);
+    let local = |to: &str| to.replacen(BASE_URL, &server.address, 1);
+    let basic = |method: Method, path: &str| {
+        bare_client().request(method, url(path)).basic_auth(MASTER_USER, Some(MASTER_PASSWORD))
+    };
+    let upstream = echo_upstream().await;
+    let mut answers = String::new();
+
+    let signed_up = bare_client()
+        .post(url(paths::SIGN_UP_EMAIL))
+        .header(header::ORIGIN, BASE_URL)
+        .json(&json!({"name": "Ada", "email": EMAIL, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let session = cookie_header(&signed_up);
+    let api = json!({"name": "Orders", "identifier": API, "allow_offline_access": true});
+    assert_eq!(basic(Method::POST, paths::MGMT_RESOURCE_SERVERS).json(&api).send().await.unwrap().status(), 201);
+    let web = json!({"name": "BFF", "app_type": "regular_web", "callbacks": [callback(VENDOR)]});
+    let client: Value = basic(Method::POST, paths::MGMT_CLIENTS).json(&web).send().await.unwrap().json().await.unwrap();
+    let secret = client["client_secret"].as_str().unwrap().to_owned();
+    let body = json!({"clientId": client["client_id"], "clientSecret": secret, "cookieDomain": "localhost",
+        "allowedReturnTo": [SPA], "apiUpstream": upstream, "audience": API});
+    let put = basic(Method::PUT, "/management/vendors/acme/token-handler").json(&body).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    answers.push_str(&put.text().await.unwrap());
+
+    let mut jar = Jar::default();
+    let login = bare_client().get(url("/auth/acme/login")).query(&[("returnTo", SPA)]).send().await.unwrap();
+    jar.take(&login);
+    // The SSO session answers /authorize straight away with a code for the handler's callback.
+    let back = bare_client().get(local(&location(&login))).header(header::COOKIE, &session).send().await.unwrap();
+    assert_eq!(back.status(), 302);
+    let to = location(&back);
+    let code = url::Url::parse(&to).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let answer = bare_client().get(local(&to)).header(header::COOKIE, jar.header()).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    jar.take(&answer);
+    let mut cookie_values: Vec<String> = jar.0.values().cloned().collect();
+    let with = |method: Method, path: &str, jar: &Jar| {
+        bare_client().request(method, url(path)).header(header::COOKIE, jar.header()).header(header::ORIGIN, SPA)
+    };
+    let session_answer = with(Method::GET, "/auth/acme/session", &jar).send().await.unwrap().text().await.unwrap();
+    answers.push_str(&session_answer);
+    let echoed: Value = with(Method::GET, "/auth/acme/api/orders", &jar).send().await.unwrap().json().await.unwrap();
+    let access_token = echoed["authorization"].as_str().unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+    let refreshed = with(Method::POST, "/auth/acme/refresh", &jar).send().await.unwrap();
+    assert_eq!(refreshed.status(), 204);
+    jar.take(&refreshed);
+    cookie_values.extend(jar.0.values().cloned());
+    let out = with(Method::POST, "/auth/acme/logout", &jar).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    answers.push_str(&out.text().await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let logs = server.logs();
+    assert!(logs.contains("token handler sign-in"), "the audit event is logged:\n{logs}");
+    assert!(logs.contains("/auth/acme/callback"), "requests are logged:\n{logs}");
+    for (what, value) in
+        [("the client secret", secret.as_str()), ("the access token", &access_token), ("the code", &code)]
+    {
+        assert!(!logs.contains(value), "{what} appeared in the logs");
+        assert!(!answers.contains(value), "{what} appeared in an answer");
+    }
+    for value in cookie_values {
+        assert!(value.len() > 40 && !logs.contains(&value), "a cookie value appeared in the logs");
+    }
+    assert!(!answers.contains("eyJ"), "no JWT in any answer the SPA reads: {answers}");
+}
