@@ -221,14 +221,14 @@ impl Issuers {
             };
             Some(DecodingKeyFor { key: DecodingKey::from_jwk(jwk).ok()?, alg: jwk.common.key_algorithm })
         };
-        let (set, fetched_at) = external.jwks.read().map(|g| (Arc::clone(&g.0), g.1)).unwrap_or_default_pair();
+        let (set, fetched_at) = external.jwks_now();
         if let Some(found) = find(&set) {
             return Ok(found);
         }
         let _one_at_a_time = external.jwks_fetch.lock().await;
         // Another request may have fetched while this one waited.
-        let (set, fetched_at) = match external.jwks.read().map(|g| (Arc::clone(&g.0), g.1)) {
-            Ok((newer, at)) if at != fetched_at => (newer, at),
+        let (set, fetched_at) = match external.jwks_now() {
+            (newer, at) if at != fetched_at => (newer, at),
             _ => (set, fetched_at),
         };
         if let Some(found) = find(&set) {
@@ -253,14 +253,13 @@ struct DecodingKeyFor {
     alg: Option<jsonwebtoken::jwk::KeyAlgorithm>,
 }
 
-/// `(set, fetched_at)` of a poisoned lock: an empty set never fetched.
-trait OrEmpty {
-    fn unwrap_or_default_pair(self) -> (Arc<JwkSet>, Millis);
-}
-
-impl<E> OrEmpty for Result<(Arc<JwkSet>, Millis), E> {
-    fn unwrap_or_default_pair(self) -> (Arc<JwkSet>, Millis) {
-        self.unwrap_or_else(|_| (Arc::new(JwkSet { keys: Vec::new() }), 0))
+impl ExternalIssuer {
+    /// The JWKS held now and when it was fetched (an empty set never fetched if the lock is poisoned).
+    fn jwks_now(&self) -> (Arc<JwkSet>, Millis) {
+        match self.jwks.read() {
+            Ok(held) => (Arc::clone(&held.0), held.1),
+            Err(_) => (Arc::new(JwkSet { keys: Vec::new() }), 0),
+        }
     }
 }
 

@@ -187,3 +187,43 @@ async fn an_oauth_client_change_on_one_node_reaches_the_others_within_a_second()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The token handler's vendor cache on several nodes: a key rotated on one node opens the new cookies on
+/// another within a second, and a vendor deleted on one node is gone on the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
+async fn a_token_handler_vendor_change_on_one_node_reaches_the_others_within_a_second() {
+    use crate::bff::{echo_upstream, latchkey_vendor, sign_in, SPA};
+    let Some(db) = PgDatabase::create().await else { return };
+    let url = db.url.clone();
+    let node_a = spawn_app_on(TestDb::Postgres(db), with_master_credentials).await;
+    let node_b = spawn_node(&url, with_master_credentials).await;
+    crate::oauth_flow::user(&node_a).await;
+    let api = json!({"name": "Orders", "identifier": crate::oauth_flow::API, "allow_offline_access": true});
+    crate::oauth_flow::mgmt(&node_a, paths::MGMT_RESOURCE_SERVERS, api).await;
+    latchkey_vendor(&node_a, "acme", &echo_upstream().await).await;
+    let check_on_b = |jar: &crate::bff::Jar| {
+        bare_client().get(node_b.url("/auth/acme/check")).header(header::COOKIE, jar.header()).send()
+    };
+    let (before, _) = sign_in(&node_a, "acme", SPA).await;
+    // Node B has the vendor and its current key in memory now.
+    assert_eq!(check_on_b(&before).await.unwrap().status(), 200);
+
+    let rotated = master(&node_a, reqwest::Method::POST, "/management/vendors/acme/token-handler/rotate-key");
+    assert_eq!(rotated.send().await.unwrap().status(), 200);
+    let (after, _) = sign_in(&node_a, "acme", SPA).await;
+    let changed_at = Instant::now();
+    while check_on_b(&after).await.unwrap().status() != 200 {
+        assert!(changed_at.elapsed() < Duration::from_secs(1), "node B does not know the new key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(check_on_b(&before).await.unwrap().status(), 200, "the retired key still opens its cookies");
+
+    let deleted = master(&node_a, reqwest::Method::DELETE, "/management/vendors/acme/token-handler");
+    assert_eq!(deleted.send().await.unwrap().status(), 204);
+    let changed_at = Instant::now();
+    while check_on_b(&after).await.unwrap().status() != 404 {
+        assert!(changed_at.elapsed() < Duration::from_secs(1), "node B still serves the deleted vendor");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
