@@ -32,6 +32,8 @@
 #                                      opened, the request forwarded to the hello server (the vendor's apiUpstream)
 #                                      with a Bearer token on a kept connection (ratio: to that hello server
 #                                      driven directly with the same request)
+#   token handler proxy, working upstream   the same to hello's /work, which spends 200 µs of CPU per request
+#                                      (HELLO_WORK_MICROS) as an API doing something would (ratio: to /work direct)
 #   token handler check                GET /auth/bench/check with the __Secure-at cookie (forward-auth; ratio: to hello)
 #
 # Environment (all optional):
@@ -828,6 +830,12 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     export BENCH_HEADER_NAME=Cookie BENCH_HEADER_VALUE="__Secure-at=$BFF_AT; __Host-rt=$BFF_RT"
     warm_up header.lua "$proxy_url"
     run_wrk "token handler proxy: GET /auth/{v}/api/hello → hello" header.lua "$proxy_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+    # The same through an upstream that spends 200 µs of CPU per request (hello's `/work`), as an API
+    # doing something would: the handler's added cost against an upstream's own.
+    work_url="$SERVER_URL/auth/$BFF_VENDOR/api/work"
+    warm_up header.lua "$work_url"
+    run_wrk "token handler proxy: GET /auth/{v}/api/work → hello spending 200 µs" header.lua "$work_url" "$THREADS" "$CONNECTIONS" "$DURATION"
 
     export BENCH_HEADER_VALUE="__Secure-at=$BFF_AT"
     warm_up header.lua "$bff_check_url"
