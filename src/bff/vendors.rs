@@ -192,16 +192,22 @@ fn base_url_field(name: &str, text: &str) -> Result<String, VendorError> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// A cookie name (RFC 6265 token) the handler may use for the access token.
-fn access_token_cookie(name: &str) -> Result<String, VendorError> {
+/// A cookie name (RFC 6265 token) the handler may use for the access token: not one of the handler's
+/// other cookies, and not one of Latchkey's own (`session_prefix` is the session cookies' prefix), which
+/// share its host.
+fn access_token_cookie(name: &str, session_prefix: &str) -> Result<String, VendorError> {
     let token = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !token {
         return Err(invalid("accessTokenCookie must be a cookie name"));
     }
-    if name.starts_with("__Host-") || [super::REFRESH_COOKIE, super::TX_COOKIE].contains(&name) {
-        return Err(invalid("accessTokenCookie may not be a __Host- name or one of the handler's other cookies"));
+    let latchkey_own = name.trim_start_matches("__Secure-").starts_with(&format!("{session_prefix}."))
+        || name.ends_with("lk-csrf");
+    if name.starts_with("__Host-") || [super::REFRESH_COOKIE, super::TX_COOKIE].contains(&name) || latchkey_own {
+        return Err(invalid(
+            "accessTokenCookie may not be a __Host- name, one of the handler's other cookies or one of Latchkey's own",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -279,6 +285,7 @@ async fn validate(
         audience,
         access_token_cookie: access_token_cookie(
             input.access_token_cookie.as_deref().unwrap_or(DEFAULT_ACCESS_TOKEN_COOKIE),
+            &state.settings.session.cookie_prefix,
         )?,
         token_endpoint_auth_method: method.to_owned(),
         has_client_secret: secret.is_some(),
@@ -487,10 +494,10 @@ mod tests {
 
     #[test]
     fn the_access_token_cookie_name_is_a_token_and_not_the_handlers_own() {
-        assert!(access_token_cookie("__Secure-at").is_ok());
-        assert!(access_token_cookie("at").is_ok());
-        for bad in ["", "a b", "a;b", "__Host-at", "__Host-rt", "__Host-lk-tx"] {
-            assert!(access_token_cookie(bad).is_err(), "{bad}");
+        assert!(access_token_cookie("__Secure-at", "latchkey").is_ok());
+        assert!(access_token_cookie("at", "latchkey").is_ok());
+        for bad in ["", "a b", "a;b", "__Host-at", "__Host-rt", "__Host-lk-tx", "latchkey.session_token", "__Secure-latchkey.session_data", "lk-csrf"] {
+            assert!(access_token_cookie(bad, "latchkey").is_err(), "{bad}");
         }
     }
 }
