@@ -98,9 +98,26 @@ fn redirect(to: &str, cookies: &[String]) -> Response {
     response
 }
 
-/// An error answer that also deletes the temporary cookie.
-fn refuse_clearing_tx(error: ApiError) -> Response {
-    let mut response = error.into_response();
+/// True when a browser navigated here (it asks for HTML first): a person is looking, not a program.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').next().is_some_and(|first| first.trim().starts_with("text/html")))
+}
+
+/// A refused sign-in: for a browser, Latchkey's error page (a person is looking); for a program, the
+/// `{code, message}` body. Either way 400 and the temporary cookie deleted.
+fn refuse_clearing_tx(headers: &HeaderMap, error: ApiError) -> Response {
+    let mut response = if wants_html(headers) {
+        crate::oauth::pages::message(
+            error.status,
+            "Signing in could not be finished",
+            "This sign-in took too long, was started in another browser, or its link was changed. Go back to the app and sign in again.",
+        )
+    } else {
+        error.into_response()
+    };
     if let Ok(value) = HeaderValue::from_str(&set_cookie::clear_tx()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -184,7 +201,8 @@ fn with_error(return_to: &str, error: &str) -> String {
     params(("vendorId" = String, Path, description = "The vendor"), CallbackQuery),
     responses(
         (status = 302, description = "To returnTo: with the access-token and `__Host-rt` cookies set, or with `error` added when the issuer refused"),
-        (status = 400, body = crate::error::ErrorBody, description = "`INVALID_LOGIN_STATE` (the temporary cookie is missing, tampered with or expired), `STATE_MISMATCH`, `INVALID_REQUEST` (no code); no token cookie is set"),
+        (status = 400, description = "`INVALID_LOGIN_STATE` (the temporary cookie is missing, tampered with or expired), `STATE_MISMATCH`, `INVALID_REQUEST` (no code); no token cookie is set. A browser navigation (`Accept: text/html`) gets Latchkey's error page instead of the JSON body",
+            content((crate::error::ErrorBody = "application/json"), (String = "text/html"))),
         (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`")))]
 pub async fn callback(
     State(state): State<AppState>,
@@ -198,27 +216,30 @@ pub async fn callback(
         .and_then(|sealed| cookies::open(&vendor.keys, &vendor_id, TX_COOKIE, sealed, now))
         .and_then(|plain| serde_json::from_str::<Transaction>(&plain).ok());
     let Some(tx) = opened else {
-        return Ok(refuse_clearing_tx(ApiError::bad_request(
-            "INVALID_LOGIN_STATE",
-            "The sign-in's cookie is missing, expired or invalid: start signing in again",
-        )));
+        return Ok(refuse_clearing_tx(
+            &headers,
+            ApiError::bad_request(
+                "INVALID_LOGIN_STATE",
+                "The sign-in's cookie is missing, expired or invalid: start signing in again",
+            ),
+        ));
     };
     let state_matches = query.state.as_deref().is_some_and(|s| crypto::constant_time_eq(s.as_bytes(), tx.s.as_bytes()));
     if !state_matches {
-        return Ok(refuse_clearing_tx(ApiError::bad_request(
-            "STATE_MISMATCH",
-            "The state does not match this sign-in",
-        )));
+        return Ok(refuse_clearing_tx(
+            &headers,
+            ApiError::bad_request("STATE_MISMATCH", "The state does not match this sign-in"),
+        ));
     }
     let back_with = |error: &str| Ok(redirect(&with_error(&tx.r, error), &[set_cookie::clear_tx()]));
     if let Some(error) = &query.error {
         return back_with(error);
     }
     let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
-        return Ok(refuse_clearing_tx(ApiError::bad_request(
-            "INVALID_REQUEST",
-            "The issuer sent neither a code nor an error",
-        )));
+        return Ok(refuse_clearing_tx(
+            &headers,
+            ApiError::bad_request("INVALID_REQUEST", "The issuer sent neither a code nor an error"),
+        ));
     };
     let tokens = match issuer::exchange_code(&state, &vendor, code, &tx.v).await {
         Ok(tokens) => tokens,

@@ -202,8 +202,8 @@ fn access_token_cookie(name: &str, session_prefix: &str) -> Result<String, Vendo
     if !token {
         return Err(invalid("accessTokenCookie must be a cookie name"));
     }
-    let latchkey_own = name.trim_start_matches("__Secure-").starts_with(&format!("{session_prefix}."))
-        || name.ends_with("lk-csrf");
+    let latchkey_own =
+        name.trim_start_matches("__Secure-").starts_with(&format!("{session_prefix}.")) || name.ends_with("lk-csrf");
     if name.starts_with("__Host-") || [super::REFRESH_COOKIE, super::TX_COOKIE].contains(&name) || latchkey_own {
         return Err(invalid(
             "accessTokenCookie may not be a __Host- name, one of the handler's other cookies or one of Latchkey's own",
@@ -496,7 +496,17 @@ mod tests {
     fn the_access_token_cookie_name_is_a_token_and_not_the_handlers_own() {
         assert!(access_token_cookie("__Secure-at", "latchkey").is_ok());
         assert!(access_token_cookie("at", "latchkey").is_ok());
-        for bad in ["", "a b", "a;b", "__Host-at", "__Host-rt", "__Host-lk-tx", "latchkey.session_token", "__Secure-latchkey.session_data", "lk-csrf"] {
+        for bad in [
+            "",
+            "a b",
+            "a;b",
+            "__Host-at",
+            "__Host-rt",
+            "__Host-lk-tx",
+            "latchkey.session_token",
+            "__Secure-latchkey.session_data",
+            "lk-csrf",
+        ] {
             assert!(access_token_cookie(bad, "latchkey").is_err(), "{bad}");
         }
     }

@@ -554,6 +554,17 @@ async fn login_and_callback_refuse_what_the_contract_refuses(backend: Backend) {
     let (jar, to) = start().await;
     app.clock.advance(std::time::Duration::from_secs(301));
     refused(call(&app, Method::GET, &to, &jar).send().await.unwrap(), "INVALID_LOGIN_STATE").await;
+    // A person in a browser gets a page, not JSON; still no token cookie.
+    let page = call(&app, Method::GET, &to, &jar)
+        .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(!set_cookies(&page).iter().any(|l| l.starts_with("__Secure-at=") || l.starts_with("__Host-rt=")));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Signing in could not be finished") && html.contains("sign in again"), "{html}");
 
     // An error from the issuer goes back to returnTo with `error`, and no token cookies.
     let mut jar = Jar::default();
