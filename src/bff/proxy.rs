@@ -24,7 +24,11 @@ use super::{
     vendors::Vendor,
     REFRESH_COOKIE, TX_COOKIE,
 };
-use crate::{error::ApiError, http::extractors::ApiPath, state::AppState};
+use crate::{
+    error::ApiError,
+    http::extractors::{ApiPath, ClientInfo},
+    state::AppState,
+};
 
 /// Headers that belong to one connection (RFC 9110 §7.6.1), never forwarded either way.
 const HOP_BY_HOP: [&str; 8] = [
@@ -37,6 +41,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "trailer",
     "upgrade",
 ];
+
+/// Forwarding headers a browser could write itself: replaced by the proxy's own, never passed on.
+const CLIENT_WRITTEN: [&str; 4] = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"];
 
 /// True for a header the proxy does not pass on: hop-by-hop ones, those `Connection` names, and
 /// `transfer-encoding` (the client side chooses its own framing).
@@ -146,6 +153,7 @@ pub async fn endpoint_preflight(
 pub async fn proxy(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<(String, String)>,
+    caller: ClientInfo,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (vendor_id, _) = path;
@@ -192,7 +200,7 @@ pub async fn proxy(
         Tokens::None => return Ok(error_with_cors(ApiError::unauthorized(), headers, &vendor, &[])),
     };
     let (parts, body) = request.into_parts();
-    let forwarded = forward(&state, &vendor, &parts, body, url, &token).await;
+    let forwarded = forward(&state, &vendor, &parts, body, url, &token, &caller).await;
     let mut response = match forwarded {
         Ok(response) => response,
         Err(error) => {
@@ -217,14 +225,14 @@ async fn forward(
     body: Body,
     url: url::Url,
     token: &str,
+    caller: &ClientInfo,
 ) -> Result<Response, reqwest::Error> {
     let connection = connection_tokens(&parts.headers);
     let mut outgoing = HeaderMap::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
         if is_hop_by_hop(name, &connection)
-            || name == header::HOST
-            || name == header::AUTHORIZATION
-            || name == header::COOKIE
+            || [header::HOST, header::AUTHORIZATION, header::COOKIE, header::FORWARDED].contains(name)
+            || CLIENT_WRITTEN.contains(&name.as_str())
         {
             continue;
         }
@@ -236,6 +244,13 @@ async fn forward(
     if let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) {
         outgoing.insert(header::AUTHORIZATION, bearer);
     }
+    // Who called, as this server determined it (the socket, or a trusted proxy's word), not as the
+    // browser claims.
+    if let Some(ip) = caller.ip.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
+        outgoing.insert(HeaderName::from_static("x-forwarded-for"), ip);
+    }
+    let proto = if state.settings.base_url.starts_with("https:") { "https" } else { "http" };
+    outgoing.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
     let has_body =
         parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
     let mut builder = state.bff.http.request(parts.method.clone(), url).headers(outgoing);

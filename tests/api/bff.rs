@@ -86,6 +86,8 @@ pub async fn echo_upstream() -> String {
             "authorization": header("authorization"),
             "cookie": header("cookie"),
             "contentType": header("content-type"),
+            "forwardedFor": header("x-forwarded-for"),
+            "forwardedProto": header("x-forwarded-proto"),
             "headers": names,
             "body": String::from_utf8_lossy(&body),
         }))
@@ -231,6 +233,8 @@ async fn an_spa_signs_in_through_latchkey_calls_its_api_and_signs_out(backend: B
     jar.set("lk-csrf", "csrf-secret");
     let proxied = call(&app, Method::GET, "/auth/acme/api/orders/7?expand=lines", &jar)
         .header("x-custom", "1")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-real-ip", "6.6.6.6")
         .header(header::CONNECTION, "keep-alive, x-drop-me")
         .header("x-drop-me", "1")
         .send()
@@ -244,8 +248,10 @@ async fn an_spa_signs_in_through_latchkey_calls_its_api_and_signs_out(backend: B
     let bearer = echoed["authorization"].as_str().unwrap().strip_prefix("Bearer ").unwrap().to_owned();
     assert_eq!(jwt_part(&bearer, 1)["aud"][0], API);
     assert_eq!(echoed["cookie"], "theme=dark");
+    assert_eq!(echoed["forwardedFor"], "127.0.0.1", "the caller as the server saw it, not as claimed");
+    assert_eq!(echoed["forwardedProto"], "http");
     let names: Vec<&str> = echoed["headers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(names.contains(&"x-custom") && !names.contains(&"x-drop-me"), "{names:?}");
+    assert!(names.contains(&"x-custom") && !names.contains(&"x-drop-me") && !names.contains(&"x-real-ip"), "{names:?}");
     for name in ["theme", "latchkey.session_token", "lk-csrf"] {
         jar.remove(name);
     }
