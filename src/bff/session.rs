@@ -77,9 +77,9 @@ impl AccessCookie {
         read_access(headers, vendor, now)
     }
 
-    /// True while the access token is usable (a few seconds' margin, so it does not die on the way).
+    /// True while the access token is usable.
     pub fn is_fresh(&self, now: Millis) -> bool {
-        now + 5_000 < self.expires_at
+        usable(self.expires_at, now)
     }
 }
 
@@ -113,8 +113,14 @@ pub struct HeaderClaims {
 impl AccessToken {
     /// As [`AccessCookie::is_fresh`].
     pub fn is_fresh(&self, now: Millis) -> bool {
-        now + 5_000 < self.expires_at
+        usable(self.expires_at, now)
     }
+}
+
+/// True while a token expiring at `expires_at` is usable (a few seconds' margin, so it does not die on the
+/// way to the API).
+fn usable(expires_at: Millis, now: Millis) -> bool {
+    now + 5_000 < expires_at
 }
 
 /// Seals a refresh token for the `__Host-rt` cookie.

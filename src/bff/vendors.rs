@@ -358,6 +358,8 @@ impl BffState {
     ) -> Result<Vendor, StorageError> {
         let mut config: VendorConfig =
             serde_json::from_str(&row.config).map_err(|e| StorageError::Other(sqlx::Error::Decode(Box::new(e))))?;
+        // Derived, not stored: it follows the base URL.
+        config.redirect_uri = callback_url(base_url, &row.id);
         config.created_at = iso8601(row.created_at);
         config.updated_at = iso8601(row.updated_at);
         let client_secret = row.client_secret_sealed.as_deref().and_then(|sealed| self.open_secret(&row.id, sealed));
@@ -366,7 +368,7 @@ impl BffState {
         }
         let keys: Vec<VendorKey> = keys.iter().filter_map(|key| self.open_key(&row.id, key)).collect();
         let upstream = config.api_upstream.as_deref().and_then(|u| url::Url::parse(u).ok());
-        Ok(Vendor { callback: callback_url(base_url, &row.id), config, client_secret, keys, upstream })
+        Ok(Vendor { callback: config.redirect_uri.clone(), config, client_secret, keys, upstream })
     }
 }
 

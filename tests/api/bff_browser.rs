@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::{
     bff::{echo_upstream, put_vendor},
-    browser::{browser_binaries, free_port, Chromedriver},
+    browser::{browser_or_skip, free_port, Chromedriver},
     helpers::*,
     oauth_flow::oauth_client,
 };
@@ -50,18 +50,7 @@ window.lk = {
     ignore = "needs chromium and chromedriver on the PATH when the tests were built, or LATCHKEY_REQUIRE_BROWSER=1"
 )]
 async fn an_spa_signs_in_calls_its_api_and_signs_out_without_ever_seeing_a_token() {
-    let (chromium, chromedriver) = match browser_binaries() {
-        Ok(found) => found,
-        Err(reason) => {
-            if std::env::var("LATCHKEY_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-                panic!("LATCHKEY_REQUIRE_BROWSER=1 but {reason}");
-            }
-            eprintln!(
-                "SKIPPED the token handler browser test: {reason} (set LATCHKEY_REQUIRE_BROWSER=1 to fail instead)"
-            );
-            return;
-        }
-    };
+    let Some((chromium, chromedriver)) = browser_or_skip("the token handler browser test") else { return };
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let driver = Chromedriver::start(&chromedriver);
         let browser = driver.session(&chromium, 20_000).await;

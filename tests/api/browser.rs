@@ -37,6 +37,21 @@ pub fn browser_binaries() -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
+/// Chromium and chromedriver for the test `what`, or `None` after printing why it is skipped; panics
+/// instead when `LATCHKEY_REQUIRE_BROWSER=1` (CI).
+pub fn browser_or_skip(what: &str) -> Option<(PathBuf, PathBuf)> {
+    match browser_binaries() {
+        Ok(found) => Some(found),
+        Err(reason) => {
+            if std::env::var("LATCHKEY_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+                panic!("LATCHKEY_REQUIRE_BROWSER=1 but {reason}");
+            }
+            eprintln!("SKIPPED {what}: {reason} (set LATCHKEY_REQUIRE_BROWSER=1 to fail instead)");
+            None
+        }
+    }
+}
+
 /// A chromedriver of this test's own, in a process group of its own with the browsers it starts: all
 /// killed on drop, also when the test fails.
 pub struct Chromedriver {

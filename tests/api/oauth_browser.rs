@@ -21,7 +21,7 @@ use latchkey::paths;
 use serde_json::{json, Value};
 
 use crate::{
-    browser::{browser_binaries, free_port, Chromedriver},
+    browser::{browser_or_skip, free_port, Chromedriver},
     helpers::*,
     oauth_flow::{authorize_url, oauth_client, query_of, user, EMAIL, VERIFIER},
 };
@@ -39,16 +39,7 @@ const ACCENT: [&str; 2] = ["rgb(47, 91, 234)", "rgb(109, 140, 255)"];
     ignore = "needs chromium and chromedriver on the PATH when the tests were built, or LATCHKEY_REQUIRE_BROWSER=1"
 )]
 async fn a_real_browser_signs_in_consents_and_lands_on_the_callback() {
-    let (chromium, chromedriver) = match browser_binaries() {
-        Ok(found) => found,
-        Err(reason) => {
-            if std::env::var("LATCHKEY_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-                panic!("LATCHKEY_REQUIRE_BROWSER=1 but {reason}");
-            }
-            eprintln!("SKIPPED the browser test: {reason} (set LATCHKEY_REQUIRE_BROWSER=1 to fail instead)");
-            return;
-        }
-    };
+    let Some((chromium, chromedriver)) = browser_or_skip("the browser test") else { return };
 
     // The client's callback: a real page the browser can load, which notes the query it was given.
     let (callback, seen) = callback_server().await;

@@ -25,7 +25,7 @@ use latchkey::paths;
 use serde_json::{json, Value};
 
 use crate::{
-    browser::{browser_binaries, free_port, Chromedriver},
+    browser::{browser_or_skip, free_port, Chromedriver},
     helpers::*,
     oauth_flow::{oauth_client, query_of, user, userinfo, EMAIL},
 };
@@ -83,16 +83,7 @@ async fn auth0_spa_js_signs_in_refreshes_and_logs_out_in_a_real_browser() {
             return;
         }
     };
-    let (chromium, chromedriver) = match browser_binaries() {
-        Ok(found) => found,
-        Err(reason) => {
-            if std::env::var("LATCHKEY_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-                panic!("LATCHKEY_REQUIRE_BROWSER=1 but {reason}");
-            }
-            eprintln!("SKIPPED the auth0-spa-js test: {reason} (set LATCHKEY_REQUIRE_BROWSER=1 to fail instead)");
-            return;
-        }
-    };
+    let Some((chromium, chromedriver)) = browser_or_skip("the auth0-spa-js test") else { return };
 
     // Latchkey at the address the browser uses (the SDK's `domain`; the issuer is `{domain}/`).
     let port = free_port();
