@@ -605,6 +605,47 @@ bff_setup() {
   log "signed in through the token handler (vendor $BFF_VENDOR): __Secure-at ${#BFF_AT} characters, __Host-rt ${#BFF_RT}"
 }
 
+# Starts nginx as a plain reverse proxy in front of the hello server (NGINX_URL, NGINX_PID): <workers>
+# worker processes, kept upstream connections, `Authorization: Bearer` set and `Cookie` dropped as the
+# token handler does, no access log.
+nginx_reference() {
+  local workers=$1 port dir="$TMP/nginx" upstream=${HELLO_URL#http://}
+  upstream=${upstream%/}
+  port=$(pick_port)
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  upstream hello { server $upstream; keepalive 256; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://hello;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Cookie "";
+      proxy_set_header Authorization "Bearer ${BFF_AT:0:900}"; # a stand-in of a token's size
+    }
+  }
+}
+EOF
+  setsid nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/out.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  NGINX_URL="http://127.0.0.1:$port"
+  wait_http_200 "$NGINX_URL/hello" "$NGINX_PID" "$dir/out.log" 30
+}
+
 # Fails unless GET <path> with the Cookie header <cookies> is proxied to the hello server (200, `hello`,
 # no Set-Cookie: the access token was used as it is, not renewed).
 check_proxied() {
@@ -830,6 +871,18 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
     export BENCH_HEADER_NAME=Cookie BENCH_HEADER_VALUE="__Secure-at=$BFF_AT; __Host-rt=$BFF_RT"
     warm_up header.lua "$proxy_url"
     run_wrk "token handler proxy: GET /auth/{v}/api/hello → hello" header.lua "$proxy_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+    # The field's reference proxy in the same minutes, when nginx is installed: `proxy_pass` to the same
+    # upstream with kept connections, a Bearer header set and the cookies dropped, one worker per CPU —
+    # what forwarding alone costs on this machine, with no cookie to open and no middleware.
+    if command -v nginx >/dev/null 2>&1; then
+      nginx_reference "$THREADS"
+      warm_up header.lua "$NGINX_URL/hello"
+      run_wrk "reference: nginx proxy_pass → hello (forwarding only)" header.lua "$NGINX_URL/hello" "$THREADS" "$CONNECTIONS" "$DURATION"
+      stop_pid "$NGINX_PID"
+    else
+      log "nginx not installed: no reference proxy row (apt-get install -y nginx)"
+    fi
 
     # The same through an upstream that spends 200 µs of CPU per request (hello's `/work`), as an API
     # doing something would: the handler's added cost against an upstream's own.

@@ -78,8 +78,11 @@ pub struct BffState {
     pub vendors: TtlCache<vendors::Vendor>,
     /// External issuers and the HTTP client that reaches them.
     pub issuers: issuer::Issuers,
-    /// The kept HTTP client (connection reuse) the proxy forwards with.
+    /// The kept HTTP client (connection reuse) for external issuers.
     pub http: reqwest::Client,
+    /// The pooled client the API proxy forwards with (hyper's own: no per-request URL re-parsing or
+    /// request building on top of it).
+    pub upstream: proxy::UpstreamClient,
     /// Refreshes in flight or just done, by refresh token.
     pub renewals: session::Renewals,
     /// Seals client secrets and vendor keys at rest (derived from the server secret).
@@ -108,6 +111,7 @@ impl BffState {
             vendors: TtlCache::default(),
             issuers: issuer::Issuers::new(http.clone()),
             http,
+            upstream: proxy::upstream_client()?,
             renewals: session::Renewals::default(),
             sealing_key: crypto::derive_key(secret.expose().as_bytes(), "latchkey bff vendor secrets"),
             ttl,

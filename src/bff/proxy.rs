@@ -8,12 +8,20 @@
 //! its own subdomain (nginx `auth_request`, Traefik `forwardAuth`): the access-token cookie in, 200 with
 //! `authorization: Bearer …` and `x-auth-*` headers out, or 401.
 
+use std::time::Duration;
+
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use tower_http::timeout::TimeoutBody;
 
 use super::{
     add_cors, allowed_origin,
@@ -29,6 +37,44 @@ use crate::{
     http::extractors::{ApiPath, ClientInfo},
     state::AppState,
 };
+
+/// How long the upstream may take to start answering, and to send each further piece of a body either way.
+const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long connecting to the upstream may take.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The proxy's pooled HTTP/1.1 client (http and https upstreams; rustls with the webpki roots).
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Builds the proxy's client: kept connections (idle ones closed after 60 s), `TCP_NODELAY`, no
+/// redirects followed (the answer goes back to the browser as it is), no proxy from the environment.
+pub fn upstream_client() -> anyhow::Result<UpstreamClient> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(https))
+}
+
+/// Why forwarding failed (logged; the browser gets 502 `UPSTREAM_UNAVAILABLE`).
+#[derive(Debug, thiserror::Error)]
+enum ForwardError {
+    #[error("the upstream URL is not a valid URI")]
+    Uri,
+    #[error("the upstream took longer than {0:?} to answer")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Client(#[from] hyper_util::client::legacy::Error),
+}
 
 /// Headers that belong to one connection (RFC 9110 §7.6.1), never forwarded either way.
 const HOP_BY_HOP: [&str; 8] = [
@@ -204,7 +250,7 @@ pub async fn proxy(
     let mut response = match forwarded {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(vendor_id, error = %error.without_url(), "token handler: the API upstream failed");
+            tracing::warn!(vendor_id, error = %error, "token handler: the API upstream failed");
             let error = ApiError::new(StatusCode::BAD_GATEWAY, "UPSTREAM_UNAVAILABLE", "The API could not be reached");
             error_with_cors(error, &parts.headers, &vendor, &[])
         }
@@ -226,7 +272,7 @@ async fn forward(
     url: url::Url,
     token: &str,
     caller: &ClientInfo,
-) -> Result<Response, reqwest::Error> {
+) -> Result<Response, ForwardError> {
     let connection = connection_tokens(&parts.headers);
     let mut outgoing = HeaderMap::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
@@ -253,32 +299,34 @@ async fn forward(
     outgoing.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
     let has_body =
         parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let mut builder = state.bff.http.request(parts.method.clone(), url).headers(outgoing);
-    if has_body {
-        builder = builder.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    let body = if has_body { body } else { Body::empty() };
+    let uri: Uri = url.as_str().parse().map_err(|_| ForwardError::Uri)?;
+    let mut request = Request::new(Body::new(TimeoutBody::new(UPSTREAM_READ_TIMEOUT, body)));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = outgoing;
+    // hyper writes `Host` from the URI and chooses the framing (`content-length` or chunked) itself.
+    let upstream = tokio::time::timeout(UPSTREAM_READ_TIMEOUT, state.bff.upstream.request(request))
+        .await
+        .map_err(|_| ForwardError::Timeout(UPSTREAM_READ_TIMEOUT))??;
+    let (mut head, body) = upstream.into_parts();
+    let upstream_connection = connection_tokens(&head.headers);
+    let names: Vec<HeaderName> =
+        head.headers.keys().filter(|name| is_hop_by_hop(name, &upstream_connection)).cloned().collect();
+    for name in names {
+        head.headers.remove(name);
     }
-    let upstream = builder.send().await?;
-    let mut response = Response::builder().status(upstream.status());
-    let upstream_connection = connection_tokens(upstream.headers());
-    if let Some(headers) = response.headers_mut() {
-        for (name, value) in upstream.headers() {
-            if !is_hop_by_hop(name, &upstream_connection) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        // The upstream's own CORS answer is for its origin, not the handler's: ours replaces it.
-        for name in [
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-        ] {
-            headers.remove(name);
-        }
-        add_cors(headers, &parts.headers, vendor);
+    // The upstream's own CORS answer is for its origin, not the handler's: ours replaces it.
+    for name in [
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+    ] {
+        head.headers.remove(name);
     }
-    let body = Body::from_stream(upstream.bytes_stream());
-    Ok(response.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()))
+    add_cors(&mut head.headers, &parts.headers, vendor);
+    Ok(Response::from_parts(head, Body::new(TimeoutBody::new(UPSTREAM_READ_TIMEOUT, body))))
 }
 
 /// Forward-auth for a gateway.
