@@ -55,7 +55,9 @@
 #                               (api keys, check, extension tokens), service (/v1), oauth (/oauth/token,
 #                               /userinfo, the code flow), bff (the token handler's proxy and check; its
 #                               vendor, client and cookies are set up with curl through the handler's own
-#                               sign-in), postgres
+#                               sign-in), audit (sign-in and cached get-session with the audit log on
+#                               and off, each on a server of its own; a get-session flood must write no
+#                               audit row), postgres
 #   BENCH_SKIP_BUILD=1          use the binaries already in $CARGO_TARGET_DIR/release
 #   BENCH_BASELINE_ONLY=1       only the hello baseline (checks the harness without Latchkey)
 #   BENCH_SERVER_LOG=<filter>   LATCHKEY_LOG for the server (default: the server's own default)
@@ -97,6 +99,11 @@ MASTER_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 
 # wants <group>: true if BENCH_ONLY selects the group.
 wants() { [[ $ONLY == all || ",$ONLY," == *",$1,"* ]]; }
+
+# More environment for the next start_server (the audit group switches the audit log off with it).
+EXTRA_SERVER_ENV=()
+# Lines for the report below the table (the audit group's on/off comparison).
+NOTES=()
 
 BENCH_NAME="Bench"
 BENCH_EMAIL="bench@example.com"
@@ -340,7 +347,8 @@ start_server() {
     "${RATE_LIMIT_ENV[@]}"
   )
   [[ -n ${BENCH_SERVER_LOG:-} ]] && envs+=("LATCHKEY_LOG=$BENCH_SERVER_LOG")
-  log "starting latchkey ($label) on $SERVER_URL, log $SERVER_LOG"
+  envs+=("${EXTRA_SERVER_ENV[@]}")
+  log "starting latchkey ($label) on $SERVER_URL, log $SERVER_LOG ${EXTRA_SERVER_ENV[*]}"
   log "rate limits raised for the benchmark: ${RATE_LIMIT_ENV[*]}"
   # A clean environment and the temp dir as working directory: no stray LATCHKEY_* variable or
   # latchkey.toml changes what is measured.
@@ -680,6 +688,15 @@ check_sign_in() {
   fi
 }
 
+# The number of stored audit records (GET /api/v2/logs with totals, master credentials).
+audit_rows() {
+  local out="$TMP/audit-rows.json" code
+  code=$(curl -sS --max-time 15 -o "$out" -w '%{http_code}' -u "bench:$MASTER_PASSWORD" \
+    "$SERVER_URL/api/v2/logs?include_totals=true&per_page=1") || die "GET /api/v2/logs failed"
+  [[ $code == 200 ]] || { cat "$out" >&2; die "GET /api/v2/logs answered HTTP $code"; }
+  grep -o '"total":[0-9]*' "$out" | head -n 1 | cut -d: -f2
+}
+
 # ---------------------------------------------------------------------------------------------------
 # 0. tools and binaries
 
@@ -898,6 +915,43 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
   PEAK_RSS_SQLITE=$(rss_mb "$SERVER_PID" VmHWM)
   stop_server
 
+  if wants audit; then
+    # The stored audit log's cost: the same sign-in and cached get-session on a server with the log on
+    # (the default) and on one with LATCHKEY_AUDIT_ENABLED=false, each on a fresh database; and the
+    # get-session flood must add no audit row (the writer is given a second to catch up).
+    declare -A AUDIT_SIGN_IN=()
+    for mode in on off; do
+      enabled=true
+      [[ $mode == off ]] && enabled=false
+      EXTRA_SERVER_ENV=("LATCHKEY_AUDIT_ENABLED=$enabled")
+      start_server "sqlite://$TMP/audit-$mode.db" "sqlite-audit-$mode"
+      sign_up
+      export BENCH_COOKIE=$COOKIE
+      audit_cached="$SERVER_URL/api/auth/get-session"
+      sleep 1
+      before=$(audit_rows)
+      warm_up get_session.lua "$audit_cached"
+      run_wrk "get-session (cookie cache), audit log $mode" get_session.lua "$audit_cached" "$THREADS" "$CONNECTIONS" "$DURATION"
+      sleep 1
+      after=$(audit_rows)
+      if [[ $mode == on ]]; then
+        [[ $before -gt 0 && $after == "$before" ]] \
+          || die "the get-session flood changed the audit log: $before rows before, $after after (expected no change, and the sign-up's rows)"
+        NOTES+=("- audit log on: $before rows after the sign-up, $after after the cached get-session flood (${RPS["get-session (cookie cache), audit log on"]} req/s for $DURATION): no row written by a session check")
+      fi
+      check_sign_in
+      run_wrk "sign-in (SQLite), audit log $mode" sign_in.lua "$SERVER_URL/api/auth/sign-in/email" "$THREADS" "$SIGNIN_CONNECTIONS" "$DURATION" --timeout 10s
+      AUDIT_SIGN_IN[$mode]=${RPS["sign-in (SQLite), audit log $mode"]}
+      if [[ $mode == on ]]; then
+        sleep 1
+        NOTES+=("- audit log on: $(audit_rows) rows after the sign-in run (two per sign-in: \`s\` and \`session_created\`)")
+      fi
+      stop_server
+      EXTRA_SERVER_ENV=()
+    done
+    NOTES+=("- sign-in with the audit log on / off: ${AUDIT_SIGN_IN[on]} / ${AUDIT_SIGN_IN[off]} req/s = **$(awk -v a="${AUDIT_SIGN_IN[on]}" -v b="${AUDIT_SIGN_IN[off]}" 'BEGIN { printf "%.3f", a / b }')** (target ≥ 0.95)")
+  fi
+
   # -------------------------------------------------------------------------------------------------
   # 3. Latchkey on PostgreSQL
 
@@ -972,6 +1026,9 @@ memory() {
 
 TABLE=$(table)
 MEMORY=$(memory)
+if ((${#NOTES[@]})); then
+  MEMORY+=$'\n'$(printf '%s\n' "${NOTES[@]}")
+fi
 ELAPSED=$((SECONDS - BENCH_START))
 printf '\n%s\n\n%s\n' "$TABLE" "$MEMORY"
 if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then

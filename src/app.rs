@@ -83,9 +83,13 @@ pub fn app(
     let cors_origins = state.settings.cors_origins.clone();
     // The first app built on a state renders its document; the routes do not change afterwards.
     state.openapi.get_or_init(|| Bytes::from(serde_json::to_vec(&document).unwrap_or_default()));
+    let audit = state
+        .audit
+        .clone()
+        .map(|sink| http::AuditRoute { sink, trusted_proxies: state.trusted_proxies.iter().copied().collect() });
     let router = router
         // Per matched route (it needs `MatchedPath`, which routing sets).
-        .route_layer(http::RouteLayer { form_routes: FORM_ROUTES, raw_body_routes: RAW_BODY_ROUTES })
+        .route_layer(http::RouteLayer { form_routes: FORM_ROUTES, raw_body_routes: RAW_BODY_ROUTES, audit })
         .fallback(|| async { crate::error::ApiError::not_found("No such endpoint") })
         .with_state(state);
     http::with_layers(router, &cors_origins, OWN_CORS_PATHS)
@@ -197,6 +201,10 @@ impl Application {
         http::serve::serve(listener, app(state), limits, signals.received()).await;
         if let Err(error) = flush_state.flush_usage().await {
             tracing::warn!(error = %error, "final api key usage flush failed");
+        }
+        // Every audit record of a served request is written before the pool closes.
+        if let Some(audit) = &flush_state.audit {
+            audit.flush().await;
         }
         db.close().await;
         Ok(())

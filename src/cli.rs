@@ -9,10 +9,11 @@ use crate::{
     accounts::{self, NewUser},
     api_keys,
     app::{open_database, Application},
+    audit,
     clock::{iso8601, Clock},
     config::{self, Secret, Settings},
     crypto::{self, password::PasswordHasher},
-    oauth, orgs, service_tokens,
+    management, oauth, orgs, service_tokens,
     sessions::{self, revoked::RevokedSessions},
     storage::notify,
     telemetry,
@@ -202,6 +203,30 @@ pub enum AdminCommand {
         #[arg(long)]
         algorithm: Option<String>,
     },
+    /// Print the stored audit log, newest first, one JSON object per line (as `GET /api/v2/logs`).
+    Logs {
+        /// Only this type (`s`, `f`, `ss`, `sapi`, …; README, "Audit log").
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only events about this user id.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events of this client id.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only `success` or `failure`.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// From this time on: RFC 3339 (`2026-12-01T08:00:00Z`) or a date (its midnight, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time: RFC 3339 or a date (its end).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many (default 100).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -250,9 +275,11 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// glibc raises its mmap threshold after the first large free, so each Argon2id block (19 MiB) would
-/// stay in the heap of every thread that hashed: tens of MB of idle RSS. A fixed threshold keeps large
-/// blocks in mmap, returned to the OS on free; two arenas bound per-thread heap growth.
+/// For glibc's malloc, which the C parts (SQLite, aws-lc) use; the binary's Rust allocations go to
+/// jemalloc (`src/main.rs`), and the library's in tests to glibc. glibc raises its mmap threshold after
+/// the first large free, so each Argon2id block (19 MiB) would stay in the heap of every thread that
+/// hashed: tens of MB of idle RSS. A fixed threshold keeps large blocks in mmap, returned to the OS on
+/// free; two arenas bound per-thread heap growth.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator parameters; called before any other thread starts.
@@ -540,6 +567,28 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                     Some(kid) => println!("rotated {}: new signing key {kid}", alg.as_str()),
                     None => println!("{}: nothing rotated", alg.as_str()),
                 }
+            }
+        }
+        AdminCommand::Logs { kind, user, client, outcome, from, to, limit } => {
+            let bound = |value: Option<String>, upper| -> anyhow::Result<Option<i64>> {
+                value
+                    .map(|value| {
+                        management::logs::parse_bound(&value, upper).map_err(|error| anyhow::anyhow!("{error}"))
+                    })
+                    .transpose()
+                    .map(Option::flatten)
+            };
+            let filter = audit::store::Filter {
+                kind,
+                user_id: user,
+                client_id: client,
+                outcome,
+                from: bound(from, false)?,
+                to: bound(to, true)?,
+            };
+            let (records, _) = audit::store::list(&db, &filter, false, limit.clamp(1, 100_000), 0, false).await?;
+            for record in records {
+                println!("{}", serde_json::to_string(&management::logs::LogEvent::from(record))?);
             }
         }
     }

@@ -227,6 +227,25 @@ impl Default for ServerSettings {
     }
 }
 
+/// The stored audit log (`[audit]`, `LATCHKEY_AUDIT_*`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Store audit events in the database (true); off, they are only logged.
+    pub enabled: bool,
+    /// Days an audit record is kept (30); 0 keeps them for ever.
+    pub retention_days: u64,
+    /// Records waiting to be written at most (10 000); more are dropped and counted in
+    /// `latchkey_audit_dropped_total`.
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { enabled: true, retention_days: 30, queue_capacity: 10_000 }
+    }
+}
+
 /// The whole configuration. `Debug` is the redacted `Display` (the database URL may hold a password).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -280,6 +299,8 @@ pub struct Settings {
     pub service: ServiceSettings,
     /// Connection timeouts and cap.
     pub server: ServerSettings,
+    /// The stored audit log.
+    pub audit: AuditSettings,
 }
 
 impl Default for Settings {
@@ -306,6 +327,7 @@ impl Default for Settings {
             tokens: TokenSettings::default(),
             service: ServiceSettings::default(),
             server: ServerSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -347,6 +369,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("LATCHKEY_TOKENS_", "tokens."),
     ("LATCHKEY_SERVICE_", "service."),
     ("LATCHKEY_SERVER_", "server."),
+    ("LATCHKEY_AUDIT_", "audit."),
 ];
 /// Not settings, but known: the config path, the test harness's database and the log filter.
 const OTHER_KNOWN_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_TEST_POSTGRES_URL", "LATCHKEY_LOG"];
@@ -639,7 +662,11 @@ impl fmt::Display for Settings {
         let n = &self.server;
         writeln!(f, "\n[server]")?;
         writeln!(f, "header_read_timeout = {}\nkeep_alive_timeout = {}", n.header_read_timeout, n.keep_alive_timeout)?;
-        writeln!(f, "max_connections = {}", n.max_connections)
+        writeln!(f, "max_connections = {}", n.max_connections)?;
+        let a = &self.audit;
+        writeln!(f, "\n[audit]")?;
+        writeln!(f, "enabled = {}\nretention_days = {}", a.enabled, a.retention_days)?;
+        writeln!(f, "queue_capacity = {}", a.queue_capacity)
     }
 }
 

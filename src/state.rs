@@ -80,6 +80,8 @@ pub struct AppStateInner {
     pub service_tokens: ServiceState,
     pub oauth: OAuthState,
     pub bff: BffState,
+    /// Where audit events are stored (`None` when `audit.enabled` is off: they are only logged).
+    pub audit: Option<crate::audit::AuditSink>,
     /// Cache invalidations read from `cache_events` up to here (unix ms).
     events_synced_until: AtomicI64,
 }
@@ -108,6 +110,10 @@ impl AppState {
             service_tokens: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
             oauth: OAuthState::new(&db, &settings.base_url, settings.tokens.leeway, secret, cache_ttl),
             bff: BffState::new(secret, cache_ttl)?,
+            audit: settings
+                .audit
+                .enabled
+                .then(|| crate::audit::AuditSink::start(db.clone(), clock.clone(), settings.audit.queue_capacity)),
             events_synced_until: AtomicI64::new(now),
             settings: Arc::new(settings),
             db,
@@ -150,6 +156,10 @@ impl AppStateInner {
         // Sealed refresh successors are needed for a client's leeway at most (an hour is past any sane one).
         crate::oauth::flow_store::cleanup(&self.db, now, now - 3_600_000).await?;
         crate::bff::cleanup(&self.db, now).await?;
+        if self.settings.audit.retention_days > 0 {
+            let days = i64::try_from(self.settings.audit.retention_days).unwrap_or(i64::MAX / 86_400_000);
+            crate::audit::cleanup(&self.db, now - days.saturating_mul(86_400_000)).await?;
+        }
         let interval = i64::try_from(self.settings.tokens.rotation_interval).unwrap_or(i64::MAX).saturating_mul(1000);
         if interval > 0 {
             let mut windows = std::collections::HashMap::new();

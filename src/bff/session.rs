@@ -195,7 +195,8 @@ pub async fn renew(
                 let (sender, receiver) = watch::channel(None);
                 entries.insert(key.clone(), (receiver.clone(), now));
                 let (state, vendor, refresh_token) = (state.clone(), Arc::clone(vendor), refresh_token.to_owned());
-                tokio::spawn(async move {
+                // The renewal's audit events are the request's that started it.
+                tokio::spawn(crate::audit::propagate(async move {
                     let outcome = refresh_once(&state, &vendor, &refresh_token).await;
                     let failed_for_now = matches!(outcome, Err(RenewalFailure::Unavailable(_)));
                     let _ = sender.send(Some(Arc::new(outcome)));
@@ -203,7 +204,7 @@ pub async fn renew(
                     if failed_for_now {
                         state.bff.renewals.forget(&key);
                     }
-                });
+                }));
                 receiver
             }
         }

@@ -29,7 +29,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{error::ApiError, telemetry};
+use crate::{audit, error::ApiError, telemetry};
 
 /// Largest accepted request body, in bytes (413 `PAYLOAD_TOO_LARGE` beyond).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -223,20 +223,49 @@ pub fn is_json_content_type(content_type: &str) -> bool {
 /// The per-route layer: refuses non-JSON bodies (415), then records the request count and latency of the
 /// matched route. A hand-written tower layer rather than `middleware::from_fn`, which boxes a future and
 /// clones the inner service on every request (measured ~6% of a trivial request).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RouteLayer {
     /// Route templates that also take `application/x-www-form-urlencoded` bodies (OAuth's token
     /// endpoint: RFC 6749 clients send forms). Passed in by `app`, so this toolkit names no capability.
     pub form_routes: &'static [&'static str],
     /// Route templates whose bodies are passed on as they are, whatever their content type (a proxy).
     pub raw_body_routes: &'static [&'static str],
+    /// Where the audit events of a request are stored (none: logged only), and the proxies whose
+    /// `X-Forwarded-For` names the caller.
+    pub audit: Option<AuditRoute>,
+}
+
+/// The audit log's part of [`RouteLayer`].
+#[derive(Clone, Debug)]
+pub struct AuditRoute {
+    pub sink: audit::AuditSink,
+    pub trusted_proxies: std::sync::Arc<[std::net::IpAddr]>,
+}
+
+impl AuditRoute {
+    /// The audit context of `request`: its caller's address and user agent, and its id.
+    fn context(&self, request: &Request, id: &HeaderValue) -> std::sync::Arc<audit::AuditContext> {
+        let socket = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        let ip = socket.map(|info| extractors::client_ip(info.0.ip(), request.headers(), &self.trusted_proxies));
+        std::sync::Arc::new(audit::AuditContext {
+            sink: self.sink.clone(),
+            ip,
+            user_agent: request.headers().get(header::USER_AGENT).cloned(),
+            request_id: Some(id.clone()),
+        })
+    }
 }
 
 impl<S> tower::Layer<S> for RouteLayer {
     type Service = RouteService<S>;
 
     fn layer(&self, inner: S) -> RouteService<S> {
-        RouteService { inner, form_routes: self.form_routes, raw_body_routes: self.raw_body_routes }
+        RouteService {
+            inner,
+            form_routes: self.form_routes,
+            raw_body_routes: self.raw_body_routes,
+            audit: self.audit.clone(),
+        }
     }
 }
 
@@ -246,6 +275,7 @@ pub struct RouteService<S> {
     inner: S,
     form_routes: &'static [&'static str],
     raw_body_routes: &'static [&'static str],
+    audit: Option<AuditRoute>,
 }
 
 /// True for a form body on a route that takes forms.
@@ -276,22 +306,25 @@ where
         request.extensions_mut().insert(cookies.clone());
         let method = method_label(request.method());
         let raw_body = route.as_ref().is_some_and(|route| self.raw_body_routes.contains(&route.as_str()));
-        let state =
-            if !raw_body && non_json_body(&request) && !accepted_form(&request, route.as_ref(), self.form_routes) {
-                RouteState::Refused {
-                    response: Some(
-                        ApiError::new(
-                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                            "UNSUPPORTED_MEDIA_TYPE",
-                            "Expected a request with Content-Type: application/json",
-                        )
-                        .into_response(),
-                    ),
-                }
-            } else {
-                let id = request.headers().get("x-request-id").cloned().unwrap_or(HeaderValue::from_static(""));
-                RouteState::Inner { future: telemetry::with_request_id(id, self.inner.call(request)) }
-            };
+        let state = if !raw_body
+            && non_json_body(&request)
+            && !accepted_form(&request, route.as_ref(), self.form_routes)
+        {
+            RouteState::Refused {
+                response: Some(
+                    ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "UNSUPPORTED_MEDIA_TYPE",
+                        "Expected a request with Content-Type: application/json",
+                    )
+                    .into_response(),
+                ),
+            }
+        } else {
+            let id = request.headers().get("x-request-id").cloned().unwrap_or(HeaderValue::from_static(""));
+            let audit = self.audit.as_ref().map(|audit| audit.context(&request, &id));
+            RouteState::Inner { future: audit::scope(audit, telemetry::with_request_id(id, self.inner.call(request))) }
+        };
         RouteFuture { state, started, route, method, cookies }
     }
 }
@@ -348,7 +381,13 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = RouteStateProj]
     enum RouteState<F> {
-        Inner { #[pin] future: tokio::task::futures::TaskLocalFuture<HeaderValue, F> },
+        Inner {
+            #[pin]
+            future: tokio::task::futures::TaskLocalFuture<
+                Option<std::sync::Arc<audit::AuditContext>>,
+                tokio::task::futures::TaskLocalFuture<HeaderValue, F>,
+            >,
+        },
         Refused { response: Option<Response> },
     }
 }

@@ -1,6 +1,7 @@
 //! The management API at Auth0's paths and in Auth0's shapes, `/api/v2/*` (DESIGN.md "Capability 5",
 //! management setup), so Auth0's management SDKs work against Latchkey. Built so far: clients
-//! ([`clients`]), APIs ([`resource_servers`]) and client grants ([`client_grants`]), authorised by the
+//! ([`clients`]), APIs ([`resource_servers`]), client grants ([`client_grants`]) and the audit log
+//! ([`logs`]), authorised by the
 //! master credentials (`Authorization: Basic`, to bootstrap) or by an access token for the built-in
 //! audience `{issuer}api/v2/` holding the operation's scope (`read:clients`, `create:clients`, …).
 //!
@@ -8,6 +9,7 @@
 
 pub mod client_grants;
 pub mod clients;
+pub mod logs;
 pub mod resource_servers;
 pub mod routes;
 
@@ -27,6 +29,10 @@ pub mod paths {
     pub const MGMT_CLIENT_GRANTS: &str = "/api/v2/client-grants";
     /// `PATCH`, `DELETE` one client grant.
     pub const MGMT_CLIENT_GRANT: &str = "/api/v2/client-grants/{id}";
+    /// `GET` the audit log.
+    pub const MGMT_LOGS: &str = "/api/v2/logs";
+    /// `GET` one audit record.
+    pub const MGMT_LOG: &str = "/api/v2/logs/{id}";
 }
 
 use axum::{

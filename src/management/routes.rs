@@ -6,7 +6,7 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{client_grants, clients, resource_servers};
+use super::{client_grants, clients, logs, resource_servers};
 use crate::state::AppState;
 
 /// The routes of the management API; every answer is `Cache-Control: no-store` (some carry a client
@@ -24,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(client_grants::create_grant, client_grants::list_grants))
         .routes(routes!(client_grants::update_grant, client_grants::delete_grant))
+        .routes(routes!(logs::list_logs))
+        .routes(routes!(logs::get_log))
         .route_layer(axum::middleware::map_response(no_store))
 }
 

@@ -47,7 +47,7 @@ pub struct ResourceServer {
 }
 
 /// The management API's scopes, in the order Auth0 lists them.
-pub const MANAGEMENT_SCOPES: [&str; 16] = [
+pub const MANAGEMENT_SCOPES: [&str; 17] = [
     "read:clients",
     "create:clients",
     "update:clients",
@@ -62,6 +62,7 @@ pub const MANAGEMENT_SCOPES: [&str; 16] = [
     "create:client_grants",
     "update:client_grants",
     "delete:client_grants",
+    "read:logs",
     // Latchkey's own: the token handler's vendor configuration (capability 6).
     "read:token_handlers",
     "update:token_handlers",

@@ -855,7 +855,7 @@ async fn sqlx_scalar(app: &TestApp, sql: &str) -> String {
 }
 
 /// A management API token holding `scopes` (client credentials of a machine client granted them).
-async fn management_token(app: &TestApp, scopes: &[&str]) -> String {
+pub async fn management_token(app: &TestApp, scopes: &[&str]) -> String {
     let machine = oauth_client(app, "non_interactive", json!({"callbacks": []})).await;
     let audience = format!("{BASE_URL}/api/v2/");
     crate::oauth_flow::mgmt(

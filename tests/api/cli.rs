@@ -514,3 +514,43 @@ async fn production_logs_are_json_lines() {
         assert!(parsed.get("level").is_some() && parsed.get("timestamp").is_some());
     }
 }
+
+/// `latchkey admin logs` prints what a running server stored, filtered, one JSON object per line; and a
+/// graceful stop writes what was still queued.
+#[tokio::test]
+async fn admin_logs_prints_the_stored_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(latchkey(dir.path()));
+    let client = new_client();
+    let sign_up = json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD});
+    let signed_up = client.post(format!("{}{}", server.address, paths::SIGN_UP_EMAIL)).json(&sign_up).send().await;
+    assert_eq!(signed_up.unwrap().status(), 200);
+    let wrong = json!({"email": "ada@example.com", "password": "not the password"});
+    let refused = client.post(format!("{}{}", server.address, paths::SIGN_IN_EMAIL)).json(&wrong).send().await;
+    assert_eq!(refused.unwrap().status(), 401);
+    // SIGTERM: the server drains and flushes the audit queue before it exits.
+    stop(&mut server);
+
+    let run = |args: &[&str]| {
+        let output = latchkey(dir.path()).args(["admin", "logs"]).args(args).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect::<Vec<Value>>()
+    };
+    let all = run(&[]);
+    let kinds: Vec<&str> = all.iter().map(|record| record["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"ss") && kinds.contains(&"f") && kinds.contains(&"session_created"), "{kinds:?}");
+    let failures = run(&["--type", "f", "--outcome", "failure"]);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["ip"], "127.0.0.1");
+    let user = all.iter().find(|record| record["type"] == "ss").unwrap()["user_id"].as_str().unwrap().to_owned();
+    assert!(run(&["--user", &user]).iter().all(|record| record["user_id"] == user.as_str()));
+    assert!(run(&["--from", "2999-01-01"]).is_empty());
+    assert_eq!(run(&["--to", "2999-01-01", "--limit", "1"]).len(), 1);
+    let bad = latchkey(dir.path()).args(["admin", "logs", "--from", "yesterday"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(!all.iter().any(|record| record.to_string().contains(PASSWORD)));
+}

@@ -4,6 +4,7 @@ mod helpers;
 
 mod accounts;
 mod api_keys;
+mod audit;
 mod better_auth_client;
 mod bff;
 mod bff_browser;

@@ -128,6 +128,8 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::MGMT_CLIENT_GRANTS, "get"),
         (paths::MGMT_CLIENT_GRANT, "patch"),
         (paths::MGMT_CLIENT_GRANT, "delete"),
+        (paths::MGMT_LOGS, "get"),
+        (paths::MGMT_LOG, "get"),
         (paths::TOKEN, "post"),
         (paths::DISCOVERY, "get"),
         (paths::AUTHORIZE, "get"),
