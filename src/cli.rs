@@ -547,23 +547,14 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
             let ring = KeyRing::new(crate::app::server_secret(&settings)?.expose().as_bytes());
             let now = clock.now();
             ring.reload(&db, now).await?;
-            let algorithms: Vec<Algorithm> = match algorithm.as_deref() {
+            let alg = match algorithm.as_deref() {
                 Some(name) => {
-                    vec![Algorithm::parse(name).ok_or_else(|| anyhow::anyhow!("--algorithm: ES256, RS256 or EdDSA"))?]
+                    Some(Algorithm::parse(name).ok_or_else(|| anyhow::anyhow!("--algorithm: ES256, RS256 or EdDSA"))?)
                 }
-                None => {
-                    let in_use: Vec<Algorithm> =
-                        Algorithm::ALL.into_iter().filter(|alg| ring.active(*alg).is_some()).collect();
-                    if in_use.is_empty() {
-                        vec![Algorithm::parse(&settings.service.algorithm).unwrap_or(Algorithm::Es256)]
-                    } else {
-                        in_use
-                    }
-                }
+                None => None,
             };
-            for alg in algorithms {
-                let window = oauth::apis::retire_window(&db, &settings, alg).await?;
-                match ring.rotate(&db, alg, now, window, None).await? {
+            for (alg, kid) in oauth::apis::rotate_signing_keys(&db, &settings, &ring, alg, now).await? {
+                match kid {
                     Some(kid) => println!("rotated {}: new signing key {kid}", alg.as_str()),
                     None => println!("{}: nothing rotated", alg.as_str()),
                 }

@@ -40,6 +40,10 @@ pub struct User {
     pub email_verified: bool,
     /// `user` or `admin`; never settable through sign-up.
     pub role: String,
+    /// Blocked through the management API: signs in nowhere; every credential refused. Left out of the
+    /// cookie cache's JSON when false (a blocked user has no session to cache).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
     /// Unix ms.
     pub created_at: Millis,
     /// Unix ms.
@@ -55,13 +59,15 @@ pub struct JoinedUser {
     u_image: Option<String>,
     u_email_verified: bool,
     u_role: String,
+    u_blocked: bool,
     u_created_at: Millis,
     u_updated_at: Millis,
 }
 
 /// The select list of [`JoinedUser`] for a users table aliased `u`.
 pub const JOINED_USER_COLUMNS: &str = "u.email AS u_email, u.name AS u_name, u.image AS u_image, \
-    u.email_verified AS u_email_verified, u.role AS u_role, u.created_at AS u_created_at, u.updated_at AS u_updated_at";
+    u.email_verified AS u_email_verified, u.role AS u_role, u.blocked AS u_blocked, u.created_at AS u_created_at, \
+    u.updated_at AS u_updated_at";
 
 impl JoinedUser {
     /// The [`User`], given its id: the join key, which [`JOINED_USER_COLUMNS`] does not select.
@@ -73,6 +79,7 @@ impl JoinedUser {
             image: self.u_image,
             email_verified: self.u_email_verified,
             role: self.u_role,
+            blocked: self.u_blocked,
             created_at: self.u_created_at,
             updated_at: self.u_updated_at,
         }
@@ -140,6 +147,9 @@ pub enum AccountError {
     /// 401 `INVALID_EMAIL_OR_PASSWORD`: the same for an unknown email and a wrong password.
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// 403 `BANNED_USER` (Better Auth's code): the password was right, but the user is blocked.
+    #[error("user is blocked")]
+    Blocked,
     /// 500.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -165,8 +175,30 @@ pub struct NewUser {
     pub admin: bool,
 }
 
+/// What an administrator may set on a user beyond sign-up's fields (management API).
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    pub email_verified: bool,
+    pub blocked: bool,
+    /// Auth0's `app_metadata`: the application's data about the user.
+    pub app_metadata: serde_json::Map<String, serde_json::Value>,
+    /// Auth0's `user_metadata`: the user's own preferences.
+    pub user_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Creates a user with an email/password account.
 pub async fn sign_up(db: &Db, hasher: &PasswordHasher, new: NewUser, now: Millis) -> Result<User, AccountError> {
+    create(db, hasher, new, Extras::default(), now).await
+}
+
+/// Creates a user with an email/password account and what an administrator set, in one transaction.
+pub async fn create(
+    db: &Db,
+    hasher: &PasswordHasher,
+    new: NewUser,
+    extras: Extras,
+    now: Millis,
+) -> Result<User, AccountError> {
     let email = Email::parse(&new.email).ok_or(AccountError::InvalidEmail)?;
     let name = new.name.trim().to_owned();
     if name.chars().count() > 256 || new.image.as_ref().is_some_and(|image| image.len() > 2048) {
@@ -187,12 +219,15 @@ pub async fn sign_up(db: &Db, hasher: &PasswordHasher, new: NewUser, now: Millis
         email: email.as_str().to_owned(),
         name,
         image: new.image,
-        email_verified: false,
+        email_verified: extras.email_verified,
         role: if new.admin { "admin" } else { "user" }.to_owned(),
+        blocked: extras.blocked,
         created_at: now,
         updated_at: now,
     };
-    match store::insert_user_with_password(db, &user, &crypto::new_id("acc"), &password_hash).await {
+    let metadata = (serde_json::Value::Object(extras.app_metadata), serde_json::Value::Object(extras.user_metadata));
+    let metadata = (metadata.0.to_string(), metadata.1.to_string());
+    match store::insert_user_with_password(db, &user, &crypto::new_id("acc"), &password_hash, &metadata).await {
         Ok(()) => Ok(user),
         Err(StorageError::UniqueViolation(_)) => Err(AccountError::UserAlreadyExists),
         Err(error) => Err(error.into()),
@@ -213,6 +248,8 @@ pub async fn verify_credentials(
     };
     let ok = hasher.verify(password, hash).await?;
     match user {
+        // Only someone who knows the password learns that the user is blocked.
+        Some(user) if ok && user.blocked => Err(AccountError::Blocked),
         Some(user) if ok => Ok(user),
         _ => Err(AccountError::InvalidCredentials),
     }

@@ -48,6 +48,7 @@ impl From<AccountError> for ApiError {
             InvalidCredentials => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_EMAIL_OR_PASSWORD", "Invalid email or password")
             }
+            Blocked => ApiError::new(StatusCode::FORBIDDEN, "BANNED_USER", "This user is blocked"),
             Internal(error) => ApiError::internal(error),
         }
     }
@@ -195,6 +196,10 @@ pub async fn sign_in_email(
                 state.limits.sign_in_email.record(email.as_str(), state.clock.now());
                 metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
                 audit::emit(AuditEvent::SignInFailed { reason: "invalid_credentials" });
+            }
+            if matches!(error, AccountError::Blocked) {
+                metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
+                audit::emit(AuditEvent::SignInFailed { reason: "blocked" });
             }
             return Err(error.into());
         }

@@ -55,10 +55,11 @@ impl KeyCache {
         KeyCache { entries: TtlCache::default(), unknown: TtlCache::default(), ttl }
     }
 
-    /// The key with this hash: from the cache while fresh, else from the DB.
+    /// The key with this hash: from the cache while fresh, else from the DB. A blocked owner's key is
+    /// cached too (so refusing it costs no DB read) and answered as unknown; unblocking evicts it.
     pub async fn lookup(&self, db: &Db, hash: &str, now: Millis) -> Result<Option<Arc<CachedKey>>, StorageError> {
         if let Some(cached) = self.entries.get(hash, now) {
-            return Ok(Some(cached));
+            return Ok(Some(cached).filter(|cached| !cached.user.blocked));
         }
         if self.unknown.get(hash, now).is_some() {
             return Ok(None);
@@ -69,7 +70,7 @@ impl KeyCache {
         };
         let cached = Arc::new(CachedKey::new(key, Arc::new(user)));
         self.entries.insert(hash, Arc::clone(&cached), now.saturating_add(self.ttl), now);
-        Ok(Some(cached))
+        Ok(Some(cached).filter(|cached| !cached.user.blocked))
     }
 
     /// Forgets the key with this id.

@@ -492,6 +492,7 @@ mod tests {
             image: None,
             email_verified: false,
             role: "user".into(),
+            blocked: false,
             created_at: 0,
             updated_at: 0,
         })

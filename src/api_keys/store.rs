@@ -91,6 +91,12 @@ pub async fn list_for_user(
     })
 }
 
+/// The ids of every key a user owns.
+pub async fn ids_for_user(db: &Db, user_id: &str) -> Result<Vec<String>, StorageError> {
+    const SQL: &str = "SELECT id FROM api_keys WHERE reference_id = $1";
+    db_run!(db, |pool| Ok(sqlx::query_scalar::<_, String>(SQL).bind(user_id).fetch_all(pool).await?))
+}
+
 /// Writes the mutable fields.
 pub async fn update(db: &Db, key: &ApiKey) -> Result<(), StorageError> {
     const SQL: &str = "UPDATE api_keys SET name = $2, enabled = $3, expires_at = $4, permissions = $5, metadata = $6, \

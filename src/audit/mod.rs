@@ -55,6 +55,9 @@ pub enum AuditEvent<'a> {
     ResourceServerChanged { id: &'a str, action: &'a str },
     /// A client grant was created, had its scopes changed, or was deleted (`action`).
     ClientGrantChanged { id: &'a str, client_id: &'a str, audience: &'a str, action: &'a str },
+    /// An administrator acted through the management API on a user, organization or signing key (Auth0's
+    /// `sapi`); `actor_id` is `master` or the management token's client.
+    ManagementAction { actor_id: &'a str, resource: &'a str, id: &'a str, user_id: Option<&'a str>, action: &'a str },
     /// A service user was created or deleted (`action`).
     ServiceUserChanged { client_id: &'a str, user_id: &'a str, action: &'a str },
     /// A service token was issued to one of a client's users.
@@ -133,6 +136,9 @@ fn log(event: &AuditEvent<'_>) {
         }
         AuditEvent::ResourceServerChanged { id, action } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, id, action, "resource server changed")
+        }
+        AuditEvent::ManagementAction { actor_id, resource, id, user_id, action } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, actor_id, resource, id, user_id, action, "management action")
         }
         AuditEvent::ClientGrantChanged { id, client_id, audience, action } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, id, client_id, audience, action, "client grant changed")
@@ -299,6 +305,13 @@ impl Parts {
     }
 }
 
+/// A resource code as the start of a description: `signing_key` → `Signing key`.
+fn resource_words(resource: &str) -> String {
+    let words = resource.replace('_', " ");
+    let mut chars = words.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 /// An action code as words for a description: `member.removed` → `member removed`.
 fn action_words(action: &str) -> String {
     action.replace(['_', '.'], " ")
@@ -398,6 +411,12 @@ impl AuditEvent<'_> {
             AuditEvent::ResourceServerChanged { id, action } => {
                 Parts::new("sapi", format!("API {}", action_words(action)))
                     .details(json!({ "resource": "resource_server", "id": id, "action": action }))
+            }
+            AuditEvent::ManagementAction { actor_id, resource, id, user_id, action } => {
+                Parts::new("sapi", format!("{} {}", resource_words(resource), action_words(action)))
+                    .actor(actor_id)
+                    .user(user_id)
+                    .details(json!({ "resource": resource, "id": id, "action": action }))
             }
             AuditEvent::ClientGrantChanged { id, client_id, audience, action } => {
                 Parts::new("sapi", format!("Client grant {}", action_words(action)))

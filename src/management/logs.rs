@@ -30,7 +30,9 @@ pub struct LogsQuery {
     /// `date:-1` (newest first, the default) or `date:1`.
     pub sort: Option<String>,
     /// Filters joined by ` AND `: `type:s`, `user_id:"usr_…"`, `client_id:…`, `outcome:failure`,
-    /// `date:[2026-12-01T00:00:00Z TO *]` (either end may be `*`; a bare date is midnight UTC).
+    /// `date:[2026-12-01T00:00:00Z TO *]` (either end may be `*`; a bare date is midnight UTC). Also read
+    /// as `search`, the name Auth0's Node SDK sends it under.
+    #[serde(alias = "search")]
     pub q: Option<String>,
 }
 

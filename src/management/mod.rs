@@ -1,7 +1,8 @@
 //! The management API at Auth0's paths and in Auth0's shapes, `/api/v2/*` (DESIGN.md "Capability 5",
 //! management setup), so Auth0's management SDKs work against Latchkey. Built so far: clients
 //! ([`clients`]), APIs ([`resource_servers`]), client grants ([`client_grants`]) and the audit log
-//! ([`logs`]), authorised by the
+//! ([`logs`]), users with their sessions and refresh tokens ([`users`]), organizations and members
+//! ([`organizations`]) and signing keys ([`keys`]), authorised by the
 //! master credentials (`Authorization: Basic`, to bootstrap) or by an access token for the built-in
 //! audience `{issuer}api/v2/` holding the operation's scope (`read:clients`, `create:clients`, …).
 //!
@@ -9,9 +10,12 @@
 
 pub mod client_grants;
 pub mod clients;
+pub mod keys;
 pub mod logs;
+pub mod organizations;
 pub mod resource_servers;
 pub mod routes;
+pub mod users;
 
 /// The URL paths of the management API.
 pub mod paths {
@@ -29,6 +33,38 @@ pub mod paths {
     pub const MGMT_CLIENT_GRANTS: &str = "/api/v2/client-grants";
     /// `PATCH`, `DELETE` one client grant.
     pub const MGMT_CLIENT_GRANT: &str = "/api/v2/client-grants/{id}";
+    /// `POST` create / `GET` list users.
+    pub const MGMT_USERS: &str = "/api/v2/users";
+    /// `GET` the users with an email.
+    pub const MGMT_USERS_BY_EMAIL: &str = "/api/v2/users-by-email";
+    /// `GET`, `PATCH`, `DELETE` one user.
+    pub const MGMT_USER: &str = "/api/v2/users/{id}";
+    /// `GET` list / `DELETE` all of a user's sessions.
+    pub const MGMT_USER_SESSIONS: &str = "/api/v2/users/{id}/sessions";
+    /// `GET` list / `DELETE` all of a user's refresh tokens.
+    pub const MGMT_USER_REFRESH_TOKENS: &str = "/api/v2/users/{id}/refresh-tokens";
+    /// `DELETE` unlink one identity of a user.
+    pub const MGMT_USER_IDENTITY: &str = "/api/v2/users/{id}/identities/{provider}/{user_id}";
+    /// `GET`, `DELETE` one session.
+    pub const MGMT_SESSION: &str = "/api/v2/sessions/{id}";
+    /// `GET`, `DELETE` one refresh token (family).
+    pub const MGMT_REFRESH_TOKEN: &str = "/api/v2/refresh-tokens/{id}";
+    /// `POST` create / `GET` list organizations.
+    pub const MGMT_ORGANIZATIONS: &str = "/api/v2/organizations";
+    /// `GET`, `PATCH`, `DELETE` one organization.
+    pub const MGMT_ORGANIZATION: &str = "/api/v2/organizations/{id}";
+    /// `GET` an organization by name.
+    pub const MGMT_ORGANIZATION_BY_NAME: &str = "/api/v2/organizations/name/{name}";
+    /// `GET` list / `POST` add / `DELETE` remove an organization's members.
+    pub const MGMT_ORGANIZATION_MEMBERS: &str = "/api/v2/organizations/{id}/members";
+    /// `GET` the signing keys.
+    pub const MGMT_SIGNING_KEYS: &str = "/api/v2/keys/signing";
+    /// `GET` one signing key.
+    pub const MGMT_SIGNING_KEY: &str = "/api/v2/keys/signing/{kid}";
+    /// `POST` rotate the signing keys.
+    pub const MGMT_SIGNING_KEYS_ROTATE: &str = "/api/v2/keys/signing/rotate";
+    /// `PUT` revoke a previous signing key.
+    pub const MGMT_SIGNING_KEY_REVOKE: &str = "/api/v2/keys/signing/{kid}/revoke";
     /// `GET` the audit log.
     pub const MGMT_LOGS: &str = "/api/v2/logs";
     /// `GET` one audit record.
@@ -136,9 +172,16 @@ impl From<crate::storage::StorageError> for ManagementError {
 pub struct Manager {
     /// `None` for the master credentials.
     scopes: Option<Vec<String>>,
+    /// Who acts, for the audit log: `master`, or the management token's client.
+    actor: String,
 }
 
 impl Manager {
+    /// `master`, or the client id of the management token.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
     /// 403 `insufficient_scope` unless the caller holds `scope`.
     pub fn require(&self, scope: &str) -> Result<(), ManagementError> {
         match &self.scopes {
@@ -192,13 +235,14 @@ impl FromRequestParts<AppState> for Manager {
             let expected = crate::tokens::Expectation::new(&issuer, &audience, state.settings.tokens.leeway);
             let claims: ManagementClaims =
                 state.tokens.key_ring.verify(token, &expected, state.clock.now()).map_err(|_| invalid_token())?;
-            if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.azp) {
+            if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.azp, claims.iat) {
                 return Err(invalid_token());
             }
-            return Ok(Manager { scopes: Some(claims.scope.split_whitespace().map(str::to_owned).collect()) });
+            let actor = if claims.azp.is_empty() { claims.sub } else { claims.azp };
+            return Ok(Manager { scopes: Some(claims.scope.split_whitespace().map(str::to_owned).collect()), actor });
         }
         match check_master(state, &parts.headers) {
-            Ok(()) => Ok(Manager { scopes: None }),
+            Ok(()) => Ok(Manager { scopes: None, actor: "master".to_owned() }),
             Err(MasterRefusal::NotConfigured) => Err(ManagementError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "management_disabled",

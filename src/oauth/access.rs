@@ -61,8 +61,9 @@ pub fn is_access_token(token: &str) -> bool {
 /// cache).
 pub fn verify(state: &AppState, token: &str, audience: Option<&str>) -> Result<Arc<AccessTokenClaims>, TokenError> {
     let now = state.clock.now();
-    let claims = match state.oauth.verified.get(token, now) {
-        Some(claims) => claims,
+    let generation = state.tokens.key_ring.generation();
+    let claims = match state.oauth.verified.get(token, now).filter(|v| v.generation == generation) {
+        Some(verified) => Arc::clone(&verified.claims),
         None => {
             let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
             if header.typ.as_deref() != Some("at+jwt") {
@@ -72,14 +73,15 @@ pub fn verify(state: &AppState, token: &str, audience: Option<&str>) -> Result<A
                 Arc::new(state.tokens.key_ring.verify(token, &state.oauth.any_audience, now)?);
             let leeway = i64::try_from(state.settings.tokens.leeway).unwrap_or(0);
             let until = claims.exp.saturating_add(leeway).saturating_mul(1000);
-            state.oauth.verified.insert(token, Arc::clone(&claims), until, now);
+            let verified = crate::tokens::keys::Verified { generation, claims: Arc::clone(&claims) };
+            state.oauth.verified.insert(token, Arc::new(verified), until, now);
             claims
         }
     };
     if audience.is_some_and(|audience| !claims.aud.contains(audience)) {
         return Err(TokenError::Invalid);
     }
-    if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.azp) {
+    if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.azp, claims.iat) {
         return Err(TokenError::Revoked);
     }
     Ok(claims)

@@ -47,7 +47,7 @@ pub struct ResourceServer {
 }
 
 /// The management API's scopes, in the order Auth0 lists them.
-pub const MANAGEMENT_SCOPES: [&str; 17] = [
+pub const MANAGEMENT_SCOPES: [&str; 35] = [
     "read:clients",
     "create:clients",
     "update:clients",
@@ -63,6 +63,24 @@ pub const MANAGEMENT_SCOPES: [&str; 17] = [
     "update:client_grants",
     "delete:client_grants",
     "read:logs",
+    "read:users",
+    "create:users",
+    "update:users",
+    "delete:users",
+    "read:sessions",
+    "delete:sessions",
+    "read:refresh_tokens",
+    "delete:refresh_tokens",
+    "read:organizations",
+    "create:organizations",
+    "update:organizations",
+    "delete:organizations",
+    "read:organization_members",
+    "create:organization_members",
+    "delete:organization_members",
+    "read:signing_keys",
+    "create:signing_keys",
+    "update:signing_keys",
     // Latchkey's own: the token handler's vendor configuration (capability 6).
     "read:token_handlers",
     "update:token_handlers",
@@ -144,6 +162,36 @@ pub async fn retire_window(
         longest_api = longest_api.max(super::USERINFO_TOKEN_LIFETIME);
     }
     Ok(service.max(longest_api.saturating_mul(1000).saturating_add(leeway)))
+}
+
+/// Rotates the signing keys of `alg`, or of every algorithm with an active key (the configured service
+/// algorithm's when there is none yet); each retired key stays published for its [`retire_window`]. Returns
+/// each algorithm with its new `kid` (`None`: another node rotated at the same moment). `latchkey admin
+/// rotate-keys` and `POST /api/v2/keys/signing/rotate` both rotate here.
+pub async fn rotate_signing_keys(
+    db: &Db,
+    settings: &crate::config::Settings,
+    ring: &crate::tokens::keys::KeyRing,
+    alg: Option<Algorithm>,
+    now: Millis,
+) -> anyhow::Result<Vec<(Algorithm, Option<String>)>> {
+    let algorithms: Vec<Algorithm> = match alg {
+        Some(alg) => vec![alg],
+        None => {
+            let in_use: Vec<Algorithm> = Algorithm::ALL.into_iter().filter(|alg| ring.active(*alg).is_some()).collect();
+            if in_use.is_empty() {
+                vec![Algorithm::parse(&settings.service.algorithm).unwrap_or(Algorithm::Es256)]
+            } else {
+                in_use
+            }
+        }
+    };
+    let mut rotated = Vec::new();
+    for alg in algorithms {
+        let window = retire_window(db, settings, alg).await?;
+        rotated.push((alg, ring.rotate(db, alg, now, window, None).await?));
+    }
+    Ok(rotated)
 }
 
 /// What a create or update request sets (`None`: unchanged, or the default on create).

@@ -193,6 +193,22 @@ pub async fn find_grant(db: &Db, id: &str) -> Result<Option<GrantRow>, StorageEr
     db_run!(db, |pool| Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
 }
 
+/// A user's live refresh-token families, newest first.
+pub async fn grants_of_user(db: &Db, user_id: &str, now: Millis) -> Result<Vec<GrantRow>, StorageError> {
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE user_id = $1 AND revoked_at IS NULL \
+         AND expires_at > $2 AND idle_expires_at > $2 ORDER BY created_at DESC, id"
+    );
+    db_run!(db, |pool| Ok(sqlx::query_as(&sql).bind(user_id).bind(now).fetch_all(pool).await?))
+}
+
+/// Revokes every family of a user at once (their access tokens are cut off by subject); returns how many.
+pub async fn revoke_user_grants(db: &Db, user_id: &str, now: Millis) -> Result<u64, StorageError> {
+    const SQL: &str =
+        "UPDATE oauth_grants SET revoked_at = $1, successor = NULL WHERE user_id = $2 AND revoked_at IS NULL";
+    db_run!(db, |pool| Ok(sqlx::query(SQL).bind(now).bind(user_id).execute(pool).await?.rows_affected()))
+}
+
 /// One rotation of a family: its new state, if its current token is still `presented_hash`, it belongs to
 /// `client_id` and it is live (not revoked, not past either lifetime at `now`).
 #[derive(Clone, Debug)]
@@ -339,8 +355,22 @@ pub async fn insert_revocation(db: &Db, id: &str, kind: &str, until: Millis) -> 
     })
 }
 
-/// The revocations still in force: `(id, kind, until)`.
-pub async fn revocations(db: &Db, now: Millis) -> Result<Vec<(String, String, Millis)>, StorageError> {
-    const SQL: &str = "SELECT id, kind, until FROM oauth_revocations WHERE until > $1";
+/// Records a user's cut-off (kind `subject`): tokens issued at or before `issued_before` refused until
+/// `until`; a second cut keeps the later of each.
+pub async fn insert_cutoff(db: &Db, subject: &str, issued_before: Millis, until: Millis) -> Result<(), StorageError> {
+    const SQL: &str = "INSERT INTO oauth_revocations (id, kind, until, issued_before) VALUES ($1, 'subject', $2, $3) \
+        ON CONFLICT (id) DO UPDATE SET \
+        until = CASE WHEN excluded.until > oauth_revocations.until THEN excluded.until ELSE oauth_revocations.until END, \
+        issued_before = CASE WHEN excluded.issued_before > oauth_revocations.issued_before \
+        THEN excluded.issued_before ELSE oauth_revocations.issued_before END";
+    db_run!(db, |pool| {
+        sqlx::query(SQL).bind(subject).bind(until).bind(issued_before).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// The revocations still in force: `(id, kind, until, issued_before)` (the last for `subject` cuts only).
+pub async fn revocations(db: &Db, now: Millis) -> Result<Vec<(String, String, Millis, Option<Millis>)>, StorageError> {
+    const SQL: &str = "SELECT id, kind, until, issued_before FROM oauth_revocations WHERE until > $1";
     db_run!(db, |pool| Ok(sqlx::query_as(SQL).bind(now).fetch_all(pool).await?))
 }

@@ -149,6 +149,7 @@ pub struct LoginForm {
 
 /// The generic answer to a failed sign-in.
 const SIGN_IN_FAILED: &str = "Wrong email or password.";
+const USER_BLOCKED: &str = "This account is blocked. Contact the administrator.";
 const CSRF_FAILED: &str = "This form has expired. Please try again.";
 
 /// The answer to too many attempts.
@@ -206,6 +207,11 @@ pub async fn login_post(
             metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
             audit::emit(AuditEvent::SignInFailed { reason: "invalid_credentials" });
             return login_page(&state, &headers, again(SIGN_IN_FAILED, StatusCode::BAD_REQUEST)).await;
+        }
+        Err(AccountError::Blocked) => {
+            metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
+            audit::emit(AuditEvent::SignInFailed { reason: "blocked" });
+            return login_page(&state, &headers, again(USER_BLOCKED, StatusCode::FORBIDDEN)).await;
         }
         Err(error) => return unavailable(anyhow::Error::from(error)),
     };
@@ -334,7 +340,7 @@ pub async fn signup_post(
                 AccountError::PasswordCompromised => "That password is too common. Choose another one.",
                 AccountError::InvalidName => "That name is too long.",
                 AccountError::UserAlreadyExists => "An account with this email already exists. Sign in instead.",
-                AccountError::InvalidCredentials | AccountError::Internal(_) => {
+                AccountError::InvalidCredentials | AccountError::Blocked | AccountError::Internal(_) => {
                     return unavailable(anyhow::anyhow!("sign-up failed: {error}"))
                 }
             };

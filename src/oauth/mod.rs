@@ -90,7 +90,7 @@ pub struct OAuthState {
     /// Access tokens of this issuer for any audience (the audience is checked on the claims).
     pub any_audience: Expectation,
     /// Access tokens verified before, by token, until their `exp` plus the leeway.
-    pub verified: TtlCache<access::AccessTokenClaims>,
+    pub verified: TtlCache<crate::tokens::keys::Verified<access::AccessTokenClaims>>,
     /// Users as `/userinfo` shows them, for `user_ttl` ms (users are not changed or deleted through any
     /// endpoint yet; a user-management API must invalidate this).
     pub users: TtlCache<crate::accounts::User>,
@@ -153,13 +153,30 @@ pub fn family_handle(grant_id: &str) -> String {
 
 /// Loads the OAuth revocations still in force into the token core's set (start-up).
 pub async fn load_revocations(db: &Db, revocations: &Revocations, now: Millis) -> Result<(), StorageError> {
-    for (id, kind, until) in flow_store::revocations(db, now).await? {
-        match kind.as_str() {
-            "jti" => revocations.insert_jti(&id, until),
+    for (id, kind, until, issued_before) in flow_store::revocations(db, now).await? {
+        match (kind.as_str(), issued_before) {
+            ("jti", _) => revocations.insert_jti(&id, until),
+            ("subject", Some(issued_before)) => revocations.cut_off(&id, issued_before, until),
             _ => revocations.insert_owner(&id, until),
         }
     }
     Ok(())
+}
+
+/// Cuts a user off (blocked or deleted): every token with `sub` = the user issued until now — OAuth access
+/// tokens, extension tokens — is refused here and on every node through the bus, until `until` (when the
+/// longest-lived of them has expired). Tokens issued after the cut (an unblocked user's) are good.
+pub async fn cut_off_user(
+    db: &Db,
+    revocations: &Revocations,
+    user_id: &str,
+    until: Millis,
+    now: Millis,
+) -> Result<(), StorageError> {
+    flow_store::insert_cutoff(db, user_id, now, until).await?;
+    revocations.cut_off(user_id, now, until);
+    let event = notify::CacheEvent::SubjectCutOff { subject: user_id.to_owned(), issued_before: now, until };
+    notify::publish_event(db, &event, now).await
 }
 
 /// Kills a grant: its refresh tokens (the row) and every access token issued from it (its handle, here

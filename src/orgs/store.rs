@@ -303,3 +303,58 @@ pub async fn set_active(db: &Db, session_id: &str, org_id: Option<&str>) -> Resu
         Ok(())
     })
 }
+
+/// Creates an organization with no members (the management API's).
+pub async fn insert(db: &Db, org: &Organization) -> Result<(), StorageError> {
+    const SQL: &str =
+        "INSERT INTO organizations (id, name, slug, logo, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    db_run!(db, |pool| {
+        sqlx::query(SQL)
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(&org.slug)
+            .bind(&org.logo)
+            .bind(&org.metadata)
+            .bind(org.created_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// The organization with this slug.
+pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Organization>, StorageError> {
+    let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE slug = $1");
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Organization>(&sql).bind(slug).fetch_optional(pool).await)?)
+}
+
+/// A page of every organization, oldest first, and how many there are.
+pub async fn list_all(db: &Db, limit: i64, offset: i64) -> Result<(Vec<Organization>, i64), StorageError> {
+    let sql = format!("SELECT {ORG_COLUMNS} FROM organizations ORDER BY created_at, id LIMIT $1 OFFSET $2");
+    db_run!(db, |pool| {
+        let orgs = sqlx::query_as::<_, Organization>(&sql).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM organizations").fetch_one(pool).await?;
+        Ok((orgs, total))
+    })
+}
+
+/// Removes a user from an organization whatever their role (an administrator's act), and clears it as the
+/// active organization of their sessions. Returns false if they were not a member.
+pub async fn remove_user(db: &Db, org_id: &str, user_id: &str) -> Result<bool, StorageError> {
+    const CLEAR: &str =
+        "UPDATE sessions SET active_organization_id = NULL WHERE user_id = $1 AND active_organization_id = $2";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM members WHERE organization_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 1 {
+            sqlx::query(CLEAR).bind(user_id).bind(org_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted == 1)
+    })
+}

@@ -328,7 +328,7 @@ impl FromRequestParts<AppState> for Credential {
                     }
                     let claims =
                         state.service_tokens.verify(&state.tokens.key_ring, token, now).map_err(|_| refused())?;
-                    if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+                    if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id, claims.iat) {
                         return Err(refused());
                     }
                     return Ok(Credential::Service(claims));

@@ -236,6 +236,10 @@ pub async fn resolve_tenant(
 
 /// The tenant of an extension token: its `org`, if its subject is still a member.
 pub async fn extension_tenant(state: &AppState, claims: &ExtensionClaims) -> Result<Option<Tenant>, ApiError> {
+    // A blocked or deleted user's tokens (the cut is by subject and `iat`; extension tokens have no client).
+    if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, "", claims.iat) {
+        return Ok(None);
+    }
     let memberships = state.orgs.memberships.get(&state.db, &claims.sub, state.clock.now()).await?;
     Ok(memberships.iter().find(|m| m.organization_id == claims.org).map(Tenant::from))
 }

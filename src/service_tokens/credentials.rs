@@ -163,7 +163,7 @@ impl FromRequestParts<AppState> for ServiceToken {
             audit::emit(AuditEvent::ServiceAuthFailed { client_id: None, user_id: None, reason: token_reason(error) });
             invalid_token_response()
         })?;
-        if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id) {
+        if state.tokens.revocations.is_revoked(&claims.jti, &claims.sub, &claims.client_id, claims.iat) {
             audit::emit(AuditEvent::ServiceAuthFailed {
                 client_id: Some(&claims.client_id),
                 user_id: Some(&claims.sub),

@@ -179,7 +179,7 @@ pub struct ServiceState {
     /// Users by id.
     pub users: TtlCache<ServiceUser>,
     /// Verified tokens by the token itself (entries live until `exp`; revocation is checked on every hit).
-    pub verified: TtlCache<ServiceClaims>,
+    pub verified: TtlCache<crate::tokens::keys::Verified<ServiceClaims>>,
     /// How long a client or user stays cached without an event (bounds changes made behind our back).
     pub cache_ttl: Millis,
     /// Seconds a token is still accepted past `exp` (a verified token stays cached that long).
@@ -213,13 +213,15 @@ impl ServiceState {
     /// Verifies a service token (signature, `kid`/`alg`, issuer, audience, times), from the verified-token
     /// cache when it was verified before. Revocation is the caller's check (it changes under the cache).
     pub fn verify(&self, ring: &KeyRing, token: &str, now: Millis) -> Result<Arc<ServiceClaims>, TokenError> {
-        if let Some(claims) = self.verified.get(token, now) {
-            return Ok(claims);
+        let generation = ring.generation();
+        if let Some(verified) = self.verified.get(token, now).filter(|v| v.generation == generation) {
+            return Ok(Arc::clone(&verified.claims));
         }
         let claims: ServiceClaims = ring.verify(token, &self.expectation, now)?;
         let claims = Arc::new(claims);
         let until = claims.exp.saturating_add(self.leeway_secs).saturating_mul(1000);
-        self.verified.insert(token, Arc::clone(&claims), until, now);
+        let verified = crate::tokens::keys::Verified { generation, claims: Arc::clone(&claims) };
+        self.verified.insert(token, Arc::new(verified), until, now);
         Ok(claims)
     }
 

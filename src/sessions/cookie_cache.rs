@@ -172,6 +172,7 @@ mod tests {
             image: None,
             email_verified: false,
             role: "user".into(),
+            blocked: false,
             created_at: 1,
             updated_at: 1,
         };

@@ -50,7 +50,7 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Ses
         format!(
             "SELECT s.id, s.user_id, s.expires_at, s.ip_address, s.user_agent, s.active_organization_id, \
              s.created_at, s.updated_at, {JOINED_USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1"
+             WHERE s.token_hash = $1 AND u.blocked = FALSE"
         )
     });
     let row = db_run!(db, |pool| sqlx::query_as::<_, SessionUserRow>(SQL.as_str())

@@ -54,6 +54,16 @@ pub enum CacheEvent {
         /// Unix ms until which the revocation is remembered.
         until: i64,
     },
+    /// `subject_cut:{until}:{issued_before}:{subject}`: every token of a user issued at or before
+    /// `issued_before` (unix ms) revoked, until `until` — a user blocked or deleted.
+    SubjectCutOff {
+        /// `usr_…`
+        subject: String,
+        /// Unix ms: tokens issued at or before it are refused.
+        issued_before: i64,
+        /// Unix ms until which the cut is remembered.
+        until: i64,
+    },
     /// `service_client:{id}`: a service client changed (key rotated, deleted).
     ServiceClientChanged {
         /// `cli_…`
@@ -84,6 +94,9 @@ impl CacheEvent {
             CacheEvent::SigningKeysChanged => "signing_keys".into(),
             CacheEvent::TokenRevoked { jti, expires_at } => format!("token_revoked:{expires_at}:{jti}"),
             CacheEvent::OwnerTokensRevoked { owner, until } => format!("tokens_of:{until}:{owner}"),
+            CacheEvent::SubjectCutOff { subject, issued_before, until } => {
+                format!("subject_cut:{until}:{issued_before}:{subject}")
+            }
             CacheEvent::ServiceClientChanged { client_id } => format!("service_client:{client_id}"),
             CacheEvent::ServiceUserChanged { user_id } => format!("service_user:{user_id}"),
             CacheEvent::OAuthConfigChanged => "oauth_config".into(),
@@ -107,6 +120,11 @@ impl CacheEvent {
             "signing_keys" => CacheEvent::SigningKeysChanged,
             "token_revoked" => timed(rest).map(|(expires_at, jti)| CacheEvent::TokenRevoked { jti, expires_at })?,
             "tokens_of" => timed(rest).map(|(until, owner)| CacheEvent::OwnerTokensRevoked { owner, until })?,
+            "subject_cut" => {
+                let (until, rest) = timed(rest)?;
+                let (issued_before, subject) = timed(&rest)?;
+                CacheEvent::SubjectCutOff { subject, issued_before, until }
+            }
             "service_client" => CacheEvent::ServiceClientChanged { client_id: rest.to_owned() },
             "service_user" => CacheEvent::ServiceUserChanged { user_id: rest.to_owned() },
             "oauth_config" => CacheEvent::OAuthConfigChanged,
@@ -237,6 +255,10 @@ mod tests {
             (CacheEvent::SigningKeysChanged, "signing_keys"),
             (CacheEvent::TokenRevoked { jti: "jti_1".into(), expires_at: 42 }, "token_revoked:42:jti_1"),
             (CacheEvent::OwnerTokensRevoked { owner: "svu_1".into(), until: 7 }, "tokens_of:7:svu_1"),
+            (
+                CacheEvent::SubjectCutOff { subject: "usr_1".into(), issued_before: 5, until: 9 },
+                "subject_cut:9:5:usr_1",
+            ),
             (CacheEvent::ServiceClientChanged { client_id: "cli_1".into() }, "service_client:cli_1"),
             (CacheEvent::ServiceUserChanged { user_id: "svu_1".into() }, "service_user:svu_1"),
             (CacheEvent::OAuthConfigChanged, "oauth_config"),

@@ -105,6 +105,13 @@ impl PrivateKey {
     }
 }
 
+/// A token's claims as verified by the ring at a generation; a cache hit counts only while the ring is
+/// still at that generation (a reload may have dropped a revoked key).
+pub struct Verified<C> {
+    pub generation: u64,
+    pub claims: Arc<C>,
+}
+
 /// One key of the ring.
 pub struct SigningKey {
     /// `kid` (`key_…`): also the row id, and the associated data its sealed private half is bound to.
@@ -217,6 +224,9 @@ struct Ring {
 /// The signing keys every node shares, loaded from the database and reloaded when they change.
 pub struct KeyRing {
     ring: RwLock<Arc<Ring>>,
+    /// Bumped by every reload: a token verified under an older ring may name a key since revoked, so the
+    /// verified-token caches hold the generation they verified at ([`Verified`]).
+    generation: std::sync::atomic::AtomicU64,
     /// Seals private keys at rest (derived from the server secret).
     sealing_key: [u8; 32],
 }
@@ -230,7 +240,11 @@ impl fmt::Debug for KeyRing {
 impl KeyRing {
     /// An empty ring whose private keys are sealed under a key derived from `server_secret`.
     pub fn new(server_secret: &[u8]) -> KeyRing {
-        KeyRing { ring: RwLock::new(Arc::default()), sealing_key: crypto::derive_key(server_secret, "signing-keys") }
+        KeyRing {
+            ring: RwLock::new(Arc::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            sealing_key: crypto::derive_key(server_secret, "signing-keys"),
+        }
     }
 
     fn current(&self) -> Arc<Ring> {
@@ -277,7 +291,13 @@ impl KeyRing {
         if let Ok(mut current) = self.ring.write() {
             *current = Arc::new(ring);
         }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The ring's generation: read it before verifying, and keep a verified token only while it holds.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn open_private(&self, row: &store::KeyRow) -> Option<PrivateKey> {
@@ -360,6 +380,17 @@ impl KeyRing {
         }
         self.reload(db, now).await?;
         Ok(rotated.then_some(kid))
+    }
+
+    /// Revokes a retired key (never the active one): out of the JWKS and refused at once here, and on every
+    /// node through the `signing_keys` event. `false` if no retired, unrevoked key has this `kid`.
+    pub async fn revoke(&self, db: &Db, kid: &str, now: Millis) -> anyhow::Result<bool> {
+        if !store::revoke_key(db, kid, now).await? {
+            return Ok(false);
+        }
+        notify::publish_event(db, &notify::CacheEvent::SigningKeysChanged, now).await?;
+        self.reload(db, now).await?;
+        Ok(true)
     }
 
     /// Signs `claims` with the active key of `alg`; returns the token.

@@ -199,6 +199,9 @@ impl TokenState {
             }
             notify::CacheEvent::TokenRevoked { jti, expires_at } => self.revocations.insert_jti(jti, *expires_at),
             notify::CacheEvent::OwnerTokensRevoked { owner, until } => self.revocations.insert_owner(owner, *until),
+            notify::CacheEvent::SubjectCutOff { subject, issued_before, until } => {
+                self.revocations.cut_off(subject, *issued_before, *until)
+            }
             _ => {}
         }
     }

@@ -27,6 +27,9 @@ struct Revoked {
     jtis: HashMap<String, Millis>,
     /// Subject or client id → until when to remember it (the longest token lifetime from revocation).
     owners: HashMap<String, Millis>,
+    /// A user's id → (tokens issued at or before this unix ms are refused, until when to remember it): a
+    /// blocked or deleted user, whose later tokens (after an unblock) are good again.
+    cutoffs: HashMap<String, (Millis, Millis)>,
 }
 
 /// What is revoked, in memory.
@@ -37,14 +40,25 @@ pub struct Revocations {
 
 impl Revocations {
     /// True if the token, its subject or its client was revoked, or — for a `jti` of the form
-    /// `{family}.{random}` (OAuth tokens issued from a grant) — its family.
-    pub fn is_revoked(&self, jti: &str, subject: &str, client_id: &str) -> bool {
+    /// `{family}.{random}` (OAuth tokens issued from a grant) — its family, or its subject was cut off
+    /// after `issued_at` (the token's `iat`, unix seconds).
+    pub fn is_revoked(&self, jti: &str, subject: &str, client_id: &str, issued_at: i64) -> bool {
         self.revoked.read().map_or(true, |revoked| {
             revoked.jtis.contains_key(jti)
                 || revoked.owners.contains_key(subject)
                 || revoked.owners.contains_key(client_id)
                 || jti.split_once('.').is_some_and(|(family, _)| revoked.owners.contains_key(family))
+                // `iat` has second precision: a token of the cut's own second is refused too.
+                || revoked.cutoffs.get(subject).is_some_and(|(before, _)| issued_at.saturating_mul(1000) <= *before)
         })
+    }
+
+    /// Refuses every token of `subject` issued at or before `issued_before` (unix ms), until `until`.
+    pub fn cut_off(&self, subject: &str, issued_before: Millis, until: Millis) {
+        if let Ok(mut revoked) = self.revoked.write() {
+            let entry = revoked.cutoffs.entry(subject.to_owned()).or_insert((issued_before, until));
+            *entry = (entry.0.max(issued_before), entry.1.max(until));
+        }
     }
 
     /// Remembers one revoked token until its expiry.
@@ -77,12 +91,13 @@ impl Revocations {
         if let Ok(mut revoked) = self.revoked.write() {
             revoked.jtis.retain(|_, expires_at| *expires_at > now);
             revoked.owners.retain(|_, until| *until > now);
+            revoked.cutoffs.retain(|_, (_, until)| *until > now);
         }
     }
 
     /// Number of remembered revocations (for `/metrics`).
     pub fn len(&self) -> usize {
-        self.revoked.read().map_or(0, |revoked| revoked.jtis.len() + revoked.owners.len())
+        self.revoked.read().map_or(0, |revoked| revoked.jtis.len() + revoked.owners.len() + revoked.cutoffs.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -209,21 +224,35 @@ mod tests {
     #[test]
     fn revoked_tokens_and_owners() {
         let revocations = Revocations::default();
-        assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1"));
+        assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1", 0));
         revocations.insert_jti("jti_1", 5_000);
-        assert!(revocations.is_revoked("jti_1", "svu_1", "cli_1"));
-        assert!(!revocations.is_revoked("jti_2", "svu_1", "cli_1"));
+        assert!(revocations.is_revoked("jti_1", "svu_1", "cli_1", 0));
+        assert!(!revocations.is_revoked("jti_2", "svu_1", "cli_1", 0));
         // (What the bus carries for these, and what it refuses, is `storage::notify::CacheEvent`'s test.)
         revocations.insert_owner("svu_2", 9_000);
-        assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1"));
+        assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1", 0));
         revocations.insert_owner("fam1", 9_000);
-        assert!(revocations.is_revoked("fam1.abc", "usr_1", "cli_1"), "a family's tokens");
-        assert!(!revocations.is_revoked("fam2.abc", "usr_1", "cli_1"));
+        assert!(revocations.is_revoked("fam1.abc", "usr_1", "cli_1", 0), "a family's tokens");
+        assert!(!revocations.is_revoked("fam2.abc", "usr_1", "cli_1", 0));
         revocations.insert_jti("jti_4", 7_000);
-        assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9"));
+        assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9", 0));
         revocations.prune(6_000);
-        assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1"), "expired anyway: forgotten");
-        assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9"));
-        assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1"));
+        assert!(!revocations.is_revoked("jti_1", "svu_1", "cli_1", 0), "expired anyway: forgotten");
+        assert!(revocations.is_revoked("jti_4", "svu_9", "cli_9", 0));
+        assert!(revocations.is_revoked("jti_3", "svu_2", "cli_1", 0));
+    }
+
+    #[test]
+    fn a_cut_off_subject_refuses_older_tokens_only() {
+        let revocations = Revocations::default();
+        revocations.cut_off("usr_1", 10_500, 90_000);
+        assert!(revocations.is_revoked("a", "usr_1", "cli_1", 9), "issued before the cut");
+        assert!(revocations.is_revoked("b", "usr_1", "cli_1", 10), "the cut's own second");
+        assert!(!revocations.is_revoked("c", "usr_1", "cli_1", 11), "issued after it: an unblocked user's");
+        assert!(!revocations.is_revoked("d", "usr_2", "cli_1", 9), "another user");
+        revocations.cut_off("usr_1", 5_000, 95_000);
+        assert!(revocations.is_revoked("e", "usr_1", "cli_1", 10), "a later cut never moves it back");
+        revocations.prune(95_000);
+        assert!(!revocations.is_revoked("f", "usr_1", "cli_1", 9), "forgotten once every token cut has expired");
     }
 }

@@ -93,10 +93,43 @@ pub async fn rotate(
     })
 }
 
-/// Deletes keys whose publication window has passed.
+/// A signing key as the management API lists it (no private half).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct KeyInfo {
+    pub id: String,
+    pub algorithm: String,
+    pub public_jwk: String,
+    pub created_at: Millis,
+    pub retired_at: Option<Millis>,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+/// Every stored key (active, retired, revoked), newest first.
+pub async fn list_keys(db: &Db) -> Result<Vec<KeyInfo>, StorageError> {
+    const SQL: &str = "SELECT id, algorithm, public_jwk, created_at, retired_at, expires_at, revoked_at \
+                       FROM signing_keys ORDER BY created_at DESC, id";
+    db_run!(db, |pool| Ok(sqlx::query_as::<_, KeyInfo>(SQL).fetch_all(pool).await?))
+}
+
+/// Revokes a retired key: it leaves the JWKS and stops verifying at once. `false` if there is no retired,
+/// unrevoked key with this id.
+pub async fn revoke_key(db: &Db, kid: &str, now: Millis) -> Result<bool, StorageError> {
+    const SQL: &str = "UPDATE signing_keys SET revoked_at = $1, expires_at = $1 \
+                       WHERE id = $2 AND retired_at IS NOT NULL AND revoked_at IS NULL";
+    db_run!(db, |pool| Ok(sqlx::query(SQL).bind(now).bind(kid).execute(pool).await?.rows_affected() == 1))
+}
+
+/// How long a revoked key stays listed (revoked) before the cleanup removes it.
+pub const REVOKED_KEY_LISTED: Millis = 30 * 86_400_000;
+
+/// Deletes keys whose publication window has passed (a revoked key once it has been listed long enough).
 pub async fn delete_expired_keys(db: &Db, now: Millis) -> Result<u64, StorageError> {
-    db_run!(db, |pool| Ok(sqlx::query("DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= $1")
+    const SQL: &str = "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+                       AND (revoked_at IS NULL OR revoked_at <= $2)";
+    db_run!(db, |pool| Ok(sqlx::query(SQL)
         .bind(now)
+        .bind(now - REVOKED_KEY_LISTED)
         .execute(pool)
         .await?
         .rows_affected()))

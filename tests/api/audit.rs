@@ -81,7 +81,8 @@ async fn events_are_stored_with_their_caller_and_listed_in_auth0s_shape(backend:
     // A management change and a client-credentials token.
     let token = crate::bff::management_token(&app, &["read:clients"]).await;
 
-    let records = logs_when(&app, "?per_page=100", 7).await;
+    app.state.audit.as_ref().unwrap().flush().await;
+    let records = logs_when(&app, "?per_page=100", 9).await;
     let kinds: Vec<&str> = records.iter().map(|record| record["type"].as_str().unwrap()).collect();
     for kind in ["ss", "f", "s", "slo", "sapi", "seccft", "session_created"] {
         assert!(kinds.contains(&kind), "no `{kind}` in {kinds:?}");

@@ -13,6 +13,7 @@ mod cli;
 mod extensions;
 mod hardening;
 mod management;
+mod management_users;
 mod multi_node;
 mod oauth_browser;
 mod oauth_flow;

@@ -201,7 +201,7 @@ async fn oauth_error(response: Response, status: u16, error: &str) -> Value {
 }
 
 /// A signed-in SPA session: the client id and the token answer.
-async fn signed_in_spa(app: &TestApp, extra: Value) -> (String, Value) {
+pub async fn signed_in_spa(app: &TestApp, extra: Value) -> (String, Value) {
     let spa = oauth_client(app, "spa", extra).await;
     let id = spa["client_id"].as_str().unwrap().to_owned();
     user(app).await;

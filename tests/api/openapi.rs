@@ -795,6 +795,94 @@ async fn every_documented_operation_answers_as_documented() {
     c.expect(200, paths::MGMT_LOG, master(Method::GET, &log_path)).await;
     c.expect(404, paths::MGMT_LOG, master(Method::GET, &concrete(paths::MGMT_LOG))).await;
     c.expect(401, paths::MGMT_LOG, bare.get(url(&log_path))).await;
+
+    // --- users, their sessions, refresh tokens and identities; organizations; signing keys
+    let grace = c
+        .expect(
+            201,
+            paths::MGMT_USERS,
+            master(Method::POST, paths::MGMT_USERS).json(&json!({"email": "grace@example.com", "password": PASSWORD})),
+        )
+        .await;
+    let grace_id = grace["user_id"].as_str().unwrap().to_owned();
+    let dup = json!({"email": "grace@example.com", "password": PASSWORD});
+    c.expect(409, paths::MGMT_USERS, master(Method::POST, paths::MGMT_USERS).json(&dup)).await;
+    c.expect(200, paths::MGMT_USERS, master(Method::GET, &format!("{}?include_totals=true", paths::MGMT_USERS))).await;
+    c.expect(200, paths::MGMT_USERS, master(Method::GET, &format!("{}?q=email:grace*", paths::MGMT_USERS))).await;
+    c.expect(400, paths::MGMT_USERS, master(Method::GET, &format!("{}?q=name:x", paths::MGMT_USERS))).await;
+    let by_email = format!("{}?email=grace@example.com", paths::MGMT_USERS_BY_EMAIL);
+    c.expect(200, paths::MGMT_USERS_BY_EMAIL, master(Method::GET, &by_email)).await;
+    let user_path = paths::MGMT_USER.replace("{id}", &grace_id);
+    c.expect(200, paths::MGMT_USER, master(Method::GET, &user_path)).await;
+    c.expect(404, paths::MGMT_USER, master(Method::GET, &concrete(paths::MGMT_USER))).await;
+    c.expect(401, paths::MGMT_USER, bare.get(url(&user_path))).await;
+    let patch = json!({"user_metadata": {"theme": "dark"}, "email_verified": true});
+    c.expect(200, paths::MGMT_USER, master(Method::PATCH, &user_path).json(&patch)).await;
+    let sessions_path = paths::MGMT_USER_SESSIONS.replace("{id}", &grace_id);
+    c.expect(200, paths::MGMT_USER_SESSIONS, master(Method::GET, &sessions_path)).await;
+    c.expect(202, paths::MGMT_USER_SESSIONS, master(Method::DELETE, &sessions_path)).await;
+    c.expect(404, paths::MGMT_SESSION, master(Method::GET, &concrete(paths::MGMT_SESSION))).await;
+    c.expect(404, paths::MGMT_SESSION, master(Method::DELETE, &concrete(paths::MGMT_SESSION))).await;
+    let families_path = paths::MGMT_USER_REFRESH_TOKENS.replace("{id}", &grace_id);
+    c.expect(200, paths::MGMT_USER_REFRESH_TOKENS, master(Method::GET, &families_path)).await;
+    c.expect(202, paths::MGMT_USER_REFRESH_TOKENS, master(Method::DELETE, &families_path)).await;
+    c.expect(404, paths::MGMT_REFRESH_TOKEN, master(Method::GET, &concrete(paths::MGMT_REFRESH_TOKEN))).await;
+    c.expect(404, paths::MGMT_REFRESH_TOKEN, master(Method::DELETE, &concrete(paths::MGMT_REFRESH_TOKEN))).await;
+    let identity = paths::MGMT_USER_IDENTITY
+        .replace("{id}", &grace_id)
+        .replace("{provider}", "auth0")
+        .replace("{user_id}", &grace_id);
+    c.expect(400, paths::MGMT_USER_IDENTITY, master(Method::DELETE, &identity)).await;
+    c.expect(404, paths::MGMT_USER_IDENTITY, master(Method::DELETE, &identity.replace("/auth0/", "/google/"))).await;
+    let org = c
+        .expect(
+            201,
+            paths::MGMT_ORGANIZATIONS,
+            master(Method::POST, paths::MGMT_ORGANIZATIONS).json(&json!({"name": "navy", "display_name": "Navy"})),
+        )
+        .await;
+    let org_path = paths::MGMT_ORGANIZATION.replace("{id}", org["id"].as_str().unwrap());
+    let members_path = paths::MGMT_ORGANIZATION_MEMBERS.replace("{id}", org["id"].as_str().unwrap());
+    c.expect(
+        409,
+        paths::MGMT_ORGANIZATIONS,
+        master(Method::POST, paths::MGMT_ORGANIZATIONS).json(&json!({"name": "navy"})),
+    )
+    .await;
+    c.expect(200, paths::MGMT_ORGANIZATIONS, master(Method::GET, paths::MGMT_ORGANIZATIONS)).await;
+    c.expect(200, paths::MGMT_ORGANIZATIONS, master(Method::GET, &format!("{}?take=1", paths::MGMT_ORGANIZATIONS)))
+        .await;
+    c.expect(200, paths::MGMT_ORGANIZATION, master(Method::GET, &org_path)).await;
+    c.expect(404, paths::MGMT_ORGANIZATION, master(Method::GET, &concrete(paths::MGMT_ORGANIZATION))).await;
+    let by_name = paths::MGMT_ORGANIZATION_BY_NAME.replace("{name}", "navy");
+    c.expect(200, paths::MGMT_ORGANIZATION_BY_NAME, master(Method::GET, &by_name)).await;
+    c.expect(404, paths::MGMT_ORGANIZATION_BY_NAME, master(Method::GET, &by_name.replace("navy", "army"))).await;
+    c.expect(200, paths::MGMT_ORGANIZATION, master(Method::PATCH, &org_path).json(&json!({"display_name": "US Navy"})))
+        .await;
+    let members = json!({"members": [grace_id]});
+    c.expect(204, paths::MGMT_ORGANIZATION_MEMBERS, master(Method::POST, &members_path).json(&members)).await;
+    c.expect(200, paths::MGMT_ORGANIZATION_MEMBERS, master(Method::GET, &members_path)).await;
+    c.expect(
+        200,
+        paths::MGMT_ORGANIZATION_MEMBERS,
+        master(Method::GET, &format!("{members_path}?include_totals=true")),
+    )
+    .await;
+    c.expect(204, paths::MGMT_ORGANIZATION_MEMBERS, master(Method::DELETE, &members_path).json(&members)).await;
+    c.expect(204, paths::MGMT_ORGANIZATION, master(Method::DELETE, &org_path)).await;
+    c.expect(404, paths::MGMT_ORGANIZATION, master(Method::DELETE, &org_path)).await;
+    let keys = c.expect(200, paths::MGMT_SIGNING_KEYS, master(Method::GET, paths::MGMT_SIGNING_KEYS)).await;
+    let kid = keys[0]["kid"].as_str().unwrap().to_owned();
+    c.expect(200, paths::MGMT_SIGNING_KEY, master(Method::GET, &paths::MGMT_SIGNING_KEY.replace("{kid}", &kid))).await;
+    c.expect(404, paths::MGMT_SIGNING_KEY, master(Method::GET, &paths::MGMT_SIGNING_KEY.replace("{kid}", "key_x")))
+        .await;
+    let rotate = format!("{}?alg=RS256", paths::MGMT_SIGNING_KEYS_ROTATE);
+    let rotated = c.expect(201, paths::MGMT_SIGNING_KEYS_ROTATE, master(Method::POST, &rotate)).await;
+    c.expect(400, paths::MGMT_SIGNING_KEYS_ROTATE, master(Method::POST, &format!("{rotate}x"))).await;
+    let revoke = |kid: &str| paths::MGMT_SIGNING_KEY_REVOKE.replace("{kid}", kid);
+    c.expect(400, paths::MGMT_SIGNING_KEY_REVOKE, master(Method::PUT, &revoke(rotated["kid"].as_str().unwrap()))).await;
+    c.expect(404, paths::MGMT_SIGNING_KEY_REVOKE, master(Method::PUT, &revoke("key_x"))).await;
+    c.expect(204, paths::MGMT_USER, master(Method::DELETE, &user_path)).await;
     c.expect(204, paths::MGMT_RESOURCE_SERVER, master(Method::DELETE, &api_path)).await;
     c.expect(404, paths::MGMT_RESOURCE_SERVER, master(Method::DELETE, &api_path)).await;
     c.expect(400, paths::MGMT_RESOURCE_SERVER, master(Method::DELETE, &system_api)).await;
