@@ -782,6 +782,21 @@ mod tests {
     }
 
     #[test]
+    fn display_shows_social_providers_without_their_secret() {
+        let provider = SocialProviderSettings {
+            issuer: "https://idp.example/".into(),
+            client_id: "latchkey".into(),
+            client_secret: Some(Secret::new("provider-secret-value")),
+            scopes: vec!["openid".into()],
+        };
+        let settings =
+            Settings { social: [("corp".to_owned(), provider)].into_iter().collect(), ..Settings::default() };
+        let shown = settings.to_string();
+        assert!(shown.contains("[social.corp]") && shown.contains("\"latchkey\""), "{shown}");
+        assert!(!shown.contains("provider-secret-value"), "{shown}");
+    }
+
+    #[test]
     fn display_redacts_the_secret_and_the_database_password() {
         let settings = Settings {
             secret: Some(Secret::new("super-secret-value-that-is-long-enough")),

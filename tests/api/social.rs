@@ -27,6 +27,7 @@ both_backends!(
     the_id_token_sign_in_checks_audience_and_nonce,
     unknown_providers_untrusted_callbacks_and_unreachable_issuers_are_refused,
     the_login_page_continues_with_the_provider_and_resumes_the_authorization,
+    a_rotated_upstream_key_is_fetched_when_an_id_token_names_it,
 );
 
 const PROVIDER: &str = "corp";
@@ -633,4 +634,26 @@ async fn secrets_never_reach_the_logs_or_the_answers() {
     let shown = String::from_utf8_lossy(&checked.stdout);
     assert!(shown.contains("[social.corp]") && shown.contains(client_id), "{shown}");
     assert!(!shown.contains(secret), "{shown}");
+}
+
+async fn a_rotated_upstream_key_is_fetched_when_an_id_token_names_it(backend: Backend) {
+    let Some(upstream) = upstream(backend).await else { return };
+    let Some(app) = downstream(backend, &upstream).await else { return };
+    // The first sign-in caches the upstream's discovery document and JWKS.
+    let (first, _) = sign_in_with_provider(&app, &upstream, flow()).await;
+    assert_eq!(location(&first), format!("{BASE_URL}/welcome"));
+
+    // The upstream rotates its RS256 key: its next ID token names a kid the cache lacks.
+    let state = &upstream.app.state;
+    let now = upstream.app.clock.now();
+    let kid = state.tokens.key_ring.rotate(&state.db, latchkey::tokens::Algorithm::Rs256, now, 3_600_000, None).await;
+    assert!(kid.unwrap().is_some(), "rotated");
+    // Within the refetch gap the JWKS is not fetched again (a stream of unknown kids cannot hammer the
+    // upstream): the token is refused.
+    let (refused, _) = sign_in_with_provider(&app, &upstream, flow()).await;
+    assert_eq!(location(&refused), format!("{BASE_URL}/oops?error=invalid_id_token"));
+    // Past it, the unknown kid makes Latchkey fetch the JWKS again, and the token is accepted.
+    app.clock.advance(std::time::Duration::from_secs(31));
+    let (accepted, _) = sign_in_with_provider(&app, &upstream, flow()).await;
+    assert_eq!(location(&accepted), format!("{BASE_URL}/dashboard"));
 }
