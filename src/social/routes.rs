@@ -253,7 +253,13 @@ fn sign_in_failed(provider: &str, error: &SocialError) {
     metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
     let code = error.code();
     // The cause (for operators; never a token: the upstream errors hold none) is logged, not audited.
-    tracing::info!(provider, code = %code, error = %error, "social sign-in failed");
+    match error {
+        SocialError::Internal(cause) => {
+            tracing::error!(provider, error = format!("{cause:#}"), "social sign-in failed")
+        }
+        SocialError::Unavailable(_) => tracing::warn!(provider, code = %code, error = %error, "social sign-in failed"),
+        _ => tracing::info!(provider, code = %code, error = %error, "social sign-in failed"),
+    }
     audit::emit(AuditEvent::SocialSignInFailed { provider, reason: &code });
 }
 
@@ -277,18 +283,18 @@ fn redirect_with(state: &AppState, location: &str, mut cookies: Vec<String>) -> 
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(_) => no_flow(state),
+        Err(_) => no_flow(),
     }
 }
 
-/// Latchkey's own 400 page: a callback with no flow of ours, so nowhere known to send the browser.
-fn no_flow(state: &AppState) -> Response {
-    let page = pages::message(
+/// Latchkey's own 400 page: a callback with no flow of ours, so nowhere known to send the browser. The
+/// flow cookie is left alone: a link to another provider's callback must not end a sign-in in progress.
+fn no_flow() -> Response {
+    pages::message(
         StatusCode::BAD_REQUEST,
         "This sign-in cannot go on",
         "It has expired or was started in another browser. Go back to the application and sign in again.",
-    );
-    (SetCookies(vec![state.cookies.clear(&state.social.flow_cookie)]), page).into_response()
+    )
 }
 
 /// `url` with `error=<code>` added to its query.
@@ -325,8 +331,10 @@ pub async fn social_callback(
         .and_then(|value| state.social.open(&value, now))
         .filter(|flow| flow.provider == id);
     let (Some(flow), Some(provider)) = (flow, state.social.providers.get(&id).cloned()) else {
-        audit::emit(AuditEvent::SocialSignInFailed { provider: &id, reason: "no_flow" });
-        return no_flow(&state);
+        // The path is the caller's: only a configured provider's id reaches the audit log.
+        let provider = if state.social.providers.contains_key(&id) { id.as_str() } else { "unknown" };
+        audit::emit(AuditEvent::SocialSignInFailed { provider, reason: "no_flow" });
+        return no_flow();
     };
     let param = |name: &str| {
         url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())

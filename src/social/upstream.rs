@@ -102,10 +102,20 @@ impl Upstreams {
             return Ok(cached);
         }
         let issuer = IssuerUrl::new(provider.issuer.clone()).map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| UpstreamError::Unavailable(format!("discovery: {}", error_chain(&e))))?;
-        Ok(self.keep(&provider.id, Cached { metadata, fetched_at: now, jwks_fetched_at: now }))
+        match CoreProviderMetadata::discover_async(issuer, &self.http).await {
+            Ok(metadata) => Ok(self.keep(&provider.id, Cached { metadata, fetched_at: now, jwks_fetched_at: now })),
+            Err(error) => {
+                let why = format!("discovery: {}", error_chain(&error));
+                // A provider that is down for a moment keeps working with what we knew of it.
+                match self.cached(&provider.id) {
+                    Some(stale) => {
+                        tracing::warn!(provider = %provider.id, error = %why, "social provider discovery failed; using the cached document");
+                        Ok(stale)
+                    }
+                    None => Err(UpstreamError::Unavailable(why)),
+                }
+            }
+        }
     }
 
     /// Fetches the JWKS again after an unknown `kid`, unless that was done within [`JWKS_REFETCH_GAP`].
