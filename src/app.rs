@@ -31,6 +31,7 @@ pub fn routes(debug_endpoints: bool) -> OpenApiRouter<AppState> {
         .merge(crate::management::routes::router())
         .merge(crate::oauth::routes::router())
         .merge(crate::bff::routes::router())
+        .merge(crate::social::routes::router())
         .merge(ops::router())
 }
 
@@ -52,6 +53,7 @@ const RAW_BODY_ROUTES: &[&str] = &[crate::bff::paths::BFF_API];
 const FORM_ROUTES: &[&str] = &[
     crate::oauth::paths::TOKEN,
     crate::oauth::paths::LOGIN,
+    crate::oauth::paths::LOGIN_SOCIAL,
     crate::oauth::paths::SIGNUP,
     crate::oauth::paths::CONSENT,
     crate::oauth::paths::USERINFO,
@@ -102,6 +104,7 @@ pub fn validate_settings(settings: &Settings) -> Vec<String> {
     problems.extend(crate::storage::validate_settings(settings));
     problems.extend(api_keys::validate_settings(&settings.api_keys));
     problems.extend(crate::service_tokens::validate_settings(&settings.service, settings.is_production()));
+    problems.extend(crate::social::validate_settings(settings));
     problems
 }
 

@@ -5,7 +5,7 @@
 //! not know gets a warning rather than being silently ignored. Secrets live in [`Secret`], whose
 //! `Debug`/`Display` print `***`, and `Display for Settings` is the redacted view `config check` prints.
 
-use std::{fmt, net::IpAddr, path::Path};
+use std::{collections::BTreeMap, fmt, net::IpAddr, path::Path};
 
 use figment::{
     providers::{Env, Format, Toml},
@@ -246,6 +246,24 @@ impl Default for AuditSettings {
     }
 }
 
+/// One upstream OpenID Connect provider for social sign-in (`[social.<id>]`, `LATCHKEY_SOCIAL_<ID>_*`; for
+/// `google` also `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`). Checked by `social::validate_settings`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocialProviderSettings {
+    /// The issuer URL, found by OIDC discovery; `google` defaults to `https://accounts.google.com`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub issuer: String,
+    /// Latchkey's client id at the provider.
+    #[serde(deserialize_with = "lenient_string")]
+    pub client_id: String,
+    /// Latchkey's client secret at the provider.
+    pub client_secret: Option<Secret>,
+    /// Scopes asked for (`openid email profile` when empty).
+    #[serde(deserialize_with = "list")]
+    pub scopes: Vec<String>,
+}
+
 /// The whole configuration. `Debug` is the redacted `Display` (the database URL may hold a password).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -301,6 +319,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The stored audit log.
     pub audit: AuditSettings,
+    /// Social sign-in providers by id (`[social.<id>]`).
+    pub social: BTreeMap<String, SocialProviderSettings>,
 }
 
 impl Default for Settings {
@@ -328,6 +348,7 @@ impl Default for Settings {
             service: ServiceSettings::default(),
             server: ServerSettings::default(),
             audit: AuditSettings::default(),
+            social: BTreeMap::new(),
         }
     }
 }
@@ -353,6 +374,8 @@ const PRIMARY_ENV: &[(&str, &str)] = &[
     ("MASTER_USERNAME", "service.master_username"),
     ("MASTER_PASSWORD", "service.master_password"),
     ("CLIENT_API_KEY", "service.client_api_key"),
+    ("GOOGLE_CLIENT_ID", "social.google.client_id"),
+    ("GOOGLE_CLIENT_SECRET", "social.google.client_secret"),
 ];
 const ALIAS_ENV: &[(&str, &str)] = &[
     ("BETTER_AUTH_URL", "base_url"),
@@ -378,9 +401,23 @@ fn primary_key(name: &str) -> Option<String> {
     if let Some((_, key)) = PRIMARY_ENV.iter().find(|(env, _)| name.eq_ignore_ascii_case(env)) {
         return Some((*key).to_owned());
     }
+    if let Some(key) = social_key(name) {
+        return Some(key);
+    }
     SECTIONS.iter().find_map(|(prefix, section)| {
         let upper = name.to_ascii_uppercase();
         upper.strip_prefix(prefix).map(|rest| format!("{section}{}", rest.to_ascii_lowercase()))
+    })
+}
+
+/// `LATCHKEY_SOCIAL_<ID>_{ISSUER,CLIENT_ID,CLIENT_SECRET,SCOPES}` → `social.<id>.<key>`; the id may hold
+/// underscores (`LATCHKEY_SOCIAL_MY_IDP_CLIENT_ID` is `my_idp`), so the key is matched from the end.
+fn social_key(name: &str) -> Option<String> {
+    let upper = name.to_ascii_uppercase();
+    let rest = upper.strip_prefix("LATCHKEY_SOCIAL_")?;
+    ["_ISSUER", "_CLIENT_ID", "_CLIENT_SECRET", "_SCOPES"].iter().find_map(|suffix| {
+        let id = rest.strip_suffix(suffix).filter(|id| !id.is_empty())?;
+        Some(format!("social.{}.{}", id.to_ascii_lowercase(), suffix[1..].to_ascii_lowercase()))
     })
 }
 
@@ -666,7 +703,14 @@ impl fmt::Display for Settings {
         let a = &self.audit;
         writeln!(f, "\n[audit]")?;
         writeln!(f, "enabled = {}\nretention_days = {}", a.enabled, a.retention_days)?;
-        writeln!(f, "queue_capacity = {}", a.queue_capacity)
+        writeln!(f, "queue_capacity = {}", a.queue_capacity)?;
+        for (id, provider) in &self.social {
+            writeln!(f, "\n[social.{id}]")?;
+            writeln!(f, "issuer = {:?}\nclient_id = {:?}", provider.issuer, provider.client_id)?;
+            writeln!(f, "client_secret = {:?}", shown(&provider.client_secret))?;
+            writeln!(f, "scopes = {:?}", provider.scopes)?;
+        }
+        Ok(())
     }
 }
 
@@ -731,6 +775,25 @@ mod tests {
         assert_eq!(primary_key("CORS_ORIGIN").as_deref(), Some("cors_origins"));
         assert_eq!(alias_key("BETTER_AUTH_URL").as_deref(), Some("base_url"));
         assert_eq!(primary_key("LATCHKEY_NOPE"), None);
+        assert_eq!(primary_key("LATCHKEY_SOCIAL_MY_IDP_CLIENT_ID").as_deref(), Some("social.my_idp.client_id"));
+        assert_eq!(primary_key("LATCHKEY_SOCIAL_OKTA_ISSUER").as_deref(), Some("social.okta.issuer"));
+        assert_eq!(primary_key("GOOGLE_CLIENT_SECRET").as_deref(), Some("social.google.client_secret"));
+        assert_eq!(primary_key("LATCHKEY_SOCIAL_ISSUER"), None);
+    }
+
+    #[test]
+    fn display_shows_social_providers_without_their_secret() {
+        let provider = SocialProviderSettings {
+            issuer: "https://idp.example/".into(),
+            client_id: "latchkey".into(),
+            client_secret: Some(Secret::new("provider-secret-value")),
+            scopes: vec!["openid".into()],
+        };
+        let settings =
+            Settings { social: [("corp".to_owned(), provider)].into_iter().collect(), ..Settings::default() };
+        let shown = settings.to_string();
+        assert!(shown.contains("[social.corp]") && shown.contains("\"latchkey\""), "{shown}");
+        assert!(!shown.contains("provider-secret-value"), "{shown}");
     }
 
     #[test]

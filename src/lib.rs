@@ -3,7 +3,8 @@
 //! Reading order: `app` (the merged router, start-up), `state` (what handlers share), `http` (the
 //! toolkit: layers, JSON bodies, cookies, the accept loop), then the capabilities (`accounts`,
 //! `sessions`, `principal` with tenant resolution, `api_keys`, `orgs`, `extensions`, `service_tokens`,
-//! `oauth` with its `management` API, `bff` (the token handler, being built)),
+//! `oauth` with its `management` API, `bff` (the token handler, being built), `social` (sign-in through
+//! upstream OpenID Connect providers)),
 //! `ops` (health, metrics, the OpenAPI document), then the core they stand on (`tokens`, `crypto`,
 //! `storage`, `config`). README "Code tour" has a line per module.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -32,6 +33,7 @@ pub mod principal;
 pub mod rate_limit;
 pub mod service_tokens;
 pub mod sessions;
+pub mod social;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

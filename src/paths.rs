@@ -3,5 +3,5 @@
 
 pub use crate::{
     accounts::paths::*, api_keys::paths::*, bff::paths::*, extensions::paths::*, management::paths::*, oauth::paths::*,
-    ops::paths::*, orgs::paths::*, principal::paths::*, service_tokens::paths::*, sessions::paths::*,
+    ops::paths::*, orgs::paths::*, principal::paths::*, service_tokens::paths::*, sessions::paths::*, social::paths::*,
 };

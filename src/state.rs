@@ -34,6 +34,7 @@ use crate::{
     rate_limit::RateLimits,
     service_tokens::ServiceState,
     sessions::{self, SessionState},
+    social::SocialState,
     storage::{
         notify::{self, CacheEvent},
         Db, StorageError,
@@ -80,6 +81,8 @@ pub struct AppStateInner {
     pub service_tokens: ServiceState,
     pub oauth: OAuthState,
     pub bff: BffState,
+    /// Social sign-in: the upstream providers and their cached discovery.
+    pub social: SocialState,
     /// Where audit events are stored (`None` when `audit.enabled` is off: they are only logged).
     pub audit: Option<crate::audit::AuditSink>,
     /// Cache invalidations read from `cache_events` up to here (unix ms).
@@ -110,6 +113,7 @@ impl AppState {
             service_tokens: ServiceState::new(&settings.base_url, settings.tokens.leeway, cache_ttl),
             oauth: OAuthState::new(&db, &settings.base_url, settings.tokens.leeway, secret, cache_ttl),
             bff: BffState::new(secret, cache_ttl)?,
+            social: SocialState::new(&settings, secret)?,
             audit: settings
                 .audit
                 .enabled

@@ -84,6 +84,14 @@ pub enum AuditEvent<'a> {
     BffSignedIn { vendor_id: &'a str, sub: &'a str },
     /// Someone signed out through a vendor's token handler.
     BffSignedOut { vendor_id: &'a str },
+    /// A social sign-in (upstream OIDC provider) succeeded.
+    SocialSignInSucceeded { user_id: &'a str, provider: &'a str },
+    /// A social sign-in failed; `reason` is the error callback's code (`state_mismatch`, …).
+    SocialSignInFailed { provider: &'a str, reason: &'a str },
+    /// A provider's account was linked to the user with the same, upstream-verified, email.
+    SocialAccountLinked { user_id: &'a str, provider: &'a str },
+    /// The user unlinked one of their accounts (`provider` may be `credential`).
+    SocialAccountUnlinked { user_id: &'a str, provider: &'a str },
 }
 
 /// Emits an audit event (with the current request's id): logged, and stored when a sink is in scope.
@@ -187,6 +195,18 @@ fn log(event: &AuditEvent<'_>) {
         }
         AuditEvent::BffSignedOut { vendor_id } => {
             tracing::info!(target: "audit", request_id = %CurrentRequestId, vendor_id, "token handler sign-out")
+        }
+        AuditEvent::SocialSignInSucceeded { user_id, provider } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, provider, "social sign-in succeeded")
+        }
+        AuditEvent::SocialSignInFailed { provider, reason } => {
+            tracing::warn!(target: "audit", request_id = %CurrentRequestId, provider, reason, "social sign-in failed")
+        }
+        AuditEvent::SocialAccountLinked { user_id, provider } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, provider, "social account linked")
+        }
+        AuditEvent::SocialAccountUnlinked { user_id, provider } => {
+            tracing::info!(target: "audit", request_id = %CurrentRequestId, user_id, provider, "account unlinked")
         }
     }
 }
@@ -497,6 +517,18 @@ impl AuditEvent<'_> {
                 .details(json!({ "vendor_id": vendor_id, "sub": sub })),
             AuditEvent::BffSignedOut { vendor_id } => {
                 Parts::new("bff_sign_out", "Token handler sign-out").details(json!({ "vendor_id": vendor_id }))
+            }
+            AuditEvent::SocialSignInSucceeded { user_id, provider } => {
+                Parts::new("s", "Success Login").user(Some(user_id)).details(json!({ "connection": provider }))
+            }
+            AuditEvent::SocialSignInFailed { provider, reason } => {
+                Parts::new("f", "Failed Login").failed().details(json!({ "connection": provider, "reason": reason }))
+            }
+            AuditEvent::SocialAccountLinked { user_id, provider } => {
+                Parts::new("sui", "Account linked").user(Some(user_id)).details(json!({ "connection": provider }))
+            }
+            AuditEvent::SocialAccountUnlinked { user_id, provider } => {
+                Parts::new("sui", "Account unlinked").user(Some(user_id)).details(json!({ "connection": provider }))
             }
         }
     }

@@ -24,6 +24,7 @@ use crate::{
     crypto,
     http::{cookies, extractors::ClientInfo},
     sessions::cookies::start_session,
+    social::routes::{begin, Callbacks},
     state::AppState,
 };
 
@@ -74,6 +75,19 @@ pub fn with_cookie(mut response: Response, cookie: Option<String>) -> Response {
 pub struct PageQuery {
     /// The login transaction (from /authorize).
     pub state: Option<String>,
+    /// The code a failed social sign-in came back with (`access_denied`, `account_not_linked`, …).
+    pub error: Option<String>,
+}
+
+/// What the sign-in page says after a social sign-in came back with `code`.
+fn social_error_message(code: &str) -> &'static str {
+    match code {
+        "access_denied" => "Sign-in with the provider was cancelled.",
+        "account_not_linked" => {
+            "An account with this email already exists, and the provider has not verified the email. Sign in with your password."
+        }
+        _ => "Sign-in with the provider did not complete. Please try again.",
+    }
 }
 
 /// The transaction id, if the parameter can be one.
@@ -111,6 +125,12 @@ async fn login_page(state: &AppState, headers: &HeaderMap, view: LoginView<'_>) 
     let csrf = csrf_token(state, &cookie, view.transaction);
     let nonce = pages::nonce();
     let other = format!("{}?state={}", paths::SIGNUP, view.transaction);
+    let providers = state
+        .social
+        .providers
+        .values()
+        .map(|provider| pages::SocialButton { id: provider.id.clone(), name: provider.display_name() })
+        .collect();
     let page = pages::LoginPage {
         nonce: &nonce,
         action: paths::LOGIN,
@@ -120,6 +140,8 @@ async fn login_page(state: &AppState, headers: &HeaderMap, view: LoginView<'_>) 
         email: view.email,
         error: view.error,
         other_href: &other,
+        social_action: paths::LOGIN_SOCIAL,
+        providers,
     };
     with_cookie(pages::page(&page, view.status, nonce.clone(), None), set_cookie)
 }
@@ -133,8 +155,66 @@ pub async fn login_get(State(state): State<AppState>, headers: HeaderMap, Query(
         Some(id) => id,
         None => return no_transaction(),
     };
-    let view = LoginView { transaction: &transaction, email: "", error: None, status: StatusCode::OK };
+    let error = query.error.as_deref().map(social_error_message);
+    let view = LoginView { transaction: &transaction, email: "", error, status: StatusCode::OK };
     login_page(&state, &headers, view).await
+}
+
+/// A "Continue with …" button.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SocialForm {
+    pub state: Option<String>,
+    pub csrf: Option<String>,
+    /// The provider id.
+    pub provider: Option<String>,
+}
+
+/// Starts a social sign-in from the sign-in page. The provider sends the browser back to
+/// `/api/auth/callback/{id}`, whose session then resumes this authorization (`callbackURL` is
+/// `/authorize/resume?state=…`); a failure comes back to this page with `?error=`.
+#[utoipa::path(post, path = paths::LOGIN_SOCIAL, tag = "oauth",
+    request_body(content = SocialForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: not a form"),
+        (status = 303, description = "On to the provider's authorization endpoint, with the flow cookie"),
+        (status = 400, description = "The page again: an unknown provider, or one that cannot be reached; or no transaction", content_type = "text/html", body = String),
+        (status = 403, description = "The page again: the CSRF token does not match", content_type = "text/html", body = String)))]
+pub async fn login_social(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SocialForm>) -> Response {
+    let transaction = match transaction_id(form.state) {
+        Some(id) => id,
+        None => return no_transaction(),
+    };
+    let again = |error: &'static str, status: StatusCode| LoginView {
+        transaction: &transaction,
+        email: "",
+        error: Some(error),
+        status,
+    };
+    if !csrf_ok(&state, &headers, &transaction, form.csrf.as_deref().unwrap_or_default()) {
+        audit::emit(AuditEvent::CsrfRefused { page: "login" });
+        return login_page(&state, &headers, again(CSRF_FAILED, StatusCode::FORBIDDEN)).await;
+    }
+    if let Err(page) = load_transaction(&state, &transaction).await {
+        return page;
+    }
+    let Some(provider) = form.provider.as_deref().and_then(|id| state.social.providers.get(id)).cloned() else {
+        return login_page(&state, &headers, again("Choose a way to sign in.", StatusCode::BAD_REQUEST)).await;
+    };
+    let callbacks = Callbacks {
+        callback_url: Some(format!("{}?state={transaction}", paths::AUTHORIZE_RESUME)),
+        error_callback_url: Some(format!("{}?state={transaction}", paths::LOGIN)),
+        new_user_callback_url: None,
+    };
+    match begin(&state, &provider, callbacks).await {
+        Ok((url, cookie)) => {
+            let mut response = redirect(&url);
+            *response.status_mut() = StatusCode::SEE_OTHER;
+            with_cookie(response, Some(cookie))
+        }
+        Err(_) => {
+            let error = "That provider cannot be reached right now. Try again in a moment.";
+            login_page(&state, &headers, again(error, StatusCode::BAD_REQUEST)).await
+        }
+    }
 }
 
 /// The sign-in form.

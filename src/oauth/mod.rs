@@ -48,6 +48,8 @@ pub mod paths {
     pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
     /// `GET` the sign-in page, `POST` its form.
     pub const LOGIN: &str = "/login";
+    /// `POST` a "Continue with …" button of the sign-in page: on to a social provider.
+    pub const LOGIN_SOCIAL: &str = "/login/social";
     /// `GET` the sign-up page, `POST` its form.
     pub const SIGNUP: &str = "/signup";
     /// `GET` the consent page, `POST` the decision.

@@ -86,6 +86,18 @@ pub struct LoginPage<'a> {
     pub email: &'a str,
     pub error: Option<&'a str>,
     pub other_href: &'a str,
+    /// Where the "Continue with …" buttons post.
+    pub social_action: &'a str,
+    /// One button per configured social provider.
+    pub providers: Vec<SocialButton>,
+}
+
+/// A "Continue with …" button of the sign-in page.
+pub struct SocialButton {
+    /// The provider id the button posts.
+    pub id: String,
+    /// The provider's name on the button.
+    pub name: String,
 }
 
 #[derive(Template)]

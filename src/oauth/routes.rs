@@ -15,6 +15,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(authorize::authorize))
         .routes(routes!(authorize::resume))
         .routes(routes!(login::login_get, login::login_post))
+        .routes(routes!(login::login_social))
         .routes(routes!(login::signup_get, login::signup_post))
         .routes(routes!(consent::consent_get, consent::consent_post))
         .routes(routes!(userinfo::userinfo_get, userinfo::userinfo_post))

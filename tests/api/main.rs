@@ -28,3 +28,4 @@ mod security;
 mod service;
 mod service_process;
 mod sessions;
+mod social;

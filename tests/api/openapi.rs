@@ -300,6 +300,24 @@ async fn every_documented_operation_answers_as_documented() {
     )
     .await;
 
+    // --- social sign-in (no provider configured here; tests/api/social.rs drives the flows end to end)
+    c.expect(404, paths::SIGN_IN_SOCIAL, post(&bare, paths::SIGN_IN_SOCIAL, json!({"provider": "google"}))).await;
+    c.expect(
+        403,
+        paths::SIGN_IN_SOCIAL,
+        bare.post(url(paths::SIGN_IN_SOCIAL))
+            .header(header::ORIGIN, "https://evil.example")
+            .json(&json!({"provider": "x"})),
+    )
+    .await;
+    c.expect(400, paths::SOCIAL_CALLBACK, bare.get(url("/api/auth/callback/google?code=x&state=y"))).await;
+    let accounts = c.expect(200, paths::LIST_ACCOUNTS, alice.get(url(paths::LIST_ACCOUNTS))).await;
+    assert_eq!(accounts[0]["providerId"], "credential");
+    c.expect(401, paths::LIST_ACCOUNTS, bare.get(url(paths::LIST_ACCOUNTS))).await;
+    let last = json!({"providerId": "credential"});
+    c.expect(400, paths::UNLINK_ACCOUNT, post(&alice, paths::UNLINK_ACCOUNT, last.clone())).await;
+    c.expect(401, paths::UNLINK_ACCOUNT, post(&bare, paths::UNLINK_ACCOUNT, last)).await;
+
     // --- sessions
     let session = c.expect(200, paths::GET_SESSION, alice.get(url(paths::GET_SESSION))).await;
     assert_eq!(session["user"]["id"], alice_id);
@@ -957,6 +975,10 @@ async fn every_documented_operation_answers_as_documented() {
             ]
         };
         c.expect(403, paths::LOGIN, browser.post(url(paths::LOGIN)).form(&form(PASSWORD, "x"))).await;
+        let button =
+            |csrf: &str| vec![("state", state.clone()), ("csrf", csrf.to_owned()), ("provider", "nope".into())];
+        c.expect(403, paths::LOGIN_SOCIAL, browser.post(url(paths::LOGIN_SOCIAL)).form(&button("x"))).await;
+        c.expect(400, paths::LOGIN_SOCIAL, browser.post(url(paths::LOGIN_SOCIAL)).form(&button(&csrf))).await;
         c.expect(400, paths::LOGIN, browser.post(url(paths::LOGIN)).form(&form("wrong-password", &csrf))).await;
         c.expect(303, paths::LOGIN, browser.post(url(paths::LOGIN)).form(&form(PASSWORD, &csrf))).await;
         c.expect(

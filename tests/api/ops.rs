@@ -63,6 +63,10 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
     let all = [
         (paths::SIGN_UP_EMAIL, "post"),
         (paths::SIGN_IN_EMAIL, "post"),
+        (paths::SIGN_IN_SOCIAL, "post"),
+        (paths::SOCIAL_CALLBACK, "get"),
+        (paths::LIST_ACCOUNTS, "get"),
+        (paths::UNLINK_ACCOUNT, "post"),
         (paths::SIGN_OUT, "post"),
         (paths::GET_SESSION, "get"),
         (paths::LIST_SESSIONS, "get"),
@@ -164,6 +168,7 @@ async fn openapi_documents_every_endpoint(backend: Backend) {
         (paths::AUTHORIZE_RESUME, "get"),
         (paths::LOGIN, "get"),
         (paths::LOGIN, "post"),
+        (paths::LOGIN_SOCIAL, "post"),
         (paths::SIGNUP, "get"),
         (paths::SIGNUP, "post"),
         (paths::CONSENT, "get"),
