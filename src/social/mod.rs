@@ -397,6 +397,23 @@ mod tests {
     }
 
     #[test]
+    fn google_needs_only_its_client_id_and_secret() {
+        let provider = SocialProviderSettings {
+            client_id: "id.apps.googleusercontent.com".into(),
+            client_secret: Some(Secret::new("shh")),
+            ..Default::default()
+        };
+        let settings =
+            Settings { social: [("google".to_owned(), provider)].into_iter().collect(), ..Settings::default() };
+        assert!(validate_settings(&settings).is_empty());
+        let state = SocialState::new(&settings, &Secret::new("s".repeat(40))).unwrap();
+        let google = &state.providers["google"];
+        assert_eq!(google.issuer, GOOGLE_ISSUER);
+        assert_eq!(google.scopes, ["openid", "email", "profile"]);
+        assert_eq!(state.flow_cookie, "latchkey.social_state");
+    }
+
+    #[test]
     fn upstream_error_codes_are_reduced_to_a_safe_word() {
         assert_eq!(upstream_error_code("access_denied"), "access_denied");
         assert_eq!(upstream_error_code("<script>"), "script");

@@ -66,8 +66,9 @@ pub struct Authorization {
 pub struct Upstreams {
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Arc<Cached>>>,
-    /// Serialises discovery and JWKS fetches (one at a time is plenty for sign-ins).
-    fetch: tokio::sync::Mutex<()>,
+    /// One lock per provider serialises its discovery and JWKS fetches (a burst of sign-ins fetches
+    /// once; a slow provider holds up only its own sign-ins).
+    fetch: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Upstreams {
@@ -75,7 +76,14 @@ impl Upstreams {
     pub fn new() -> anyhow::Result<Upstreams> {
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(UPSTREAM_TIMEOUT).build()?;
-        Ok(Upstreams { http, cache: Mutex::new(HashMap::new()), fetch: tokio::sync::Mutex::new(()) })
+        Ok(Upstreams { http, cache: Mutex::new(HashMap::new()), fetch: Mutex::new(HashMap::new()) })
+    }
+
+    fn fetch_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.fetch.lock() {
+            Ok(mut locks) => Arc::clone(locks.entry(id.to_owned()).or_default()),
+            Err(_) => Arc::default(),
+        }
     }
 
     fn cached(&self, id: &str) -> Option<Arc<Cached>> {
@@ -97,7 +105,8 @@ impl Upstreams {
         if let Some(cached) = self.cached(&provider.id).filter(|cached| fresh(cached)) {
             return Ok(cached);
         }
-        let _one_at_a_time = self.fetch.lock().await;
+        let lock = self.fetch_lock(&provider.id);
+        let _one_at_a_time = lock.lock().await;
         if let Some(cached) = self.cached(&provider.id).filter(|cached| fresh(cached)) {
             return Ok(cached);
         }
@@ -120,7 +129,8 @@ impl Upstreams {
 
     /// Fetches the JWKS again after an unknown `kid`, unless that was done within [`JWKS_REFETCH_GAP`].
     async fn refresh_jwks(&self, provider: &Provider, now: Millis) -> Result<Option<Arc<Cached>>, UpstreamError> {
-        let _one_at_a_time = self.fetch.lock().await;
+        let lock = self.fetch_lock(&provider.id);
+        let _one_at_a_time = lock.lock().await;
         let Some(cached) = self.cached(&provider.id) else { return Ok(None) };
         if now.saturating_sub(cached.jwks_fetched_at) < JWKS_REFETCH_GAP {
             return Ok(None);
