@@ -437,6 +437,15 @@ async fn the_id_token_sign_in_checks_audience_and_nonce(backend: Backend) {
     assert!(answer["token"].is_string());
     assert!(!answer.to_string().contains(&secret));
     assert_eq!(app.count("accounts").await, 1);
+
+    // Blocked through the management API: the same upstream token signs in no more.
+    let user_path = paths::MGMT_USER.replace("{id}", answer["user"]["id"].as_str().unwrap());
+    let blocked = master(&app, Method::PATCH, &user_path).json(&json!({"blocked": true})).send().await.unwrap();
+    assert_eq!(blocked.status(), 200);
+    let refused = sign_in(json!({"token": token, "nonce": "n-mobile"})).await;
+    assert_eq!(refused.status(), 403);
+    assert!(!has_session_cookie(&refused));
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], "BANNED_USER");
 }
 
 async fn unknown_providers_untrusted_callbacks_and_unreachable_issuers_are_refused(backend: Backend) {
