@@ -17,6 +17,7 @@ both_backends!(
     reading_the_log_needs_read_logs,
     records_past_their_retention_are_removed_by_maintenance,
     with_the_audit_log_off_nothing_is_stored,
+    every_event_type_is_stored_as_one_row_with_its_type_and_outcome,
 );
 
 const AGENT: &str = "audit-test/1.0";
@@ -269,4 +270,120 @@ async fn with_the_audit_log_off_nothing_is_stored(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.count("audit_log").await, 0);
     assert_eq!(logs(&app, "").await, json!([]));
+}
+
+/// Every kind of event the server emits, stored through the same sink a request uses: one row each, with
+/// its Auth0 code or Latchkey name, its outcome, and what it names in the right columns. (The flows that
+/// emit them are the other tests' business; this pins the mapping for all of them, so a new event kind
+/// cannot land unstored or untyped.)
+async fn every_event_type_is_stored_as_one_row_with_its_type_and_outcome(backend: Backend) {
+    use latchkey::audit::{self, AuditContext, AuditEvent as E};
+    let Some(app) = spawn(backend).await else { return };
+    let sink = app.state.audit.clone().expect("the audit log is on by default");
+    let (u, c) = ("usr_1", "cli_1");
+    let events = vec![
+        (E::UserCreated { user_id: u }, "ss", "success"),
+        (E::SignInSucceeded { user_id: u }, "s", "success"),
+        (E::SignInFailed { reason: "invalid_credentials" }, "f", "failure"),
+        (E::SessionCreated { user_id: u, session_id: "ses_1" }, "session_created", "success"),
+        (E::SessionsRevoked { user_id: u, count: 1, reason: "sign_out" }, "slo", "success"),
+        (E::SessionsRevoked { user_id: u, count: 2, reason: "management" }, "sessions_revoked", "success"),
+        (E::ApiKeyChanged { actor_id: u, key_id: "key_1", action: "created" }, "api_key_changed", "success"),
+        (E::ApiKeyRefused { key_id: None, reason: "unknown" }, "api_key_refused", "failure"),
+        (
+            E::OrganizationChanged { actor_id: u, organization_id: "org_1", action: "created", target: None },
+            "organization_changed",
+            "success",
+        ),
+        (
+            E::ExtensionTokenIssued { user_id: u, organization_id: "org_1", extension_id: "ext", jti: "etk_1" },
+            "extension_token_issued",
+            "success",
+        ),
+        (
+            E::ServiceAuthFailed { client_id: Some(c), user_id: None, reason: "bad_key" },
+            "service_auth_failed",
+            "failure",
+        ),
+        (E::ServiceClientChanged { client_id: c, action: "created" }, "service_client_changed", "success"),
+        (E::OAuthClientChanged { client_id: c, action: "created" }, "sapi", "success"),
+        (E::OAuthClientAuthFailed { client_id: Some(c), reason: "bad_secret" }, "oauth_client_auth_failed", "failure"),
+        (
+            E::OAuthTokenIssued { client_id: c, grant_type: "client_credentials", audience: "a", jti: "j" },
+            "seccft",
+            "success",
+        ),
+        (
+            E::OAuthTokenIssued { client_id: c, grant_type: "authorization_code", audience: "a", jti: "j" },
+            "seacft",
+            "success",
+        ),
+        (
+            E::OAuthTokenIssued { client_id: c, grant_type: "refresh_token", audience: "a", jti: "j" },
+            "sertft",
+            "success",
+        ),
+        (E::ResourceServerChanged { id: "api_1", action: "created" }, "sapi", "success"),
+        (E::ClientGrantChanged { id: "cgr_1", client_id: c, audience: "a", action: "created" }, "sapi", "success"),
+        (
+            E::ManagementAction { actor_id: "master", resource: "user", id: u, user_id: Some(u), action: "blocked" },
+            "sapi",
+            "success",
+        ),
+        (
+            E::ServiceUserChanged { client_id: c, user_id: "svu_1", action: "created" },
+            "service_user_changed",
+            "success",
+        ),
+        (E::TokenIssued { client_id: c, user_id: "svu_1", jti: "j" }, "service_token_issued", "success"),
+        (E::TokenRevoked { client_id: c, jti: "j", reason: "client" }, "service_token_revoked", "success"),
+        (E::OAuthCodeIssued { client_id: c, user_id: u, scope: "openid" }, "oauth_code_issued", "success"),
+        (E::OAuthConsent { client_id: c, user_id: u, scope: "openid", allowed: true }, "oauth_consent", "success"),
+        (E::CsrfRefused { page: "login" }, "csrf_refused", "failure"),
+        (E::OAuthReuseDetected { client_id: c, grant_id: "grt_1", what: "refresh_token" }, "ferrt", "failure"),
+        (E::OAuthGrantRefused { client_id: c, reason: "PKCE verification failed" }, "oauth_grant_refused", "failure"),
+        (E::OAuthRefreshRetried { client_id: c, grant_id: "grt_1" }, "oauth_refresh_retried", "success"),
+        (E::OAuthTokenRevoked { client_id: c, what: "refresh_token" }, "srrt", "success"),
+        (E::BffVendorChanged { vendor_id: "shop", action: "configured" }, "sapi", "success"),
+        (E::BffSignedIn { vendor_id: "shop", sub: u }, "bff_sign_in", "success"),
+        (E::BffSignedOut { vendor_id: "shop" }, "bff_sign_out", "success"),
+        (E::SocialSignInSucceeded { user_id: u, provider: "google" }, "s", "success"),
+        (E::SocialSignInFailed { provider: "google", reason: "state_mismatch" }, "f", "failure"),
+        (E::SocialAccountLinked { user_id: u, provider: "google" }, "sui", "success"),
+        (E::SocialAccountUnlinked { user_id: u, provider: "google" }, "sui", "success"),
+    ];
+    let expected: Vec<(String, String)> =
+        events.iter().map(|(_, kind, outcome)| ((*kind).to_owned(), (*outcome).to_owned())).collect();
+    let count = events.len();
+    let context = AuditContext {
+        sink: sink.clone(),
+        ip: Some("203.0.113.9".parse().unwrap()),
+        user_agent: Some(header::HeaderValue::from_static(AGENT)),
+        request_id: Some(header::HeaderValue::from_static("req-every-kind")),
+    };
+    audit::scope(Some(std::sync::Arc::new(context)), async move {
+        for (event, ..) in events {
+            audit::emit(event);
+        }
+    })
+    .await;
+    sink.flush().await;
+    let records = logs_when(&app, "?per_page=100&sort=date:1", count).await;
+    assert_eq!(records.len(), count, "one row per event");
+    let mut stored: Vec<(String, String)> = records
+        .iter()
+        .map(|r| (r["type"].as_str().unwrap().to_owned(), r["outcome"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut wanted = expected.clone();
+    stored.sort();
+    wanted.sort();
+    assert_eq!(stored, wanted);
+    for record in &records {
+        assert!(record["description"].as_str().is_some_and(|d| !d.is_empty()), "{record}");
+        assert_eq!(record["ip"], "203.0.113.9", "{record}");
+        assert_eq!(record["user_agent"], AGENT, "{record}");
+        assert_eq!(record["request_id"], "req-every-kind", "{record}");
+    }
+    let blocked = records.iter().find(|r| r["details"]["action"] == "blocked").unwrap();
+    assert_eq!((blocked["actor_id"].as_str(), blocked["user_id"].as_str()), (Some("master"), Some(u)));
 }
