@@ -12,6 +12,11 @@ use crate::{clock::Clock, storage::Db};
 /// Most records in one batch.
 const MAX_BATCH: usize = 512;
 
+/// How long the writer gathers records after the first of a batch arrives: at sign-in rates (hundreds a
+/// second) one commit then carries tens of records instead of one or two, so the log's commits do not
+/// compete with the sign-ins' own (on SQLite every commit is an fsync). A flush cuts it short.
+const LINGER: Duration = Duration::from_millis(100);
+
 /// How often a batch that failed to write is tried again before its records are dropped (and counted).
 const WRITE_ATTEMPTS: u32 = 3;
 
@@ -70,8 +75,18 @@ impl AuditSink {
 
 async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Message>) {
     let mut messages = Vec::with_capacity(MAX_BATCH);
-    // Whatever arrived while the previous batch was being written goes out together in the next one.
+    // Whatever arrived while the previous batch was being written, or within the linger after the first
+    // record, goes out together in the next one.
     while receiver.recv_many(&mut messages, MAX_BATCH).await > 0 {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while messages.len() < MAX_BATCH && !messages.iter().any(|m| matches!(m, Message::Flush(_))) {
+            let room = MAX_BATCH - messages.len();
+            let more = receiver.recv_many(&mut messages, room);
+            match tokio::time::timeout_at(deadline, more).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let mut records = Vec::with_capacity(messages.len());
         let mut flushes = Vec::new();
         for message in messages.drain(..) {
