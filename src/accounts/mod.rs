@@ -225,9 +225,15 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let metadata = (serde_json::Value::Object(extras.app_metadata), serde_json::Value::Object(extras.user_metadata));
-    let metadata = (metadata.0.to_string(), metadata.1.to_string());
-    match store::insert_user_with_password(db, &user, &crypto::new_id("acc"), &password_hash, &metadata).await {
+    let app_metadata = serde_json::Value::Object(extras.app_metadata).to_string();
+    let user_metadata = serde_json::Value::Object(extras.user_metadata).to_string();
+    let account = store::FirstAccount {
+        id: &crypto::new_id("acc"),
+        provider_id: "credential",
+        account_id: &user.id,
+        password_hash: Some(&password_hash),
+    };
+    match store::insert_user_with_account(db, &user, &account, (&app_metadata, &user_metadata)).await {
         Ok(()) => Ok(user),
         Err(StorageError::UniqueViolation(_)) => Err(AccountError::UserAlreadyExists),
         Err(error) => Err(error.into()),

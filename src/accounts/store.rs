@@ -15,13 +15,25 @@ pub async fn find_user_by_id(db: &Db, id: &str) -> Result<Option<User>, StorageE
     Ok(db_run!(db, |pool| sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
-/// Inserts a user and its email/password account in one transaction.
-pub async fn insert_user_with_password(
+/// A user's first account, inserted with the user.
+pub struct FirstAccount<'a> {
+    /// `acc_…`.
+    pub id: &'a str,
+    /// `credential`, or a social provider's id.
+    pub provider_id: &'a str,
+    /// The user's own id for `credential`, else the subject at the provider.
+    pub account_id: &'a str,
+    /// The Argon2id PHC string of a `credential` account.
+    pub password_hash: Option<&'a str>,
+}
+
+/// Inserts a user and their first account in one transaction (never a user without a way to sign in),
+/// with the management API's metadata objects as JSON text.
+pub async fn insert_user_with_account(
     db: &Db,
     user: &User,
-    account_id: &str,
-    password_hash: &str,
-    (app_metadata, user_metadata): &(String, String),
+    account: &FirstAccount<'_>,
+    (app_metadata, user_metadata): (&str, &str),
 ) -> Result<(), StorageError> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
@@ -44,12 +56,13 @@ pub async fn insert_user_with_password(
         .await?;
         sqlx::query(
             "INSERT INTO accounts (id, user_id, provider_id, account_id, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, 'credential', $3, $4, $5, $5)",
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
-        .bind(account_id)
+        .bind(account.id)
         .bind(&user.id)
-        .bind(&user.id)
-        .bind(password_hash)
+        .bind(account.provider_id)
+        .bind(account.account_id)
+        .bind(account.password_hash)
         .bind(user.created_at)
         .execute(&mut *tx)
         .await?;

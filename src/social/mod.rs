@@ -307,7 +307,13 @@ async fn resolve_once(db: &Db, provider: &str, profile: &Profile, now: Millis) -
         created_at: now,
         updated_at: now,
     };
-    store::insert_user_with_account(db, &user, &crypto::new_id("acc"), provider, &profile.subject).await?;
+    let account = crate::accounts::store::FirstAccount {
+        id: &crypto::new_id("acc"),
+        provider_id: provider,
+        account_id: &profile.subject,
+        password_hash: None,
+    };
+    crate::accounts::store::insert_user_with_account(db, &user, &account, ("{}", "{}")).await?;
     Ok((user, Found::Created))
 }
 

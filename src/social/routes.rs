@@ -191,7 +191,7 @@ fn provider_not_found() -> ApiError {
     responses((status = 200, body = SignInSocialResponse),
         (status = 400, body = ErrorBody, description = "`INVALID_JSON`, `VALIDATION_ERROR`, `EMAIL_NOT_FOUND`"),
         (status = 401, body = ErrorBody, description = "`INVALID_TOKEN` (ID token refused), `ACCOUNT_NOT_LINKED`"),
-        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN`, `INVALID_CALLBACK_URL`"),
+        (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN`, `INVALID_CALLBACK_URL`, `BANNED_USER` (ID token of a blocked user)"),
         (status = 404, body = ErrorBody, description = "`PROVIDER_NOT_FOUND`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
         (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`"),

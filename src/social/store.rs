@@ -59,46 +59,6 @@ pub async fn insert_account(
     Ok(())
 }
 
-/// Inserts a user and its social account in one transaction: never a user without its account.
-pub async fn insert_user_with_account(
-    db: &Db,
-    user: &User,
-    id: &str,
-    provider_id: &str,
-    account_id: &str,
-) -> Result<(), StorageError> {
-    db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO users (id, email, name, image, email_verified, role, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(&user.image)
-        .bind(user.email_verified)
-        .bind(&user.role)
-        .bind(user.created_at)
-        .bind(user.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO accounts (id, user_id, provider_id, account_id, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, NULL, $5, $5)",
-        )
-        .bind(id)
-        .bind(&user.id)
-        .bind(provider_id)
-        .bind(account_id)
-        .bind(user.created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    })
-}
-
 /// The user's accounts, oldest first.
 pub async fn list_accounts(db: &Db, user_id: &str) -> Result<Vec<AccountRow>, StorageError> {
     const SQL: &str = "SELECT id, user_id, provider_id, account_id, created_at, updated_at FROM accounts \
