@@ -1,4 +1,5 @@
-//! Fixed-window rate limits per key (IP or email), in memory on each node (DESIGN.md "Cross-cutting").
+//! Fixed-window rate limits per key (IP or email), in memory on each node (DESIGN.md "Cross-cutting"); the
+//! per-email sign-in failures are also counted in the database, across nodes ([`crate::accounts::failures`]).
 //!
 //! Two uses: `hit` counts every attempt and refuses past the limit (per-IP limits); `check` + `record`
 //! refuse once enough *failures* were recorded (per-email sign-in failures). A refusal carries the
@@ -66,6 +67,20 @@ impl<K: Hash + Eq> Limiter<K> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The window's length, ms.
+    pub fn window(&self) -> Millis {
+        self.window
+    }
+
+    /// `Err(retry_after_secs)` if a window kept elsewhere (another node's count, from the database) that
+    /// started at `start` holds `count` events, reaching the limit.
+    pub fn refuse_shared(&self, start: Millis, count: i64, now: Millis) -> Result<(), u64> {
+        if now - start < self.window && count >= i64::from(self.max) {
+            return Err(self.retry_after(start, now));
+        }
+        Ok(())
     }
 
     /// Counts one event for `key` (a failure), without refusing.

@@ -146,6 +146,7 @@ impl AppStateInner {
             sessions::store::cleanup(&self.db, now, now - self.sessions.policy.cache_max_age - 60_000).await?;
         self.sessions.prune(now);
         self.limits.prune(now);
+        crate::accounts::failures::cleanup(&self.db, &self.limits.sign_in_email, now).await?;
         self.extensions.prune(now);
         self.api_keys.cache.prune(now);
         self.orgs.memberships.prune(now);

@@ -3,6 +3,7 @@
 //! Plain functions over domain types; `routes.rs` turns them into Better Auth-compatible endpoints.
 
 pub mod email;
+pub mod failures;
 pub mod password;
 pub mod routes;
 pub mod store;

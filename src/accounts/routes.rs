@@ -185,7 +185,7 @@ pub async fn sign_in_email(
     let now = state.clock.now();
     state.limits.sign_in_ip.hit(&client.rate_limit_key(), now).map_err(ApiError::too_many_requests)?;
     let email = Email::parse(&body.email).ok_or(AccountError::InvalidEmail)?;
-    state.limits.sign_in_email.check(email.as_str(), now).map_err(|retry| {
+    super::failures::check(&state.db, &state.limits.sign_in_email, &email, now).await?.map_err(|retry| {
         metrics::counter!("latchkey_sign_in_total", "outcome" => "rate_limited").increment(1);
         ApiError::too_many_requests(retry)
     })?;
@@ -193,7 +193,7 @@ pub async fn sign_in_email(
         Ok(user) => user,
         Err(error) => {
             if matches!(error, AccountError::InvalidCredentials) {
-                state.limits.sign_in_email.record(email.as_str(), state.clock.now());
+                super::failures::record(&state.db, &state.limits.sign_in_email, &email, state.clock.now()).await?;
                 metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
                 audit::emit(AuditEvent::SignInFailed { reason: "invalid_credentials" });
             }

@@ -275,15 +275,22 @@ pub async fn login_post(
     let (Some(email), Some(password)) = (Email::parse(&email_text), form.password) else {
         return login_page(&state, &headers, again(SIGN_IN_FAILED, StatusCode::BAD_REQUEST)).await;
     };
-    if let Err(retry) = state.limits.sign_in_email.check(email.as_str(), now) {
-        let message = too_many(retry);
-        let view = LoginView { error: Some(&message), ..again("", StatusCode::TOO_MANY_REQUESTS) };
-        return login_page(&state, &headers, view).await;
+    match accounts::failures::check(&state.db, &state.limits.sign_in_email, &email, now).await {
+        Ok(Ok(())) => {}
+        Ok(Err(retry)) => {
+            let message = too_many(retry);
+            let view = LoginView { error: Some(&message), ..again("", StatusCode::TOO_MANY_REQUESTS) };
+            return login_page(&state, &headers, view).await;
+        }
+        Err(error) => return unavailable(anyhow::Error::from(error)),
     }
     let user = match accounts::verify_credentials(&state.db, &state.hasher, &email, password).await {
         Ok(user) => user,
         Err(AccountError::InvalidCredentials) => {
-            state.limits.sign_in_email.record(email.as_str(), state.clock.now());
+            let failed = accounts::failures::record(&state.db, &state.limits.sign_in_email, &email, state.clock.now());
+            if let Err(error) = failed.await {
+                return unavailable(anyhow::Error::from(error));
+            }
             metrics::counter!("latchkey_sign_in_total", "outcome" => "failure").increment(1);
             audit::emit(AuditEvent::SignInFailed { reason: "invalid_credentials" });
             return login_page(&state, &headers, again(SIGN_IN_FAILED, StatusCode::BAD_REQUEST)).await;

@@ -227,3 +227,23 @@ async fn a_token_handler_vendor_change_on_one_node_reaches_the_others_within_a_s
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The per-email failure limit holds across nodes: failures made on two nodes add up, and both refuse the
+/// email, even with the right password, until the window ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
+async fn sign_in_failures_on_two_nodes_add_up() {
+    let Some(db) = PgDatabase::create().await else { return };
+    let url = db.url.clone();
+    let limit = |s: &mut latchkey::config::Settings| s.rate_limit.sign_in_failures_per_email = 4;
+    let node_a = spawn_app_on(TestDb::Postgres(db), limit).await;
+    let node_b = spawn_node(&url, limit).await;
+    node_a.sign_up("alice@example.com").await;
+    for node in [&node_a, &node_b, &node_a, &node_b] {
+        assert_eq!(node.sign_in("alice@example.com", "wrong password!").await.status(), 401);
+    }
+    // Each node saw two failures, under the limit of four on its own.
+    assert_eq!(node_a.sign_in("alice@example.com", PASSWORD).await.status(), 429);
+    assert_eq!(node_b.sign_in("alice@example.com", PASSWORD).await.status(), 429);
+    assert_eq!(node_b.sign_in("bob@example.com", "wrong password!").await.status(), 401, "another email is not locked");
+}

@@ -13,6 +13,7 @@ both_backends!(
     json_endpoints_refuse_other_content_types,
     malformed_and_oversized_bodies_get_json_errors,
     sign_in_failures_are_rate_limited_per_email,
+    sign_in_failures_are_counted_in_the_database_and_a_success_writes_nothing,
     sign_in_is_rate_limited_per_ip,
     sign_up_is_rate_limited_per_ip,
     production_cookies_are_secure_samesite_none_prefixed_and_scoped,
@@ -216,6 +217,36 @@ async fn sign_in_failures_are_rate_limited_per_email(backend: Backend) {
     // The window ends: the right password works again.
     app.clock.advance(std::time::Duration::from_secs(901));
     assert_eq!(app.sign_in("alice@example.com", PASSWORD).await.status(), 200);
+}
+
+/// The failures live in the database (keyed by a hash of the email, never the email): a node started
+/// later on the same database — a restart, or another node — refuses the locked-out email too, and the
+/// login page counts with the JSON sign-in. Successes write nothing.
+async fn sign_in_failures_are_counted_in_the_database_and_a_success_writes_nothing(backend: Backend) {
+    let limit = |s: &mut latchkey::config::Settings| s.rate_limit.sign_in_failures_per_email = 3;
+    let Some(db) = TestDb::new(backend).await else { return };
+    let url = db.url();
+    let app = spawn_app_on(db, limit).await;
+    app.sign_up("alice@example.com").await;
+    assert_eq!(app.sign_in("alice@example.com", PASSWORD).await.status(), 200);
+    assert_eq!(app.count("sign_in_failures").await, 0, "a success writes nothing");
+    for _ in 0..3 {
+        assert_eq!(app.sign_in("alice@example.com", "wrong password!").await.status(), 401);
+    }
+    let stored: String = latchkey::db_run!(&app.state.db, |pool| sqlx::query_scalar::<_, String>(
+        "SELECT email_key FROM sign_in_failures"
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap());
+    assert!(!stored.contains("alice"), "the email is stored hashed: {stored}");
+
+    let other = spawn_node(&url, limit).await;
+    let refused = other.sign_in("alice@example.com", PASSWORD).await;
+    assert_eq!(refused.status(), 429, "another node knows the failures");
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    other.clock.advance(std::time::Duration::from_secs(901));
+    assert_eq!(other.sign_in("alice@example.com", PASSWORD).await.status(), 200, "the window ended");
 }
 
 async fn sign_in_is_rate_limited_per_ip(backend: Backend) {
