@@ -274,6 +274,8 @@ pub(super) async fn with_active_org<T: Serialize>(
 ) -> Result<Response, ApiError> {
     let Some(session) = principal.session() else { return Ok(Json(body).into_response()) };
     store::set_active(&state.db, &session.id, org_id).await?;
+    // A node that remembers this session by its bearer token forgets it.
+    state.publish(crate::storage::notify::CacheEvent::SessionChanged { session_id: session.id.clone() }).await?;
     let mut session = session.clone();
     session.active_organization_id = org_id.map(str::to_owned);
     let (user, token_hash) = (&principal.user, principal.cookie_token_hash.as_deref());

@@ -107,8 +107,7 @@ async fn resolve(parts: &Parts, state: &AppState) -> Result<Resolved, ApiError> 
         // Bearer session tokens (Better Auth's bearer plugin): the raw token, or the signed cookie value.
         let token = if bearer.contains('.') { crypto::verify_cookie_value(key, bearer) } else { Some(bearer) };
         let Some(token) = token else { return Ok(Resolved::Invalid { had_cookie: false }) };
-        let valid =
-            sessions::validate(&state.db, &state.sessions.policy, &state.sessions.revoked, token, None, now).await?;
+        let valid = sessions::validate_bearer(&state.db, &state.sessions, token, now).await?;
         return Ok(match valid {
             Some(valid) => Resolved::Valid(Box::new(SessionAuth {
                 session: valid.session,

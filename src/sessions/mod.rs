@@ -117,6 +117,10 @@ pub struct SessionState {
     pub revoked: RevokedSessions,
     /// Verified `session_data` cookies.
     pub memo: cookie_cache::Memo,
+    /// Bearer session tokens checked against the database within the cookie-cache window, by token hash:
+    /// the same treatment as a cached cookie (the revoked set refuses a revoked one on every node; a changed
+    /// session or membership evicts it).
+    pub bearer: crate::cache::TtlCache<cookie_cache::Cached>,
 }
 
 impl SessionState {
@@ -131,13 +135,25 @@ impl SessionState {
             policy,
             revoked: RevokedSessions::new(policy.cache_max_age.max(1)),
             memo: cookie_cache::Memo::default(),
+            bearer: crate::cache::TtlCache::default(),
         }
     }
 
     /// Applies an invalidation that concerns sessions.
     pub fn apply(&self, event: &notify::CacheEvent, now: Millis) {
-        if let notify::CacheEvent::SessionRevoked { session_id } = event {
-            self.revoked.insert(session_id, now);
+        match event {
+            notify::CacheEvent::SessionRevoked { session_id } => {
+                self.revoked.insert(session_id, now);
+                self.bearer.retain(|cached| cached.session.id != *session_id);
+            }
+            notify::CacheEvent::SessionChanged { session_id } => {
+                self.bearer.retain(|cached| cached.session.id != *session_id)
+            }
+            // A removed membership clears the active organization of the user's sessions.
+            notify::CacheEvent::MembershipsChanged { user_id } => {
+                self.bearer.retain(|cached| cached.user.id != *user_id)
+            }
+            _ => {}
         }
     }
 
@@ -145,6 +161,7 @@ impl SessionState {
     pub fn prune(&self, now: Millis) {
         self.revoked.prune(now);
         self.memo.prune(now);
+        self.bearer.prune(now);
     }
 }
 
@@ -315,6 +332,37 @@ pub async fn validate(
         refreshed = true;
     }
     Ok(Some(Valid { session, user: std::sync::Arc::new(user), from_cache: false, refreshed, token_hash: hash }))
+}
+
+/// Checks a bearer session token: from the bearer cache within the cookie-cache window (refused when its
+/// session was revoked, has expired or is due for a sliding refresh — then the database decides), else
+/// from the database, remembering a valid answer for the window.
+pub async fn validate_bearer(
+    db: &Db,
+    state: &SessionState,
+    token: &str,
+    now: Millis,
+) -> Result<Option<Valid>, StorageError> {
+    let window = state.policy.cache_max_age;
+    let hash = token_hash(token);
+    if window > 0 {
+        if let Some(valid) =
+            state.bearer.get(&hash, now).and_then(|cached| from_cached(&state.policy, &state.revoked, &cached, now))
+        {
+            return Ok(Some(valid));
+        }
+    }
+    let valid = validate(db, &state.policy, &state.revoked, token, None, now).await?;
+    if let Some(valid) = valid.as_ref().filter(|_| window > 0) {
+        let cached = cookie_cache::Cached {
+            session: valid.session.clone(),
+            user: std::sync::Arc::clone(&valid.user),
+            token_hash: hash.clone(),
+            expires_at: now + window,
+        };
+        state.bearer.insert(&hash, std::sync::Arc::new(cached), now + window, now);
+    }
+    Ok(valid)
 }
 
 /// Revokes sessions: deletes them, records the revocation, refuses their cached cookies on this node at

@@ -26,6 +26,12 @@ pub enum CacheEvent {
         /// `ses_…`
         session_id: String,
     },
+    /// `session_changed:{id}`: a session's row changed (its active organization): forget it where it is
+    /// remembered by bearer token.
+    SessionChanged {
+        /// `ses_…`
+        session_id: String,
+    },
     /// `api_key:{id}`: the key changed or was deleted.
     ApiKeyChanged {
         /// `key_…`
@@ -88,6 +94,7 @@ impl CacheEvent {
     pub fn encode(&self) -> String {
         match self {
             CacheEvent::SessionRevoked { session_id } => format!("session_revoked:{session_id}"),
+            CacheEvent::SessionChanged { session_id } => format!("session_changed:{session_id}"),
             CacheEvent::ApiKeyChanged { key_id } => format!("api_key:{key_id}"),
             CacheEvent::AllApiKeysChanged => "api_keys:all".into(),
             CacheEvent::MembershipsChanged { user_id } => format!("members:{user_id}"),
@@ -113,6 +120,7 @@ impl CacheEvent {
         let (kind, rest) = payload.split_once(':').unwrap_or((payload, ""));
         Some(match kind {
             "session_revoked" => CacheEvent::SessionRevoked { session_id: rest.to_owned() },
+            "session_changed" => CacheEvent::SessionChanged { session_id: rest.to_owned() },
             // `api_keys:all` before `api_key:`: distinct kinds.
             "api_keys" if rest == "all" => CacheEvent::AllApiKeysChanged,
             "api_key" => CacheEvent::ApiKeyChanged { key_id: rest.to_owned() },
@@ -255,6 +263,7 @@ mod tests {
             (CacheEvent::SigningKeysChanged, "signing_keys"),
             (CacheEvent::TokenRevoked { jti: "jti_1".into(), expires_at: 42 }, "token_revoked:42:jti_1"),
             (CacheEvent::OwnerTokensRevoked { owner: "svu_1".into(), until: 7 }, "tokens_of:7:svu_1"),
+            (CacheEvent::SessionChanged { session_id: "ses_1".into() }, "session_changed:ses_1"),
             (
                 CacheEvent::SubjectCutOff { subject: "usr_1".into(), issued_before: 5, until: 9 },
                 "subject_cut:9:5:usr_1",

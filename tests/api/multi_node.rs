@@ -247,3 +247,58 @@ async fn sign_in_failures_on_two_nodes_add_up() {
     assert_eq!(node_b.sign_in("alice@example.com", PASSWORD).await.status(), 429);
     assert_eq!(node_b.sign_in("bob@example.com", "wrong password!").await.status(), 401, "another email is not locked");
 }
+
+/// A bearer session token remembered on one node is refused there within a second of a sign-out on
+/// another, and shows an active organization set on another within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
+async fn a_remembered_bearer_token_follows_changes_made_on_another_node() {
+    let Some(db) = PgDatabase::create().await else { return };
+    let url = db.url.clone();
+    let node_a = spawn_app_on(TestDb::Postgres(db), |_| {}).await;
+    let node_b = spawn_node(&url, |_| {}).await;
+    let signed_up: serde_json::Value = node_a.sign_up("alice@example.com").await.json().await.unwrap();
+    let token = signed_up["token"].as_str().unwrap().to_owned();
+    let client = bare_client();
+    let session_on_b = || client.get(node_b.url(paths::GET_SESSION)).bearer_auth(&token).send();
+    assert_ne!(session_on_b().await.unwrap().text().await.unwrap(), "null");
+    assert_eq!(node_b.state.sessions.bearer.len(), 1);
+
+    let org: serde_json::Value = client
+        .post(node_a.url(paths::ORG_CREATE))
+        .bearer_auth(&token)
+        .header(header::ORIGIN, ORIGIN)
+        .json(&json!({"name": "Acme", "slug": "acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let changed_at = Instant::now();
+    loop {
+        let answer: serde_json::Value = session_on_b().await.unwrap().json().await.unwrap();
+        if answer["session"]["activeOrganizationId"] == org["id"] {
+            break;
+        }
+        assert!(changed_at.elapsed() < Duration::from_secs(1), "node B still shows {answer}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let signed_out = client
+        .post(node_a.url(paths::SIGN_OUT))
+        .bearer_auth(&token)
+        .header(header::ORIGIN, ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 200);
+    let revoked_at = Instant::now();
+    loop {
+        if session_on_b().await.unwrap().text().await.unwrap() == "null" {
+            break;
+        }
+        assert!(revoked_at.elapsed() < Duration::from_secs(1), "node B still accepts the signed-out bearer token");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

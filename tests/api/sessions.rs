@@ -30,6 +30,7 @@ both_backends!(
     ip_address_and_user_agent_are_recorded,
     forwarded_for_is_used_only_from_a_trusted_proxy,
     a_session_token_works_as_a_bearer_credential,
+    a_remembered_bearer_token_follows_sign_out_and_active_organization_changes,
     a_tampered_session_cookie_is_refused_and_cleared,
     remember_me_false_gives_a_one_day_browser_session_cookie,
 );
@@ -437,6 +438,42 @@ async fn a_session_token_works_as_a_bearer_credential(backend: Backend) {
     assert_eq!(listed.status(), 200);
     assert_eq!(bad.status(), 401);
     assert_eq!(bad.json::<Value>().await.unwrap()["code"], "UNAUTHORIZED");
+}
+
+/// A bearer session token is remembered after its first check (as a cached cookie is), and what happens to
+/// its session shows at once: a new active organization, a sign-out.
+async fn a_remembered_bearer_token_follows_sign_out_and_active_organization_changes(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let token =
+        app.sign_up("alice@example.com").await.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let client = bare_client();
+    let session = || client.get(app.url(paths::GET_SESSION)).bearer_auth(&token).send();
+    assert_eq!(session().await.unwrap().json::<Value>().await.unwrap()["user"]["email"], "alice@example.com");
+    assert_eq!(app.state.sessions.bearer.len(), 1, "remembered after the first check");
+    // Served from memory: a changed name in the database shows only after the window (as a cached cookie).
+    app.execute("UPDATE users SET name = 'Renamed'").await;
+    assert_eq!(session().await.unwrap().json::<Value>().await.unwrap()["user"]["name"], "Test User");
+
+    let org: Value = client
+        .post(app.url(paths::ORG_CREATE))
+        .bearer_auth(&token)
+        .header(header::ORIGIN, ORIGIN)
+        .json(&json!({"name": "Acme", "slug": "acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let active = session().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(active["session"]["activeOrganizationId"], org["id"], "the new active organization shows at once");
+
+    let signed_out =
+        client.post(app.url(paths::SIGN_OUT)).bearer_auth(&token).header(header::ORIGIN, ORIGIN).send().await.unwrap();
+    assert_eq!(signed_out.status(), 200);
+    assert_eq!(session().await.unwrap().text().await.unwrap(), "null", "a signed-out bearer token is refused at once");
+    app.clock.advance(std::time::Duration::from_secs(301));
+    assert_eq!(session().await.unwrap().text().await.unwrap(), "null", "and after the window too");
 }
 
 async fn a_tampered_session_cookie_is_refused_and_cleared(backend: Backend) {
