@@ -10,6 +10,7 @@
 #   baseline (axum hello)              GET /                                        (examples/hello.rs)
 #   get-session (cookie cache)         GET /api/auth/get-session with both cookies  (no DB read)
 #   get-session (DB, SQLite)           ... ?disableCookieCache=true                 (one DB read)
+#   get-session (Bearer session token) Authorization: Bearer <session token>      (remembered, no DB read)
 #   sign-in                            POST /api/auth/sign-in/email                 (Argon2id-bound)
 #   get-session under sign-in flood    cached get-session, few connections, while sign-ins saturate the CPU
 #   check with x-api-key               GET /api/auth/check, x-api-key               (key cache, no DB read)
@@ -386,6 +387,8 @@ sign_up() {
     die "sign-up did not set both session_token and session_data cookies (headers above)"
   fi
   COOKIE="$token; $data"
+  # The raw session token (Better Auth's bearer plugin takes it as `Authorization: Bearer`).
+  SESSION_TOKEN=$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$body")
   log "signed up $BENCH_EMAIL; cookies: ${token%%=*}, ${data%%=*}"
 }
 
@@ -772,6 +775,11 @@ if [[ ${BENCH_BASELINE_ONLY:-0} != 1 ]]; then
 
     warm_up get_session.lua "$db_url"
     run_wrk "get-session (DB, SQLite)" get_session.lua "$db_url" "$THREADS" "$CONNECTIONS" "$DURATION"
+
+    [[ -n $SESSION_TOKEN ]] || die "the sign-up answer carried no session token"
+    export BENCH_HEADER_NAME=Authorization BENCH_HEADER_VALUE="Bearer $SESSION_TOKEN"
+    warm_up header.lua "$cached_url"
+    run_wrk "get-session (Bearer session token)" header.lua "$cached_url" "$THREADS" "$CONNECTIONS" "$DURATION"
 
     check_sign_in
     run_wrk "sign-in (SQLite)" sign_in.lua "$sign_in_url" "$THREADS" "$SIGNIN_CONNECTIONS" "$DURATION" --timeout 10s
