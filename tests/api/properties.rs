@@ -112,3 +112,61 @@ proptest! {
         }
     }
 }
+
+/// Claims with the time fields the ring checks.
+#[derive(serde::Deserialize)]
+struct Claims {
+    exp: i64,
+    iat: i64,
+    nbf: Option<i64>,
+}
+
+impl latchkey::tokens::TimeClaims for Claims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn iat(&self) -> i64 {
+        self.iat
+    }
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
+/// The key ring verifies only what it signed, untouched: arbitrary text, and a signed token with any one
+/// character replaced by another of the base64url alphabet (header, claims or signature), are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwts_verify_only_as_signed() {
+    use latchkey::tokens::{Algorithm, Expectation};
+    use proptest::test_runner::{Config, TestRunner};
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await.unwrap();
+    let ring = &app.state.tokens.key_ring;
+    let now = app.clock.now();
+    let expected = Expectation::new("https://issuer.example/", "orders", 0);
+    let claims = serde_json::json!({"iss": "https://issuer.example/", "aud": "orders", "sub": "usr_1",
+        "iat": now / 1000, "exp": now / 1000 + 600});
+    let token = ring.sign(Algorithm::Rs256, &claims).unwrap();
+    assert!(ring.verify::<Claims>(&token, &expected, now).is_ok(), "the token as signed verifies");
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    let mut runner = TestRunner::new(Config { cases: 512, ..Config::default() });
+    let strategy = (header_text(), any::<usize>(), any::<usize>());
+    runner
+        .run(&strategy, |(garbage, at, replacement)| {
+            prop_assert!(ring.verify::<Claims>(&garbage, &expected, now).is_err());
+            let mut bytes = token.clone().into_bytes();
+            let at = at % bytes.len();
+            if bytes[at] == b'.' {
+                return Ok(());
+            }
+            let replacement = ALPHABET[replacement % ALPHABET.len()];
+            if replacement == bytes[at] {
+                return Ok(());
+            }
+            bytes[at] = replacement;
+            let changed = String::from_utf8(bytes).unwrap();
+            prop_assert!(ring.verify::<Claims>(&changed, &expected, now).is_err(), "position {at} changed");
+            Ok(())
+        })
+        .unwrap();
+}
