@@ -170,3 +170,97 @@ async fn jwts_verify_only_as_signed() {
         })
         .unwrap();
 }
+
+/// Any JSON value, a few levels deep, with the strings and numbers clients get wrong.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        "\\PC{0,40}".prop_map(Value::from),
+        Just(Value::from("a@example.com")),
+        Just(Value::from("correct horse battery staple")),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("email".to_owned()),
+                    Just("password".to_owned()),
+                    Just("name".to_owned()),
+                    Just("organizationId".to_owned()),
+                    Just("keyId".to_owned()),
+                    Just("scopes".to_owned()),
+                    Just("expiresIn".to_owned()),
+                    Just("metadata".to_owned()),
+                    "[a-zA-Z_]{1,12}",
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+/// Arbitrary JSON bodies (and arbitrary bytes) at the JSON endpoints, signed in and with the master
+/// credentials: every answer is a 2xx or a 4xx with a JSON error body, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_bodies_get_a_4xx_json_error_never_a_5xx() {
+    use latchkey::paths;
+    use proptest::test_runner::{Config, TestRunner};
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |settings| {
+        crate::helpers::with_master_credentials(settings);
+    })
+    .await
+    .unwrap();
+    app.sign_up("alice@example.com").await;
+    let endpoints = [
+        paths::SIGN_UP_EMAIL,
+        paths::SIGN_IN_EMAIL,
+        paths::API_KEY_CREATE,
+        paths::API_KEY_UPDATE,
+        paths::API_KEY_VERIFY,
+        paths::ORG_CREATE,
+        paths::ORG_SET_ACTIVE,
+        paths::EXTENSION_TOKEN,
+        paths::EXTENSION_VERIFY,
+        paths::MGMT_USERS,
+        paths::MGMT_ORGANIZATIONS,
+        paths::MGMT_CLIENTS,
+        paths::V1_CLIENTS,
+    ];
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = TestRunner::new(Config { cases: 120, ..Config::default() });
+    let strategy = (json_value(), any::<usize>(), proptest::collection::vec(any::<u8>(), 0..64), any::<bool>());
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&strategy, |(body, which, bytes, raw)| {
+            let path = endpoints[which % endpoints.len()];
+            let (status, text) = handle.block_on(async {
+                let request = if path.starts_with("/api/v2/") || path.starts_with("/v1/") {
+                    crate::helpers::master(&app, reqwest::Method::POST, path)
+                } else {
+                    app.client.post(app.url(path)).header(header::ORIGIN, crate::helpers::ORIGIN)
+                };
+                let request = if raw {
+                    request.header(header::CONTENT_TYPE, "application/json").body(bytes)
+                } else {
+                    request.json(&body)
+                };
+                let response = request.send().await.unwrap();
+                (response.status(), response.text().await.unwrap())
+            });
+            prop_assert!(!status.is_server_error(), "{path} answered {status}: {text}");
+            if status.is_client_error() {
+                let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let has_code = error.get("code").or(error.get("errorCode")).or(error.get("error")).is_some();
+                prop_assert!(has_code, "{path} answered {status} without a JSON error: {text}");
+            }
+            Ok(())
+        })
+    });
+    result.unwrap();
+}
