@@ -264,3 +264,45 @@ async fn arbitrary_bodies_get_a_4xx_json_error_never_a_5xx() {
     });
     result.unwrap();
 }
+
+/// Redirect-URI matching: `/authorize` with the registered callback changed anywhere (one character
+/// replaced, inserted or removed) answers Latchkey's own 400 page, never a redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_changed_redirect_uri_gets_the_error_page_never_a_redirect() {
+    use crate::oauth_flow::{authorize_url, oauth_client, CALLBACK};
+    use proptest::test_runner::{Config, TestRunner};
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, crate::helpers::with_master_credentials)
+        .await
+        .unwrap();
+    let spa = oauth_client(&app, "spa", serde_json::json!({})).await;
+    let id = spa["client_id"].as_str().unwrap().to_owned();
+    let browser = crate::helpers::new_client();
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = TestRunner::new(Config { cases: 200, ..Config::default() });
+    let strategy = (any::<usize>(), any::<char>(), 0..3u8);
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&strategy, |(at, c, how)| {
+            let mut chars: Vec<char> = CALLBACK.chars().collect();
+            let at = at % chars.len();
+            match how {
+                0 => chars[at] = c,
+                1 => chars.insert(at, c),
+                _ => {
+                    chars.remove(at);
+                }
+            }
+            let changed: String = chars.into_iter().collect();
+            if changed == CALLBACK {
+                return Ok(());
+            }
+            let url = authorize_url(&app, &id, &[("redirect_uri", changed.as_str())]);
+            let response = handle.block_on(browser.get(url).send()).unwrap();
+            prop_assert_eq!(response.status().as_u16(), 400, "{:?}", changed);
+            prop_assert!(response.headers().get(header::LOCATION).is_none(), "a redirect for {:?}", changed);
+            Ok(())
+        })
+    });
+    result.unwrap();
+    let registered = browser.get(authorize_url(&app, &id, &[])).send().await.unwrap();
+    assert_eq!(registered.status(), 302, "the registered callback itself goes on to sign-in");
+}
