@@ -143,11 +143,23 @@ pub async fn cut_off(state: &AppStateInner, user_id: &str) -> Result<(), Managem
         sessions::store::list_for_user(&state.db, user_id, 0).await?.into_iter().map(|s| s.id).collect();
     sessions::revoke(&state.db, &state.sessions.revoked, &session_ids, now).await?;
     flow_store::revoke_user_grants(&state.db, user_id, now).await?;
-    let mut until = now + 900_000 + i64::try_from(state.settings.tokens.leeway).unwrap_or(0).saturating_mul(1000);
-    for alg in Algorithm::ALL {
-        until = until.max(now + crate::oauth::apis::retire_window(&state.db, &state.settings, alg).await?);
-    }
+    let until = now + token_window(state).await?;
     crate::oauth::cut_off_user(&state.db, &state.tokens.revocations, user_id, until, now).await?;
+    forget_keys(state, user_id).await
+}
+
+/// How long a revocation of a user's tokens made now must be remembered: the longest lifetime of a token
+/// the user may hold (every algorithm's retire window; extension tokens' 15 minutes), leeway included.
+async fn token_window(state: &AppStateInner) -> Result<Millis, StorageError> {
+    let mut window = 900_000 + i64::try_from(state.settings.tokens.leeway).unwrap_or(0).saturating_mul(1000);
+    for alg in Algorithm::ALL {
+        window = window.max(crate::oauth::apis::retire_window(&state.db, &state.settings, alg).await?);
+    }
+    Ok(window)
+}
+
+/// Drops the user's API keys from every node's cache (they are read again, with the owner's state).
+async fn forget_keys(state: &AppStateInner, user_id: &str) -> Result<(), ManagementError> {
     for key_id in crate::api_keys::store::ids_for_user(&state.db, user_id).await? {
         state.publish(CacheEvent::ApiKeyChanged { key_id }).await?;
     }
@@ -479,9 +491,7 @@ pub async fn update_user(
         cut_off(&state, &id).await?;
     } else if body.blocked == Some(false) && stored.user.blocked {
         // Caches hold the user's keys as blocked: forget them so they are read again.
-        for key_id in crate::api_keys::store::ids_for_user(&state.db, &id).await? {
-            state.publish(CacheEvent::ApiKeyChanged { key_id }).await?;
-        }
+        forget_keys(&state, &id).await?;
     }
     let action = match body.blocked {
         Some(true) if newly_blocked => "blocked",
@@ -764,14 +774,14 @@ pub async fn list_user_refresh_tokens(
     Ok(Json(RefreshTokenList { tokens: page.into_iter().map(RefreshTokenInfo::from).collect(), next }))
 }
 
-/// Revokes a family and every access token issued from it, on every node.
-async fn revoke_family(state: &AppStateInner, grant: &flow_store::GrantRow) -> Result<(), ManagementError> {
+/// Revokes a family and every access token issued from it, on every node, remembered for `window` ms.
+async fn revoke_family(
+    state: &AppStateInner,
+    grant: &flow_store::GrantRow,
+    window: Millis,
+) -> Result<(), ManagementError> {
     let now = state.clock.now();
-    let mut until = now;
-    for alg in Algorithm::ALL {
-        until = until.max(now + crate::oauth::apis::retire_window(&state.db, &state.settings, alg).await?);
-    }
-    crate::oauth::revoke_family(&state.db, &state.tokens.revocations, &grant.id, until, now).await?;
+    crate::oauth::revoke_family(&state.db, &state.tokens.revocations, &grant.id, now + window, now).await?;
     Ok(())
 }
 
@@ -790,8 +800,9 @@ pub async fn delete_user_refresh_tokens(
 ) -> Result<StatusCode, ManagementError> {
     manager.require("delete:refresh_tokens")?;
     existing_user(&state, &id).await?;
+    let window = token_window(&state).await?;
     for grant in flow_store::grants_of_user(&state.db, &id, state.clock.now()).await? {
-        revoke_family(&state, &grant).await?;
+        revoke_family(&state, &grant, window).await?;
     }
     audit::emit(AuditEvent::ManagementAction {
         actor_id: manager.actor(),
@@ -845,7 +856,7 @@ pub async fn delete_refresh_token(
 ) -> Result<StatusCode, ManagementError> {
     manager.require("delete:refresh_tokens")?;
     let grant = live_grant(&state, &id, state.clock.now()).await?;
-    revoke_family(&state, &grant).await?;
+    revoke_family(&state, &grant, token_window(&state).await?).await?;
     audit::emit(AuditEvent::ManagementAction {
         actor_id: manager.actor(),
         resource: "refresh_token",

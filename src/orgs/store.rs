@@ -11,6 +11,9 @@ use super::{Invitation, InvitationStatus, Member, Membership, Organization, Rece
 const ORG_COLUMNS: &str = "id, name, slug, logo, metadata, created_at";
 const MEMBER_SELECT: &str = "SELECT m.id, m.organization_id, m.user_id, m.role, m.created_at, u.name AS user_name, \
     u.email AS user_email, u.image AS user_image FROM members m JOIN users u ON u.id = m.user_id";
+/// Clears an organization (`$2`) as the active one of a user's (`$1`) sessions, when they leave it.
+const CLEAR_ACTIVE: &str =
+    "UPDATE sessions SET active_organization_id = NULL WHERE user_id = $1 AND active_organization_id = $2";
 const INVITATION_COLUMNS: &str = "id, organization_id, email, role, status, inviter_id, expires_at, created_at";
 
 /// Creates an organization and its first owner in one transaction.
@@ -178,14 +181,12 @@ pub async fn set_role_keeping_an_owner(db: &Db, member_id: &str, role: &str) -> 
 pub async fn delete_member_keeping_an_owner(db: &Db, member: &Member) -> Result<bool, StorageError> {
     const DELETE: &str = "DELETE FROM members WHERE id = $1 AND (role <> 'owner' OR \
         (SELECT COUNT(*) FROM members o WHERE o.organization_id = $2 AND o.role = 'owner') > 1)";
-    const CLEAR: &str =
-        "UPDATE sessions SET active_organization_id = NULL WHERE user_id = $1 AND active_organization_id = $2";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         let deleted =
             sqlx::query(DELETE).bind(&member.id).bind(&member.organization_id).execute(&mut *tx).await?.rows_affected();
         if deleted == 1 {
-            sqlx::query(CLEAR).bind(&member.user_id).bind(&member.organization_id).execute(&mut *tx).await?;
+            sqlx::query(CLEAR_ACTIVE).bind(&member.user_id).bind(&member.organization_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(deleted == 1)
@@ -341,8 +342,6 @@ pub async fn list_all(db: &Db, limit: i64, offset: i64) -> Result<(Vec<Organizat
 /// Removes a user from an organization whatever their role (an administrator's act), and clears it as the
 /// active organization of their sessions. Returns false if they were not a member.
 pub async fn remove_user(db: &Db, org_id: &str, user_id: &str) -> Result<bool, StorageError> {
-    const CLEAR: &str =
-        "UPDATE sessions SET active_organization_id = NULL WHERE user_id = $1 AND active_organization_id = $2";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM members WHERE organization_id = $1 AND user_id = $2")
@@ -352,7 +351,7 @@ pub async fn remove_user(db: &Db, org_id: &str, user_id: &str) -> Result<bool, S
             .await?
             .rows_affected();
         if deleted == 1 {
-            sqlx::query(CLEAR).bind(user_id).bind(org_id).execute(&mut *tx).await?;
+            sqlx::query(CLEAR_ACTIVE).bind(user_id).bind(org_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(deleted == 1)

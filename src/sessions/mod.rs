@@ -312,7 +312,18 @@ pub async fn validate(
     cache: Option<CacheProbe<'_>>,
     now: Millis,
 ) -> Result<Option<Valid>, StorageError> {
-    let hash = token_hash(token);
+    validate_hash(db, policy, revoked, token_hash(token), cache, now).await
+}
+
+/// [`validate`], for a token already hashed.
+async fn validate_hash(
+    db: &Db,
+    policy: &Policy,
+    revoked: &RevokedSessions,
+    hash: String,
+    cache: Option<CacheProbe<'_>>,
+    now: Millis,
+) -> Result<Option<Valid>, StorageError> {
     if let Some(probe) = cache {
         let cached = probe.memo.decode(probe.key, probe.value, probe.token_cookie, &hash, now);
         if let Some(valid) = cached.and_then(|cached| from_cached(policy, revoked, &cached, now)) {
@@ -352,15 +363,15 @@ pub async fn validate_bearer(
             return Ok(Some(valid));
         }
     }
-    let valid = validate(db, &state.policy, &state.revoked, token, None, now).await?;
+    let valid = validate_hash(db, &state.policy, &state.revoked, hash, None, now).await?;
     if let Some(valid) = valid.as_ref().filter(|_| window > 0) {
         let cached = cookie_cache::Cached {
             session: valid.session.clone(),
             user: std::sync::Arc::clone(&valid.user),
-            token_hash: hash.clone(),
+            token_hash: valid.token_hash.clone(),
             expires_at: now + window,
         };
-        state.bearer.insert(&hash, std::sync::Arc::new(cached), now + window, now);
+        state.bearer.insert(&valid.token_hash, std::sync::Arc::new(cached), now + window, now);
     }
     Ok(valid)
 }

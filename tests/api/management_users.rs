@@ -307,16 +307,28 @@ async fn deleting_a_user_refuses_everything_they_held(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn a_blocked_user_is_refused_on_a_second_node_within_a_second() {
+    refused_on_a_second_node_within_a_second(Method::PATCH, Some(json!({"blocked": true})), 200).await;
+}
+
+/// The same for a deleted user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_postgres_tests), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
+async fn a_deleted_user_is_refused_on_a_second_node_within_a_second() {
+    refused_on_a_second_node_within_a_second(Method::DELETE, None, 204).await;
+}
+
+/// Acts on the holder through node A's management API (`method` on the user), then waits for node B —
+/// which has seen and cached every credential — to refuse them all.
+async fn refused_on_a_second_node_within_a_second(method: Method, body: Option<Value>, status: u16) {
     let Some(db) = PgDatabase::create().await else { return };
     let url = db.url.clone();
     let node_a = spawn_app_on(TestDb::Postgres(db), with_master_credentials).await;
     let node_b = spawn_node(&url, with_master_credentials).await;
     let holder = holder(&node_a).await;
-    // Node B has seen and cached every credential.
     assert_eq!(accepted(&node_b, &holder).await, (true, true, true));
 
-    let blocked = call(&node_a, Method::PATCH, &user_path(&holder.user_id), Some(json!({"blocked": true}))).await;
-    assert_eq!(blocked.status(), 200);
+    let acted = call(&node_a, method, &user_path(&holder.user_id), body).await;
+    assert_eq!(acted.status(), status);
     let at = Instant::now();
     loop {
         let now = accepted(&node_b, &holder).await;
