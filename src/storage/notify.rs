@@ -2,12 +2,21 @@
 //!
 //! A node that revokes something publishes a short event; every node's listener forwards it to the
 //! in-memory caches. NOTIFY is lost while a listener is disconnected, so a reconnect is reported as
-//! [`BusMessage::Reconnected`] and the consumer re-reads what changed; a periodic poll (elsewhere)
-//! bounds staleness even if notifications stop. On SQLite (one node) publishing is a no-op.
+//! [`BusMessage::Reconnected`] and the consumer re-reads what changed. A listener whose connection stays
+//! open while it stops delivering is caught by pinging itself through NOTIFY several times a second and
+//! treated as disconnected when an echo is missing; a periodic poll (elsewhere) bounds staleness whatever
+//! else fails. On SQLite (one node) publishing is a no-op.
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
-use sqlx::postgres::PgListener;
+use sqlx::{
+    postgres::{PgListener, PgPoolOptions},
+    PgPool,
+};
 use tokio::sync::mpsc;
 
 use super::{Db, StorageError};
@@ -196,62 +205,207 @@ pub async fn cleanup_events(db: &Db, before: i64) -> Result<u64, StorageError> {
     Ok(crate::db_run!(db, |pool| sqlx::query(SQL).bind(before).execute(pool).await.map(|r| r.rows_affected()))?)
 }
 
+/// How often each node pings itself through NOTIFY on [`CHANNEL`].
+const PING_EVERY: Duration = Duration::from_millis(200);
+/// How long after a ping committed its echo may take before the listener counts as lost: a listener
+/// whose connection stays open while its backend stops delivering (frozen, stuck) is otherwise silent,
+/// and every invalidation would wait for the slow poll.
+const ECHO_GRACE: Duration = Duration::from_millis(400);
+/// How often the listener looks for an overdue echo while nothing arrives.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// `application_name` of the listener's connection (it shows in `pg_stat_activity`).
+pub const LISTENER_APPLICATION_NAME: &str = "latchkey-listener";
+
+/// The pings this node sent and has not heard back yet.
+#[derive(Debug, Default)]
+struct Pings {
+    /// When the current LISTEN took effect: pings begun before it may never arrive, and do not count.
+    listening_since: Option<Instant>,
+    /// (sequence number, when its NOTIFY began, when it committed), oldest first; at most [`PINGS_KEPT`].
+    unechoed: VecDeque<(u64, Instant, Instant)>,
+}
+
+const PINGS_KEPT: usize = 64;
+
+impl Pings {
+    fn listening(&mut self, since: Instant) {
+        self.listening_since = Some(since);
+        self.unechoed.clear();
+    }
+
+    fn sent(&mut self, seq: u64, began: Instant, committed: Instant) {
+        if self.unechoed.len() == PINGS_KEPT {
+            self.unechoed.pop_front();
+        }
+        self.unechoed.push_back((seq, began, committed));
+    }
+
+    fn echoed(&mut self, seq: u64) {
+        while self.unechoed.front().is_some_and(|(sent, _, _)| *sent <= seq) {
+            self.unechoed.pop_front();
+        }
+    }
+
+    /// True if a ping begun while the current LISTEN was in effect committed more than [`ECHO_GRACE`] ago
+    /// and was not heard.
+    fn overdue(&self, now: Instant) -> bool {
+        let Some(since) = self.listening_since else { return false };
+        self.unechoed
+            .iter()
+            .any(|(_, began, committed)| *began > since && now.saturating_duration_since(*committed) > ECHO_GRACE)
+    }
+}
+
 /// Starts the listener task on PostgreSQL; returns `None` on SQLite, where there is nothing to hear.
+///
+/// The listener has a connection of its own (outside the pool, so a stuck one never holds a pool slot).
+/// Besides forwarding events it pings itself through NOTIFY every [`PING_EVERY`] from the pool: a ping that
+/// committed but is not heard within [`ECHO_GRACE`] means the listener stopped delivering while its
+/// connection looks alive, and it is replaced as if it had disconnected — with a
+/// [`BusMessage::Reconnected`], so the consumer re-reads what changed.
 pub fn spawn_listener(db: &Db) -> Option<mpsc::UnboundedReceiver<BusMessage>> {
     let Db::Postgres(pool) = db else { return None };
-    let pool = pool.clone();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match PgListener::connect_with(&pool).await {
-                Err(_) if pool.is_closed() => return,
-                Ok(mut listener) => {
-                    if let Err(error) = listener.listen(CHANNEL).await {
-                        tracing::warn!(error = %error, "LISTEN failed; retrying");
-                    } else {
-                        if tx.send(BusMessage::Reconnected).is_err() {
-                            return;
-                        }
-                        // `try_recv` answers Ok(None) when the connection dropped (and will reconnect
-                        // on the next call): that is exactly when notifications may have been lost.
-                        loop {
-                            match listener.try_recv().await {
-                                Ok(Some(notification)) => {
-                                    if tx.send(BusMessage::Event(notification.payload().to_owned())).is_err() {
-                                        return;
-                                    }
+    let node = crate::crypto::new_id("node");
+    let pings = Arc::new(Mutex::new(Pings::default()));
+    tokio::spawn(ping(pool.clone(), node.clone(), Arc::clone(&pings), tx.clone()));
+    tokio::spawn(listen(pool.clone(), node, pings, tx));
+    Some(rx)
+}
+
+async fn ping(pool: PgPool, node: String, pings: Arc<Mutex<Pings>>, tx: mpsc::UnboundedSender<BusMessage>) {
+    let mut interval = tokio::time::interval(PING_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for seq in 0u64.. {
+        interval.tick().await;
+        if pool.is_closed() || tx.is_closed() {
+            return;
+        }
+        let began = Instant::now();
+        let sent =
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(format!("ping:{node}:{seq}")).execute(&pool);
+        // A ping that cannot be sent says nothing about the listener: its own connection reports an
+        // unreachable database.
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), sent).await {
+            pings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).sent(seq, began, Instant::now());
+        }
+    }
+}
+
+/// Connects a listener on a connection of its own, built from the pool's settings.
+async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let options = (*pool.connect_options()).clone().application_name(LISTENER_APPLICATION_NAME);
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(options);
+    let mut listener = PgListener::connect_with(&own).await?;
+    // Shutdown is seen through the main pool (checked every `CHECK_EVERY`), not this one.
+    listener.ignore_pool_close_event(true);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+async fn listen(pool: PgPool, node: String, pings: Arc<Mutex<Pings>>, tx: mpsc::UnboundedSender<BusMessage>) {
+    let own_ping = format!("ping:{node}:");
+    let lock = || pings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        // A listener that worked is replaced at once; a database that refuses connections is retried
+        // every second.
+        let mut retry_after = Duration::from_secs(1);
+        match connect(&pool).await {
+            Err(_) if pool.is_closed() => return,
+            Err(error) => tracing::warn!(error = %error, "cannot connect notification listener; retrying"),
+            Ok(mut listener) => {
+                retry_after = Duration::from_millis(50);
+                lock().listening(Instant::now());
+                if tx.send(BusMessage::Reconnected).is_err() {
+                    return;
+                }
+                loop {
+                    // `try_recv` is cancel-safe (sqlx reads a message whole or not at all).
+                    match tokio::time::timeout(CHECK_EVERY, listener.try_recv()).await {
+                        Err(_elapsed) => {}
+                        Ok(Ok(Some(notification))) => {
+                            let payload = notification.payload();
+                            if let Some(seq) = payload.strip_prefix(&own_ping) {
+                                if let Ok(seq) = seq.parse() {
+                                    lock().echoed(seq);
                                 }
-                                Ok(None) if pool.is_closed() => return,
-                                Ok(None) => {
-                                    tracing::warn!("notification listener lost its connection; resyncing");
-                                    if tx.send(BusMessage::Reconnected).is_err() {
-                                        return;
-                                    }
-                                }
-                                // Shutting down: the pool was closed under the listener; nothing to report.
-                                Err(_) if pool.is_closed() => return,
-                                Err(error) => {
-                                    tracing::warn!(error = %error, "notification listener failed; reconnecting");
-                                    break;
-                                }
+                            } else if !payload.starts_with("ping:")
+                                && tx.send(BusMessage::Event(payload.to_owned())).is_err()
+                            {
+                                return;
                             }
                         }
+                        // The connection dropped and was replaced: notifications may have been lost.
+                        Ok(Ok(None)) => {
+                            tracing::warn!("notification listener lost its connection; resyncing");
+                            lock().listening(Instant::now());
+                            if tx.send(BusMessage::Reconnected).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Err(_)) if pool.is_closed() => return,
+                        Ok(Err(error)) => {
+                            tracing::warn!(error = %error, "notification listener failed; reconnecting");
+                            break;
+                        }
+                    }
+                    if pool.is_closed() || tx.is_closed() {
+                        return;
+                    }
+                    if lock().overdue(Instant::now()) {
+                        tracing::warn!(
+                            "notification listener stopped delivering (its ping was not heard); reconnecting"
+                        );
+                        break;
                     }
                 }
-                Err(error) => tracing::warn!(error = %error, "cannot connect notification listener; retrying"),
             }
-            if tx.is_closed() || pool.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-    });
-    Some(rx)
+        if tx.is_closed() || pool.is_closed() {
+            return;
+        }
+        tokio::time::sleep(retry_after).await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::CacheEvent;
+    use std::time::{Duration, Instant};
+
+    use super::{CacheEvent, Pings, ECHO_GRACE};
+
+    #[test]
+    fn a_ping_not_heard_within_the_grace_counts_only_if_it_began_while_listening() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut pings = Pings::default();
+        // Before any LISTEN nothing is overdue.
+        pings.sent(0, at(0), at(5));
+        assert!(!pings.overdue(at(10_000)));
+
+        pings.listening(at(100));
+        // Begun before the LISTEN took effect: it may never arrive, and says nothing.
+        pings.sent(1, at(90), at(110));
+        assert!(!pings.overdue(at(10_000)));
+        pings.sent(2, at(200), at(210));
+        let grace = ECHO_GRACE.as_millis() as u64;
+        assert!(!pings.overdue(at(210 + grace)));
+        assert!(pings.overdue(at(211 + grace)));
+        // Hearing a later ping clears the earlier ones too (delivery is in order).
+        pings.sent(3, at(450), at(460));
+        pings.echoed(3);
+        assert!(!pings.overdue(at(10_000)));
+
+        // A new LISTEN forgets what was sent before it.
+        pings.sent(4, at(500), at(510));
+        pings.listening(at(600));
+        assert!(!pings.overdue(at(10_000)));
+    }
 
     #[test]
     fn every_event_keeps_its_wire_form_and_reads_back() {

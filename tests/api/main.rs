@@ -10,6 +10,7 @@ mod bff;
 mod bff_browser;
 mod browser;
 mod cli;
+mod db_faults;
 mod extensions;
 mod hardening;
 mod management;
