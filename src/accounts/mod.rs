@@ -71,6 +71,20 @@ pub const JOINED_USER_COLUMNS: &str = "u.email AS u_email, u.name AS u_name, u.i
     u.updated_at AS u_updated_at";
 
 impl JoinedUser {
+    /// The same columns from a row of SQLite's synchronous read path (`storage::readers`).
+    pub fn from_sqlite_row(row: &crate::storage::readers::Row<'_>) -> rusqlite::Result<JoinedUser> {
+        Ok(JoinedUser {
+            u_email: row.get("u_email")?,
+            u_name: row.get("u_name")?,
+            u_image: row.get("u_image")?,
+            u_email_verified: row.get("u_email_verified")?,
+            u_role: row.get("u_role")?,
+            u_blocked: row.get("u_blocked")?,
+            u_created_at: row.get("u_created_at")?,
+            u_updated_at: row.get("u_updated_at")?,
+        })
+    }
+
     /// The [`User`], given its id: the join key, which [`JOINED_USER_COLUMNS`] does not select.
     pub fn into_user(self, id: String) -> User {
         User {

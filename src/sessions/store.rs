@@ -53,14 +53,39 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Ses
              WHERE s.token_hash = $1 AND u.blocked = FALSE"
         )
     });
-    let row = db_run!(db, |pool| sqlx::query_as::<_, SessionUserRow>(SQL.as_str())
-        .bind(token_hash)
-        .fetch_optional(pool)
-        .await)?;
+    // The hot path of a DB session check: on SQLite, read on this thread when a reader can answer.
+    let synchronous = db.sqlite_readers().and_then(|readers| {
+        readers.read_row(SQL.as_str(), &[("$1", &token_hash)], |row| {
+            Ok(SessionUserRow { session: Session::from_sqlite_row(row)?, user: JoinedUser::from_sqlite_row(row)? })
+        })
+    });
+    let row = match synchronous {
+        Some(row) => row,
+        None => db_run!(db, |pool| sqlx::query_as::<_, SessionUserRow>(SQL.as_str())
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await)?,
+    };
     Ok(row.map(|row| {
         let user = row.user.into_user(row.session.user_id.clone());
         (row.session, user)
     }))
+}
+
+impl Session {
+    /// The session columns of [`find_by_token_hash`]'s select, from SQLite's synchronous read path.
+    fn from_sqlite_row(row: &crate::storage::readers::Row<'_>) -> rusqlite::Result<Session> {
+        Ok(Session {
+            id: row.get("id")?,
+            user_id: row.get("user_id")?,
+            expires_at: row.get("expires_at")?,
+            ip_address: row.get("ip_address")?,
+            user_agent: row.get("user_agent")?,
+            active_organization_id: row.get("active_organization_id")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
 }
 
 pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<Session>, StorageError> {

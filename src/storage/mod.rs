@@ -6,8 +6,9 @@
 //! stays an opaque 500.
 
 pub mod notify;
+pub mod readers;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -18,8 +19,9 @@ use sqlx::{
 /// The database pool, one variant per backend.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// The embedded default: one file, WAL, `synchronous=FULL`.
-    Sqlite(SqlitePool),
+    /// The embedded default: one file, WAL, `synchronous=FULL`; the pool, and the synchronous readers of the
+    /// hottest lookups ([`readers`]).
+    Sqlite(SqlitePool, Arc<readers::Readers>),
     /// Production and multi-node deployments.
     Postgres(PgPool),
 }
@@ -30,7 +32,7 @@ pub enum Db {
 macro_rules! db_run {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
-            $crate::storage::Db::Sqlite($pool) => $body,
+            $crate::storage::Db::Sqlite($pool, _) => $body,
             $crate::storage::Db::Postgres($pool) => $body,
         }
     };
@@ -127,9 +129,12 @@ impl Db {
                     .max_connections(max_connections)
                     .min_connections(1)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?;
-                Ok(Db::Sqlite(pool))
+                // `sqlite::memory:` and `mode=memory` name no file a reader could open.
+                let in_memory = options.get_filename().as_os_str() == ":memory:" || url.contains("mode=memory");
+                let readers = readers::Readers::new((!in_memory).then(|| options.get_filename().to_path_buf()));
+                Ok(Db::Sqlite(pool, Arc::new(readers)))
             }
             Some(Backend::Postgres) => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -147,7 +152,7 @@ impl Db {
     /// Applies the backend's embedded migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Db::Sqlite(pool, _) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -155,7 +160,7 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         match self {
-            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Sqlite(..) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
         }
     }
@@ -175,8 +180,19 @@ impl Db {
         db_run!(self, |pool| pool.is_closed())
     }
 
+    /// SQLite's synchronous readers ([`readers`]); `None` on PostgreSQL.
+    pub fn sqlite_readers(&self) -> Option<&readers::Readers> {
+        match self {
+            Db::Sqlite(_, readers) => Some(readers),
+            Db::Postgres(_) => None,
+        }
+    }
+
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
+        if let Some(readers) = self.sqlite_readers() {
+            readers.close();
+        }
         db_run!(self, |pool| pool.close().await)
     }
 }

@@ -168,7 +168,7 @@ pub async fn publish(db: &Db, event: &CacheEvent) -> Result<(), StorageError> {
 
 async fn publish_payload(db: &Db, payload: &str) -> Result<(), StorageError> {
     match db {
-        Db::Sqlite(_) => Ok(()),
+        Db::Sqlite(..) => Ok(()),
         Db::Postgres(pool) => {
             sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(pool).await?;
             Ok(())

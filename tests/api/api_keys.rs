@@ -210,7 +210,7 @@ async fn a_custom_prefix_starts_the_key(backend: Backend) {
 async fn all_stored_text(app: &TestApp) -> Vec<String> {
     let mut found = Vec::new();
     match &app.state.db {
-        latchkey::storage::Db::Sqlite(pool) => {
+        latchkey::storage::Db::Sqlite(pool, _) => {
             let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
                 .fetch_all(pool)
                 .await

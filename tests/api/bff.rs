@@ -849,7 +849,7 @@ async fn vendor_configuration_is_managed_with_scopes_and_never_shows_the_secret(
 /// One text column of the first row of a query.
 async fn sqlx_scalar(app: &TestApp, sql: &str) -> String {
     match &app.state.db {
-        latchkey::storage::Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        latchkey::storage::Db::Sqlite(pool, _) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
         latchkey::storage::Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
     }
 }

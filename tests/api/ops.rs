@@ -237,7 +237,7 @@ async fn cors_allows_configured_origins_with_credentials_only(backend: Backend) 
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode_with_synchronous_full() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let latchkey::storage::Db::Sqlite(pool) = &app.state.db else { panic!("not SQLite") };
+    let latchkey::storage::Db::Sqlite(pool, _) = &app.state.db else { panic!("not SQLite") };
 
     let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
     let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();

@@ -535,3 +535,31 @@ async fn remember_me_false_gives_a_one_day_browser_session_cookie(backend: Backe
     let session: Value = client.get(app.url(paths::GET_SESSION)).send().await.unwrap().json().await.unwrap();
     assert_eq!(session["session"]["expiresAt"], "2026-11-19T11:06:40.000Z");
 }
+
+/// SQLite's synchronous read path: a session check that skips the cookie cache reads the session on the
+/// request's own thread, through a reader connection, so it answers even while every pool connection is
+/// taken (through the pool it would wait the 5 s acquire timeout and answer 503). Afterwards the pool path
+/// still answers, with the same session.
+#[tokio::test]
+async fn on_sqlite_a_database_session_check_reads_without_the_pool() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.sign_up("alice@example.com").await;
+    let latchkey::storage::Db::Sqlite(pool, _) = &app.state.db else { panic!("not SQLite") };
+    let mut held = Vec::new();
+    for _ in 0..app.state.settings.database_max_connections {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let uncached = format!("{}?disableCookieCache=true", paths::GET_SESSION);
+
+    let started = std::time::Instant::now();
+    let answer = app.get(&uncached).await;
+    assert_eq!(answer.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "waited {:?} for the pool", started.elapsed());
+    let read = answer.json::<Value>().await.unwrap();
+    assert_eq!(read["user"]["email"], "alice@example.com");
+
+    drop(held);
+    app.state.db.sqlite_readers().unwrap().close();
+    let through_the_pool = app.get(&uncached).await.json::<Value>().await.unwrap();
+    assert_eq!(through_the_pool, read);
+}
