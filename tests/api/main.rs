@@ -10,6 +10,7 @@ mod bff;
 mod bff_browser;
 mod browser;
 mod cli;
+mod durability;
 mod extensions;
 mod hardening;
 mod management;
