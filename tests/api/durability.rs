@@ -1,8 +1,9 @@
 //! Crashes and storage faults through the real binary (issue 15, items 1 and 2): the server is killed with
 //! SIGKILL under concurrent load, during a signing-key rotation and during the periodic cleanup, and
 //! restarted on the same database; every acknowledged write must be there, every acknowledged revocation
-//! still refused, and nothing half-written. On SQLite, a full disk and a read-only database give clear
-//! errors and never a corrupt file.
+//! still refused, and nothing half-written. On SQLite, a full disk and a read-only volume give clear
+//! errors (a 503 with a code for writes while reads go on, or a refusal to start that says what to check)
+//! and never a corrupt file.
 
 use std::{
     process::{Command, Stdio},
@@ -20,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::{
     both_backends,
-    cli::{latchkey, Server},
+    cli::{latchkey, stop, Server},
     helpers::*,
     oauth_flow::{hidden, query_of, APP_ORIGIN, CALLBACK, CHALLENGE, VERIFIER},
 };
@@ -36,15 +37,53 @@ both_backends!(
 
 /// The real binary on one database, killed with SIGKILL and started again at will. Each start takes a new
 /// port; clients read the current one from `address`.
+///
+/// Fields drop in order: the server is killed, then a tmpfs unmounted, then the directories removed.
 struct Crashing {
-    /// The working directory (and, on SQLite, the database's).
-    dir: tempfile::TempDir,
-    db: TestDb,
-    env: Vec<(&'static str, String)>,
     server: Option<Server>,
+    /// The tmpfs the SQLite database is on, if it is on one.
+    mount: Option<Tmpfs>,
+    db: TestDb,
+    /// The working directory.
+    dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
     address: Arc<RwLock<String>>,
     /// Every start's logs, for failure messages.
     logs: Vec<String>,
+}
+
+/// A small tmpfs (root only), unmounted when dropped: a disk that fills up, or that turns read-only.
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts one of `size` (e.g. `16m`) on `path`; `None`, with a notice, where mounting is not allowed.
+    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            eprintln!("skipping: cannot mount a tmpfs here (needs root, or CAP_SYS_ADMIN)");
+            return None;
+        }
+        Some(Tmpfs { path: path.to_owned() })
+    }
+
+    /// `ro` or `rw`: as an operator's volume turning read-only, and back.
+    fn remount(&self, mode: &str) {
+        let status = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(&self.path).status().unwrap();
+        assert!(status.success(), "remount {mode}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }
 
 impl Crashing {
@@ -64,7 +103,23 @@ impl Crashing {
             ("LATCHKEY_RATE_LIMIT_VERIFY_PER_IP", "1000000".to_owned()),
         ];
         all.extend(env.iter().map(|(name, value)| (*name, (*value).to_owned())));
-        Some(Crashing { dir, db, env: all, server: None, address: Arc::default(), logs: Vec::new() })
+        Some(Crashing { server: None, mount: None, db, dir, env: all, address: Arc::default(), logs: Vec::new() })
+    }
+
+    /// SQLite on a tmpfs of `size` of its own; `None` where mounting is not allowed.
+    async fn on_tmpfs(size: &str) -> Option<Crashing> {
+        let mut process = Crashing::new(Backend::Sqlite, &[]).await?;
+        let TestDb::Sqlite(dir) = &process.db else { unreachable!() };
+        process.mount = Some(Tmpfs::mount(dir.path(), size)?);
+        Some(process)
+    }
+
+    /// The SQLite file (on SQLite).
+    fn sqlite_path(&self) -> std::path::PathBuf {
+        match &self.db {
+            TestDb::Sqlite(dir) => dir.path().join("latchkey.db"),
+            TestDb::Postgres(_) => unreachable!("not SQLite"),
+        }
     }
 
     /// `latchkey` on this database with these settings (the server, or with arguments a command).
@@ -89,6 +144,14 @@ impl Crashing {
         if let Some(mut server) = self.server.take() {
             server.child.kill().unwrap();
             server.child.wait().unwrap();
+            self.logs.push(server.logs());
+        }
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            tokio::task::block_in_place(|| stop(&mut server));
             self.logs.push(server.logs());
         }
     }
@@ -936,10 +999,7 @@ async fn a_kill_during_cleanup_loses_no_live_row(backend: Backend) {
     const OLD_REVOCATIONS: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
         INSERT INTO session_revocations (session_id, revoked_at) SELECT 'ses_gone_' || i, $1 FROM n";
     db_run!(&db, |pool| sqlx::query(OLD_REVOCATIONS).bind(now - 86_400_000).execute(pool).await.map(|_| ()).unwrap());
-    let wal = match &process.db {
-        TestDb::Sqlite(dir) => Some(dir.path().join("latchkey.db-wal")),
-        TestDb::Postgres(_) => None,
-    };
+    let wal = (backend == Backend::Sqlite).then(|| process.sqlite_path().with_extension("db-wal"));
     let database = match &process.db {
         TestDb::Postgres(pg) => pg.url.rsplit('/').next().unwrap().to_owned(),
         TestDb::Sqlite(_) => String::new(),
@@ -996,4 +1056,183 @@ async fn a_kill_during_cleanup_loses_no_live_row(backend: Backend) {
     assert_eq!(session.body["user"]["email"], "live@example.com", "the live session survived: {}", session.body);
     eprintln!("{backend:?}: {interrupted} of 3 kills interrupted the cleanup");
     assert_consistent(&db).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. SQLite: a full disk, a read-only volume
+
+/// Signs `email` up; returns its session cookie.
+async fn sign_up(process: &Crashing, email: &str) -> Answer {
+    let body = json!({"name": "Disk", "email": email, "password": PASSWORD});
+    answer(http(false).post(process.url(paths::SIGN_UP_EMAIL)).header(header::ORIGIN, ORIGIN).json(&body)).await
+}
+
+async fn create_key(process: &Crashing, cookie: &str) -> (Answer, Duration) {
+    let started = Instant::now();
+    let request = http(false)
+        .post(process.url(paths::API_KEY_CREATE))
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::COOKIE, cookie)
+        .json(&json!({"name": "disk"}));
+    (answer(request).await, started.elapsed())
+}
+
+async fn check_key(process: &Crashing, key: &str) -> u16 {
+    answer(http(false).get(process.url(paths::AUTH_CHECK)).header("x-api-key", key)).await.status
+}
+
+async fn session_email(process: &Crashing, cookie: &str) -> Value {
+    let path = format!("{}?disableCookieCache=true", paths::GET_SESSION);
+    answer(http(false).get(process.url(&path)).header(header::COOKIE, cookie)).await.body["user"]["email"].clone()
+}
+
+/// A write the database cannot take: a 503 with its code, answered at once (no 500, no hang).
+fn assert_refused(answer: &Answer, took: Duration, what: &str) {
+    assert_eq!(answer.status, 503, "{what}: {}", answer.body);
+    assert_eq!(answer.body["code"], "DATABASE_UNAVAILABLE", "{what}");
+    assert!(took < Duration::from_secs(3), "{what} took {took:?}");
+}
+
+/// Writes zeros to `path` until the disk is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+}
+
+/// The disk under a SQLite database fills up while the server runs: writes (an API key, a sign-up) are
+/// refused with 503 `DATABASE_UNAVAILABLE` at once, reads go on, and the log says the disk is full. Once
+/// there is space again writes work without a restart, every acknowledged write is committed (seen by
+/// another connection, and after a SIGKILL), every refused one left nothing, and the file is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_a_503_keeps_reads_and_loses_nothing_acknowledged() {
+    let Some(mut process) = Crashing::on_tmpfs("16m").await else { return };
+    process.start();
+    let signed_up = sign_up(&process, "full@example.com").await;
+    assert_eq!(signed_up.status, 200);
+    let cookie = signed_up.cookie;
+    let (first, _) = create_key(&process, &cookie).await;
+    let mut acknowledged = vec![str_of(&first.body, "key")];
+
+    let filler = process.sqlite_path().with_file_name("filler");
+    fill(&filler);
+    // The WAL may still have room for a few writes; then every one is refused.
+    let mut refused = 0;
+    for _ in 0..300 {
+        let (created, took) = create_key(&process, &cookie).await;
+        if created.status == 200 {
+            acknowledged.push(str_of(&created.body, "key"));
+        } else {
+            assert_refused(&created, took, "an API key on a full disk");
+            refused += 1;
+            if refused == 5 {
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, 5, "a full disk never refused a write");
+    let started = Instant::now();
+    let late = sign_up(&process, "late@example.com").await;
+    assert_refused(&late, started.elapsed(), "a sign-up on a full disk");
+    assert_eq!(session_email(&process, &cookie).await, "full@example.com", "reads go on");
+    for key in &acknowledged {
+        assert_eq!(check_key(&process, key).await, 200);
+    }
+    assert_eq!(answer(http(false).get(process.url(paths::HEALTHZ))).await.status, 200);
+    let logs = process.all_logs();
+    assert!(logs.contains("database or disk is full"), "the log says why:\n{logs}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let started = Instant::now();
+    loop {
+        let (created, _) = create_key(&process, &cookie).await;
+        if created.status == 200 {
+            acknowledged.push(str_of(&created.body, "key"));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "writes still fail with space again: {}", created.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = sign_up(&process, "late@example.com").await;
+    assert_eq!(late.status, 200, "the refused sign-up left nothing behind: {}", late.body);
+
+    // Committed, not just answered: another connection sees exactly the acknowledged keys, and so does
+    // the server after a SIGKILL.
+    let db = process.inspect().await;
+    let keys: i64 = db_run!(&db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(pool).await.unwrap());
+    assert_eq!(keys, i64::try_from(acknowledged.len()).unwrap(), "stored keys vs acknowledged ones");
+    process.kill();
+    process.start();
+    for key in &acknowledged {
+        assert_eq!(check_key(&process, key).await, 200, "an acknowledged key after the restart");
+    }
+    assert_eq!(session_email(&process, &late.cookie).await, "late@example.com");
+    assert_consistent(&db).await;
+}
+
+/// Runs the server where it must refuse to start; returns its stderr (fails if it is still up after 20 s).
+fn refused_start(mut command: Command) -> String {
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the server started on a read-only volume without its WAL files");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The volume holding a SQLite database turns read-only. After a crash (the WAL and its index still
+/// beside the file) the server starts, answers reads, and refuses writes with 503 `DATABASE_UNAVAILABLE`,
+/// logging why; without them (after a clean stop) SQLite cannot open the file at all, and the server
+/// refuses to start with a message naming the file and what to check. Writable again, it serves as
+/// before: nothing acknowledged is lost and the file is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_volume_refuses_writes_with_a_503_or_the_start_with_a_clear_message() {
+    let Some(mut process) = Crashing::on_tmpfs("16m").await else { return };
+    process.start();
+    let signed_up = sign_up(&process, "ro@example.com").await;
+    assert_eq!(signed_up.status, 200);
+    let cookie = signed_up.cookie;
+    let (created, _) = create_key(&process, &cookie).await;
+    let key = str_of(&created.body, "key");
+
+    process.kill();
+    process.mount.as_ref().unwrap().remount("ro");
+    process.start();
+    assert_eq!(session_email(&process, &cookie).await, "ro@example.com", "reads go on");
+    assert_eq!(check_key(&process, &key).await, 200);
+    let (refused, took) = create_key(&process, &cookie).await;
+    assert_refused(&refused, took, "an API key on a read-only volume");
+    let started = Instant::now();
+    let signed_up = sign_up(&process, "other@example.com").await;
+    assert_refused(&signed_up, started.elapsed(), "a sign-up on a read-only volume");
+    let logs = process.all_logs();
+    assert!(logs.contains("attempt to write a readonly database"), "the log says why:\n{logs}");
+    process.stop();
+
+    // A clean stop on a writable volume removes the WAL files; read-only, the file cannot be opened.
+    process.mount.as_ref().unwrap().remount("rw");
+    process.start();
+    process.stop();
+    assert!(!process.sqlite_path().with_extension("db-wal").exists(), "a clean stop removes the WAL");
+    process.mount.as_ref().unwrap().remount("ro");
+    let stderr = refused_start(process.command());
+    let path = process.sqlite_path().display().to_string();
+    assert!(stderr.contains(&format!("cannot open sqlite://{path} for writing")), "{stderr}");
+    assert!(stderr.contains("needs write access to the file and to its directory"), "{stderr}");
+
+    process.mount.as_ref().unwrap().remount("rw");
+    process.start();
+    assert_eq!(check_key(&process, &key).await, 200);
+    let (created, _) = create_key(&process, &cookie).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let signed_up = sign_up(&process, "other@example.com").await;
+    assert_eq!(signed_up.status, 200, "the refused sign-up left nothing behind: {}", signed_up.body);
+    assert_consistent(&process.inspect().await).await;
 }
