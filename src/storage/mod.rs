@@ -11,9 +11,8 @@ use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
-    Connection,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    PgPool, SqlitePool,
+    Connection, PgPool, SqlitePool,
 };
 
 /// The database pool, one variant per backend.
@@ -159,10 +158,17 @@ impl Db {
                     // counting it as open; its ROLLBACK then fails, and the next transaction on that
                     // connection becomes a savepoint whose rollback leaves SQLite inside a transaction for
                     // good: later writes were answered but never committed, and every other connection
-                    // found the database locked. Such a connection is closed instead of reused. (Reading
-                    // the count is free; a transaction just dropped may still have its rollback queued, so
-                    // a connection is at worst closed needlessly after a failed transaction.)
-                    .after_release(|connection, _| Box::pin(async move { Ok(!connection.is_in_transaction()) }))
+                    // found the database locked. Such a connection is closed instead of reused. Reading the
+                    // count is free; only after a dropped transaction (its rollback still queued) does a
+                    // ping let the rollback run before the second look.
+                    .after_release(|connection, _| {
+                        Box::pin(async move {
+                            if connection.is_in_transaction() {
+                                connection.ping().await?;
+                            }
+                            Ok(!connection.is_in_transaction())
+                        })
+                    })
                     .connect_with(options)
                     .await
                     .map_err(|error| sqlite_unusable(url, error))?;

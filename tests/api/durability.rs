@@ -502,8 +502,11 @@ impl Worker {
                 self.ledger.accounts[a].session = if done { Fate::Revoked } else { Fate::Unknown };
             }
             Op::ServiceUser if self.ledger.service_users.len() < 10 => {
-                let request =
-                    self.http.post(self.url(paths::V1_USERS)).header("x-api-key", &self.load.client_key).json(&json!({}));
+                let request = self
+                    .http
+                    .post(self.url(paths::V1_USERS))
+                    .header("x-api-key", &self.load.client_key)
+                    .json(&json!({}));
                 if let Some(answer) = self.call("service user", request).await {
                     self.ledger.service_users.push((str_of(&answer.body, "userId"), str_of(&answer.body, "secret")));
                 }
@@ -649,9 +652,12 @@ async fn acknowledged_writes_survive_sigkill_under_load(backend: Backend) {
     .await;
     assert_eq!(spa.status, 201, "{}", spa.body);
     let spa = str_of(&spa.body, "client_id");
-    let signed_up = answer(plain.post(process.url(paths::SIGN_UP_EMAIL)).header(header::ORIGIN, ORIGIN).json(
-        &json!({"name": "Ada", "email": OAUTH_EMAIL, "password": PASSWORD}),
-    ))
+    let signed_up = answer(
+        plain
+            .post(process.url(paths::SIGN_UP_EMAIL))
+            .header(header::ORIGIN, ORIGIN)
+            .json(&json!({"name": "Ada", "email": OAUTH_EMAIL, "password": PASSWORD})),
+    )
     .await;
     assert_eq!(signed_up.status, 200);
 
@@ -733,9 +739,10 @@ async fn acknowledged_writes_survive_sigkill_under_load(backend: Backend) {
                 // Not there at all: the email is free.
                 assert_eq!(signed_in.status, 401, "{email}: {}", signed_in.body);
                 let again = json!({"name": "Again", "email": email, "password": PASSWORD});
-                let signed_up =
-                    answer(client.post(format!("{base}{}", paths::SIGN_UP_EMAIL)).header(header::ORIGIN, ORIGIN).json(&again))
-                        .await;
+                let signed_up = answer(
+                    client.post(format!("{base}{}", paths::SIGN_UP_EMAIL)).header(header::ORIGIN, ORIGIN).json(&again),
+                )
+                .await;
                 assert_eq!(signed_up.status, 200, "{email} cannot sign in, yet cannot sign up: {}", signed_up.body);
             }
             let session = |query: &'static str| {
@@ -806,10 +813,9 @@ async fn acknowledged_writes_survive_sigkill_under_load(backend: Backend) {
 
 /// The signing keys as the management API lists them.
 async fn signing_keys(process: &Crashing) -> Vec<Value> {
-    let listed = answer(
-        http(false).get(process.url(paths::MGMT_SIGNING_KEYS)).basic_auth(MASTER_USER, Some(MASTER_PASSWORD)),
-    )
-    .await;
+    let listed =
+        answer(http(false).get(process.url(paths::MGMT_SIGNING_KEYS)).basic_auth(MASTER_USER, Some(MASTER_PASSWORD)))
+            .await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     listed.body.as_array().unwrap().clone()
 }
@@ -886,7 +892,10 @@ async fn a_kill_during_key_rotation_leaves_a_consistent_key_set(backend: Backend
             })
         };
         process.start();
-        eprintln!("round {round} ({}, killed after {delay:?}): acknowledged {acknowledged:?}", if via_api { "API" } else { "CLI" });
+        eprintln!(
+            "round {round} ({}, killed after {delay:?}): acknowledged {acknowledged:?}",
+            if via_api { "API" } else { "CLI" }
+        );
 
         let keys = signing_keys(&process).await;
         let mut algorithms: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
@@ -906,7 +915,8 @@ async fn a_kill_during_key_rotation_leaves_a_consistent_key_set(backend: Backend
         }
         let jwks = answer(client.get(process.url(paths::JWKS))).await;
         assert_eq!(jwks.status, 200);
-        let published: Vec<&str> = jwks.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        let published: Vec<&str> =
+            jwks.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
         for listed in keys.iter().filter(|k| k["current"] == true || k["previous"] == true) {
             assert!(published.contains(&listed["kid"].as_str().unwrap()), "{listed} not in the JWKS {published:?}");
         }
@@ -923,7 +933,10 @@ async fn a_kill_during_key_rotation_leaves_a_consistent_key_set(backend: Backend
         tokens.push(token);
     }
     let distinct: std::collections::HashSet<String> = tokens.iter().map(|t| kid_of(t)).collect();
-    eprintln!("{backend:?}: {acknowledged_rotations} of 4 rotations acknowledged; tokens signed by {} keys", distinct.len());
+    eprintln!(
+        "{backend:?}: {acknowledged_rotations} of 4 rotations acknowledged; tokens signed by {} keys",
+        distinct.len()
+    );
     assert_consistent(&process.inspect().await).await;
 }
 
@@ -983,9 +996,12 @@ async fn a_kill_during_cleanup_loses_no_live_row(backend: Backend) {
     let Some(mut process) = Crashing::new(backend, &[("LATCHKEY_MAINTENANCE_INTERVAL", "1")]).await else { return };
     process.start();
     let client = http(false);
-    let signed_up = answer(client.post(process.url(paths::SIGN_UP_EMAIL)).header(header::ORIGIN, ORIGIN).json(
-        &json!({"name": "Live", "email": "live@example.com", "password": PASSWORD}),
-    ))
+    let signed_up = answer(
+        client
+            .post(process.url(paths::SIGN_UP_EMAIL))
+            .header(header::ORIGIN, ORIGIN)
+            .json(&json!({"name": "Live", "email": "live@example.com", "password": PASSWORD})),
+    )
     .await;
     assert_eq!(signed_up.status, 200);
     let user = str_of(&signed_up.body["user"], "id");
@@ -1177,9 +1193,11 @@ async fn a_full_disk_refuses_writes_with_a_503_keeps_reads_and_loses_nothing_ack
     // Committed, not just answered: another connection sees exactly the acknowledged keys, and so does
     // the server after a SIGKILL.
     let db = process.inspect().await;
-    let keys: i64 = db_run!(&db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(pool).await.unwrap());
+    let keys: i64 =
+        db_run!(&db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(pool).await.unwrap());
     assert_eq!(keys, i64::try_from(acknowledged.len()).unwrap(), "stored keys vs acknowledged ones");
-    let stored: i64 = db_run!(&db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await.unwrap());
+    let stored: i64 =
+        db_run!(&db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await.unwrap());
     assert_eq!(stored, i64::try_from(users.len()).unwrap(), "stored users vs acknowledged sign-ups");
     process.kill();
     process.start();
