@@ -13,7 +13,7 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    PgPool, SqlitePool,
+    Connection, PgPool, SqlitePool,
 };
 
 /// The database pool, one variant per backend.
@@ -74,13 +74,40 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
         // SQLSTATE class 08 (connection exception); 57P01-57P03: the server is shutting down or starting
-        // (admin_shutdown, crash_shutdown, cannot_connect_now); 53300: too many connections. SQLite's
-        // busy/locked errors stay 500s: its busy timeout already waited.
-        sqlx::Error::Database(db_error) => db_error
-            .code()
-            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")),
+        // (admin_shutdown, crash_shutdown, cannot_connect_now); 53100, 53300: disk full, too many
+        // connections. SQLite: the file cannot be written (disk full, read-only, I/O error, cannot be
+        // opened) — reads may still work, writes may again once the operator acts. Its busy/locked errors
+        // stay 500s: its busy timeout already waited.
+        sqlx::Error::Database(db_error) => {
+            let code = db_error.code().unwrap_or_default();
+            if db_error.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                code.parse::<i32>().is_ok_and(|code| {
+                    matches!(code & 0xff, SQLITE_READONLY | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN)
+                })
+            } else {
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53100" | "53300")
+            }
+        }
         _ => false,
     }
+}
+
+/// SQLite's primary result codes (the low byte of an extended code) that mean the file cannot be written.
+const SQLITE_READONLY: i32 = 8;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
+const SQLITE_CANTOPEN: i32 = 14;
+
+/// At start-up, a SQLite file that cannot be opened or written (a read-only volume, a directory the
+/// server's user cannot write, a full disk) is named with what to check, not only SQLite's code.
+fn sqlite_unusable(url: &str, error: sqlx::Error) -> anyhow::Error {
+    if !is_unavailable(&error) {
+        return error.into();
+    }
+    anyhow::Error::new(error).context(format!(
+        "cannot open {url} for writing: the server's user needs write access to the file and to its directory \
+         (WAL mode keeps its -wal and -shm files beside it), and free disk space"
+    ))
 }
 
 /// Problems with the database settings: the URL must name a backend Latchkey has.
@@ -129,8 +156,24 @@ impl Db {
                     .max_connections(max_connections)
                     .min_connections(1)
                     .acquire_timeout(Duration::from_secs(5))
+                    // A transaction SQLite rolled back by itself (a full disk, an I/O error) leaves sqlx
+                    // counting it as open; its ROLLBACK then fails, and the next transaction on that
+                    // connection becomes a savepoint whose rollback leaves SQLite inside a transaction for
+                    // good: later writes were answered but never committed, and every other connection
+                    // found the database locked. Such a connection is closed instead of reused. Reading the
+                    // count is free; only after a dropped transaction (its rollback still queued) does a
+                    // ping let the rollback run before the second look.
+                    .after_release(|connection, _| {
+                        Box::pin(async move {
+                            if connection.is_in_transaction() {
+                                connection.ping().await?;
+                            }
+                            Ok(!connection.is_in_transaction())
+                        })
+                    })
                     .connect_with(options.clone())
-                    .await?;
+                    .await
+                    .map_err(|error| sqlite_unusable(url, error))?;
                 // `sqlite::memory:` and `mode=memory` name no file a reader could open.
                 let in_memory = options.get_filename().as_os_str() == ":memory:" || url.contains("mode=memory");
                 let readers = readers::Readers::new((!in_memory).then(|| options.get_filename().to_path_buf()));
@@ -152,7 +195,10 @@ impl Db {
     /// Applies the backend's embedded migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool, _) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Db::Sqlite(pool, _) => sqlx::migrate!("migrations/sqlite").run(pool).await.map_err(|error| match error {
+                sqlx::migrate::MigrateError::Execute(error) => sqlite_unusable("the SQLite database", error),
+                other => other.into(),
+            })?,
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())

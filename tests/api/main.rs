@@ -11,6 +11,7 @@ mod bff_browser;
 mod browser;
 mod cli;
 mod db_faults;
+mod durability;
 mod extensions;
 mod hardening;
 mod management;
