@@ -153,6 +153,7 @@ impl From<ApiError> for ManagementError {
             "INVALID_JSON" | "VALIDATION_ERROR" | "INVALID_BODY" => "invalid_body",
             "UNSUPPORTED_MEDIA_TYPE" => "unsupported_media_type",
             "DATABASE_UNAVAILABLE" => "database_unavailable",
+            "SERVER_BUSY" => "server_busy",
             "PAYLOAD_TOO_LARGE" => "payload_too_large",
             _ => "internal_error",
         };

@@ -427,6 +427,8 @@ pub async fn signup_post(
                 AccountError::PasswordCompromised => "That password is too common. Choose another one.",
                 AccountError::InvalidName => "That name is too long.",
                 AccountError::UserAlreadyExists => "An account with this email already exists. Sign in instead.",
+                // A saturated hashing queue is a 503 page (`unavailable` reads it in the chain).
+                AccountError::Busy(busy) => return unavailable(busy),
                 AccountError::InvalidCredentials | AccountError::Blocked | AccountError::Internal(_) => {
                     return unavailable(anyhow::anyhow!("sign-up failed: {error}"))
                 }
