@@ -139,6 +139,7 @@ impl Checker {
     /// Sends `request` (an operation of `template`), checks the answer against the document and returns
     /// its status and body (JSON, or a string when it is not JSON).
     async fn send(&mut self, template: &str, request: RequestBuilder) -> (u16, Value) {
+        let template = &documented(template);
         let (client, request) = request.build_split();
         let request = request.expect("request builds");
         let method = request.method().as_str().to_ascii_lowercase();
@@ -208,6 +209,11 @@ impl Checker {
         }
         missing
     }
+}
+
+/// A route template as the document names it: axum's catch-all `{*path}` is `{path}` there.
+fn documented(template: &str) -> String {
+    template.replace("{*", "{")
 }
 
 /// A concrete path for a template (`{id}` → `x`), for requests refused before routing to a resource.
@@ -1155,7 +1161,7 @@ async fn every_documented_operation_answers_as_documented() {
         .collect();
     for (method, template) in &operations {
         // (The token handler's API proxy passes any body on.)
-        if method == "get" || template == paths::BFF_API {
+        if method == "get" || *template == documented(paths::BFF_API) {
             continue;
         }
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
