@@ -1190,6 +1190,36 @@ async fn every_documented_operation_answers_as_documented() {
         c.expect(400, template, request).await;
     }
 
+    // --- the pages' and flows' query strings and forms: a malformed one is a JSON error (not text/plain)
+    let twice = |template: &str, name: &str| url(&format!("{}?{name}=a&{name}=b", concrete(template)));
+    for (template, name) in [
+        (paths::LOGIN, "state"),
+        (paths::SIGNUP, "state"),
+        (paths::CONSENT, "state"),
+        (paths::AUTHORIZE_RESUME, "state"),
+        (paths::LOGOUT, "client_id"),
+        (paths::OIDC_LOGOUT, "state"),
+        (paths::AUTH_CHECK, "audience"),
+        (paths::BFF_LOGIN, "returnTo"),
+        (paths::BFF_CALLBACK, "code"),
+    ] {
+        let body = c.expect(400, template, bare.get(twice(template, name))).await;
+        assert_eq!(body["code"], "VALIDATION_ERROR", "{template}: {body}");
+    }
+    let body = c.expect(400, paths::AUTHORIZE_RESUME, bare.get(url(paths::AUTHORIZE_RESUME))).await;
+    assert_eq!(body["code"], "VALIDATION_ERROR", "resume without state: {body}");
+    for template in [paths::LOGIN, paths::LOGIN_SOCIAL, paths::SIGNUP, paths::CONSENT] {
+        let body = c.expect(415, template, bare.post(url(template))).await;
+        assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE", "{template} without a body: {body}");
+        let form = |body: &'static str| {
+            bare.post(url(template)).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body)
+        };
+        let body = c.expect(400, template, form("state=a&state=b")).await;
+        assert_eq!(body["code"], "VALIDATION_ERROR", "{template} with a field twice: {body}");
+        let body = c.expect(400, template, form("state=%00")).await;
+        assert_eq!(body["code"], "VALIDATION_ERROR", "{template} with U+0000: {body}");
+    }
+
     // --- sign-out and revoke-sessions end the sessions
     c.expect(200, paths::REVOKE_SESSIONS, bob.post(url(paths::REVOKE_SESSIONS)).header(header::ORIGIN, ORIGIN)).await;
     c.expect(401, paths::REVOKE_SESSIONS, bob.post(url(paths::REVOKE_SESSIONS)).header(header::ORIGIN, ORIGIN)).await;
