@@ -63,7 +63,18 @@ const FORM_ROUTES: &[&str] = &[
 
 /// The OpenAPI document of an app with `debug_endpoints` on or off.
 pub fn openapi(debug_endpoints: bool) -> serde_json::Value {
-    serde_json::to_value(routes(debug_endpoints).into_openapi()).unwrap_or_default()
+    let mut document = routes(debug_endpoints).into_openapi();
+    openapi_wildcards(&mut document);
+    serde_json::to_value(document).unwrap_or_default()
+}
+
+/// axum's catch-all segment (`{*path}`) is no OpenAPI syntax: the document names it `{path}`, the path
+/// parameter the operation declares (its description says it may hold `/`).
+fn openapi_wildcards(document: &mut utoipa::openapi::OpenApi) {
+    if document.paths.paths.keys().any(|path| path.contains("{*")) {
+        let paths = std::mem::take(&mut document.paths.paths);
+        document.paths.paths = paths.into_iter().map(|(path, item)| (path.replace("{*", "{"), item)).collect();
+    }
 }
 
 /// The whole application: every capability's routes merged, the per-route layer ([`http::RouteLayer`]:
@@ -81,7 +92,8 @@ pub fn app(
        + Send
        + Sync
        + 'static {
-    let (router, document) = routes(state.settings.debug_endpoints).split_for_parts();
+    let (router, mut document) = routes(state.settings.debug_endpoints).split_for_parts();
+    openapi_wildcards(&mut document);
     let cors_origins = state.settings.cors_origins.clone();
     // The first app built on a state renders its document; the routes do not change afterwards.
     state.openapi.get_or_init(|| Bytes::from(serde_json::to_vec(&document).unwrap_or_default()));

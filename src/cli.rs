@@ -358,7 +358,7 @@ async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> 
                 );
                 (password, false)
             };
-            let hasher = PasswordHasher::start(1)?;
+            let hasher = PasswordHasher::start(1, Default::default())?;
             let new = NewUser { name, email, password: Secret::new(password.clone()), image: None, admin };
             let user = accounts::sign_up(&db, &hasher, new, clock.now())
                 .await

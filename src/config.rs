@@ -299,6 +299,12 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Argon2id worker threads (0: one per core).
     pub password_hash_threads: usize,
+    /// Most password hashes (sign-ins, sign-ups) waiting or running at once; one more is answered 503
+    /// `SERVER_BUSY` at once (0: 32 per worker thread).
+    pub password_hash_queue: usize,
+    /// Seconds a sign-in or sign-up waits at most for its password hash before it is answered 503
+    /// `SERVER_BUSY` (5).
+    pub password_hash_max_wait: u64,
     /// Seconds between expired-row cleanups.
     pub maintenance_interval: u64,
     /// Session lifetimes and cookie cache.
@@ -339,6 +345,8 @@ impl Default for Settings {
             debug_endpoints: false,
             log_format: LogFormat::Auto,
             password_hash_threads: 0,
+            password_hash_queue: 0,
+            password_hash_max_wait: 5,
             maintenance_interval: 600,
             session: SessionSettings::default(),
             rate_limit: RateLimitSettings::default(),
@@ -368,6 +376,8 @@ const PRIMARY_ENV: &[(&str, &str)] = &[
     ("LATCHKEY_DEBUG_ENDPOINTS", "debug_endpoints"),
     ("LATCHKEY_LOG_FORMAT", "log_format"),
     ("LATCHKEY_PASSWORD_HASH_THREADS", "password_hash_threads"),
+    ("LATCHKEY_PASSWORD_HASH_QUEUE", "password_hash_queue"),
+    ("LATCHKEY_PASSWORD_HASH_MAX_WAIT", "password_hash_max_wait"),
     ("LATCHKEY_MAINTENANCE_INTERVAL", "maintenance_interval"),
     ("EXTENSION_TOKEN_SECRET", "extensions.secret"),
     ("EXTENSION_TOKEN_PREVIOUS_SECRETS", "extensions.previous_secrets"),
@@ -564,6 +574,9 @@ impl Settings {
         if self.database_max_connections == 0 {
             problems.push("database_max_connections must be at least 1".into());
         }
+        if !(1..=300).contains(&self.password_hash_max_wait) {
+            problems.push("password_hash_max_wait: 1 to 300 seconds".into());
+        }
         problems
     }
 
@@ -659,6 +672,8 @@ impl fmt::Display for Settings {
         writeln!(f, "debug_endpoints = {}", self.debug_endpoints)?;
         writeln!(f, "log_format = {:?}", format!("{:?}", self.log_format).to_lowercase())?;
         writeln!(f, "password_hash_threads = {}", self.password_hash_threads)?;
+        writeln!(f, "password_hash_queue = {}", self.password_hash_queue)?;
+        writeln!(f, "password_hash_max_wait = {}", self.password_hash_max_wait)?;
         writeln!(f, "maintenance_interval = {}", self.maintenance_interval)?;
         let s = &self.session;
         writeln!(f, "\n[session]")?;

@@ -80,9 +80,23 @@ impl ApiError {
         }
     }
 
+    /// 503 `SERVER_BUSY`: the server sheds work it cannot do in time (a flood of sign-ins saturating the
+    /// password hashing queue); the request may succeed later.
+    pub fn server_busy() -> ApiError {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVER_BUSY",
+                "The server is busy. Please try again shortly.",
+            )
+        }
+    }
+
     /// 500: logs the whole cause chain once (with the request id) and
     /// answers an opaque body. An unreachable database, wherever in the chain, is a 503 instead
-    /// ([`ApiError::database_unavailable`]), logged as a warning: it is an outage, not a bug.
+    /// ([`ApiError::database_unavailable`]), logged as a warning: it is an outage, not a bug; so is a
+    /// saturated password hashing queue ([`ApiError::server_busy`], not logged: it is counted).
     pub fn internal(error: impl Into<anyhow::Error>) -> ApiError {
         let error = error.into();
         let unavailable = error.chain().any(|cause| {
@@ -91,6 +105,9 @@ impl ApiError {
                 Some(crate::storage::StorageError::Unavailable(_))
             ) || cause.downcast_ref::<sqlx::Error>().is_some_and(crate::storage::is_unavailable)
         });
+        if error.chain().any(|cause| cause.is::<crate::crypto::password::Busy>()) {
+            return ApiError::server_busy();
+        }
         if unavailable {
             tracing::warn!(request_id = %crate::telemetry::CurrentRequestId, error = format!("{error:#}"), "database unavailable");
             return ApiError::database_unavailable();

@@ -65,8 +65,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     Err(ApiError::database_unavailable())
 }
 
-/// Prometheus text: requests and latency by route, sign-in outcomes, DB pool, revoked-session set, token
-/// core (revocations held, verified tokens cached, signing keys published).
+/// Prometheus text: requests and latency by route, sign-in outcomes, password hashes shed, DB pool,
+/// revoked-session set, token core (revocations held, verified tokens cached, signing keys published),
+/// the entries of the in-memory caches.
 #[utoipa::path(get, path = paths::METRICS, tag = "ops", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let (size, idle) = state.db.pool_stats();
@@ -76,7 +77,28 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("latchkey_revoked_tokens_cached").set(state.tokens.revocations.len() as f64);
     metrics::gauge!("latchkey_verified_tokens_cached").set(state.service_tokens.verified.len() as f64);
     metrics::gauge!("latchkey_signing_keys_published").set(state.tokens.key_ring.kids().len() as f64);
+    cache_gauges(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// Entries held by the in-memory maps a client's credentials reach, by map: each is capped, and a flood
+/// of unknown credentials adds to none but `api_keys_unknown` (a TTL'd negative cache, capped too).
+fn cache_gauges(state: &AppState) {
+    let (keys, unknown_keys) = state.api_keys.cache.lens();
+    for (cache, entries) in [
+        ("api_keys", keys),
+        ("api_keys_unknown", unknown_keys),
+        ("session_cookies", state.sessions.memo.len()),
+        ("session_bearer_tokens", state.sessions.bearer.len()),
+        ("extension_tokens", state.extensions.remembered()),
+        ("oauth_access_tokens", state.oauth.verified.len()),
+        ("service_tokens", state.service_tokens.verified.len()),
+        ("service_clients", state.service_tokens.clients.len()),
+        ("service_clients_unknown", state.service_tokens.unknown_keys.len()),
+        ("rate_limit_windows", state.limits.windows()),
+    ] {
+        metrics::gauge!("latchkey_cache_entries", "cache" => cache).set(entries as f64);
+    }
 }
 
 // Rendered by `app::app` as it assembled the routes, from the same calls.

@@ -92,6 +92,15 @@ impl<K: Hash + Eq> Limiter<K> {
         let _ = self.hit(key, now);
     }
 
+    /// Number of keys with a window (metrics).
+    pub fn len(&self) -> usize {
+        self.windows.lock().map_or(0, |windows| windows.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets windows that have ended.
     pub fn prune(&self, now: Millis) {
         if let Ok(mut windows) = self.windows.lock() {
@@ -131,6 +140,16 @@ impl RateLimits {
                 settings.sign_in_email_window,
             ),
         }
+    }
+
+    /// Keys with a window, over all the limiters (metrics).
+    pub fn windows(&self) -> usize {
+        [&self.sign_in_ip, &self.sign_up_ip, &self.verify_ip, &self.client_auth_ip]
+            .iter()
+            .map(|l| l.len())
+            .sum::<usize>()
+            + self.sign_in_email.len()
+            + self.client_auth_client.len()
     }
 
     /// Forgets ended windows (maintenance task).

@@ -13,6 +13,7 @@ use std::{
         atomic::{AtomicI64, Ordering},
         Arc, OnceLock,
     },
+    time::Duration,
 };
 
 use axum::body::Bytes;
@@ -26,7 +27,7 @@ use crate::{
     bff::BffState,
     clock::Clock,
     config::{Secret, Settings},
-    crypto::password::PasswordHasher,
+    crypto::password::{PasswordHasher, QueueBounds},
     extensions::ExtensionKeys,
     http::cookies::CookieSettings,
     oauth::OAuthState,
@@ -98,7 +99,13 @@ impl AppState {
         let service_alg = Algorithm::parse(&settings.service.algorithm).unwrap_or(Algorithm::Es256);
         let tokens = TokenState::start(&db, secret.expose().as_bytes(), service_alg, now).await?;
         let state = AppState(Arc::new(AppStateInner {
-            hasher: PasswordHasher::start(settings.password_hash_threads)?,
+            hasher: PasswordHasher::start(
+                settings.password_hash_threads,
+                QueueBounds {
+                    queue: settings.password_hash_queue,
+                    max_wait: Duration::from_secs(settings.password_hash_max_wait),
+                },
+            )?,
             limits: RateLimits::new(&settings.rate_limit),
             cookies: CookieSettings::new(&settings),
             trusted_origins: settings.effective_trusted_origins(),

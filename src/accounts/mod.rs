@@ -165,9 +165,22 @@ pub enum AccountError {
     /// 403 `BANNED_USER` (Better Auth's code): the password was right, but the user is blocked.
     #[error("user is blocked")]
     Blocked,
+    /// 503 `SERVER_BUSY`: the password hashing queue is saturated (see [`crate::crypto::password`]).
+    #[error("password hashing is saturated")]
+    Busy(#[source] crate::crypto::password::Busy),
     /// 500.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl AccountError {
+    /// A password hashing failure: [`AccountError::Busy`] when the pool shed it.
+    fn hashing(error: anyhow::Error) -> AccountError {
+        match error.downcast::<crate::crypto::password::Busy>() {
+            Ok(busy) => AccountError::Busy(busy),
+            Err(error) => AccountError::Internal(error),
+        }
+    }
 }
 
 impl From<StorageError> for AccountError {
@@ -228,7 +241,7 @@ pub async fn create(
     if store::find_user_by_email(db, email.as_str()).await?.is_some() {
         return Err(AccountError::UserAlreadyExists);
     }
-    let password_hash = hasher.hash(new.password).await?;
+    let password_hash = hasher.hash(new.password).await.map_err(AccountError::hashing)?;
     let user = User {
         id: crypto::new_id("usr"),
         email: email.as_str().to_owned(),
@@ -267,7 +280,7 @@ pub async fn verify_credentials(
         Some((user, hash)) => (Some(user), hash),
         None => (None, None),
     };
-    let ok = hasher.verify(password, hash).await?;
+    let ok = hasher.verify(password, hash).await.map_err(AccountError::hashing)?;
     match user {
         // Only someone who knows the password learns that the user is blocked.
         Some(user) if ok && user.blocked => Err(AccountError::Blocked),

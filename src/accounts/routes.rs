@@ -49,6 +49,7 @@ impl From<AccountError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_EMAIL_OR_PASSWORD", "Invalid email or password")
             }
             Blocked => ApiError::new(StatusCode::FORBIDDEN, "BANNED_USER", "This user is blocked"),
+            Busy(_) => ApiError::server_busy(),
             Internal(error) => ApiError::internal(error),
         }
     }
@@ -141,7 +142,8 @@ fn check_callback_url(state: &AppState, url: Option<&str>) -> Result<(), ApiErro
         (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN`, `INVALID_CALLBACK_URL`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
         (status = 422, body = ErrorBody, description = "`USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL`"),
-        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`")))]
+        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`"),
+        (status = 503, body = ErrorBody, description = "`SERVER_BUSY`: too many password hashes waiting (a sign-in or sign-up flood), with `Retry-After`")))]
 pub async fn sign_up_email(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -173,7 +175,8 @@ pub async fn sign_up_email(
         (status = 401, body = ErrorBody, description = "`INVALID_EMAIL_OR_PASSWORD`"),
         (status = 403, body = ErrorBody, description = "`INVALID_ORIGIN`, `INVALID_CALLBACK_URL`"),
         (status = 415, body = ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
-        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`")))]
+        (status = 429, body = ErrorBody, description = "`TOO_MANY_REQUESTS`, with `Retry-After`"),
+        (status = 503, body = ErrorBody, description = "`SERVER_BUSY`: too many password hashes waiting (a sign-in or sign-up flood), with `Retry-After`")))]
 pub async fn sign_in_email(
     State(state): State<AppState>,
     headers: HeaderMap,

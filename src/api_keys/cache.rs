@@ -88,6 +88,11 @@ impl KeyCache {
         self.entries.clear();
     }
 
+    /// Number of cached keys and of remembered unknown hashes (metrics).
+    pub fn lens(&self) -> (usize, usize) {
+        (self.entries.len(), self.unknown.len())
+    }
+
     /// Drops expired entries (maintenance).
     pub fn prune(&self, now: Millis) {
         self.entries.prune(now);

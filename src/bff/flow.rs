@@ -4,7 +4,7 @@
 //! server-side, verifies the ID token, sets the two token cookies and sends the browser back.
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -20,7 +20,7 @@ use crate::{
     audit::{self, AuditEvent},
     crypto,
     error::ApiError,
-    http::extractors::ApiPath,
+    http::extractors::{ApiPath, ApiQuery},
     state::AppState,
 };
 
@@ -129,13 +129,13 @@ fn refuse_clearing_tx(headers: &HeaderMap, error: ApiError) -> Response {
     params(("vendorId" = String, Path, description = "The vendor"), LoginQuery),
     responses(
         (status = 302, description = "To the issuer's authorization endpoint (code flow, S256 PKCE, state, nonce); sets the temporary `__Host-lk-tx` cookie"),
-        (status = 400, body = crate::error::ErrorBody, description = "`INVALID_RETURN_TO`: returnTo is not on an allowed origin"),
+        (status = 400, body = crate::error::ErrorBody, description = "`INVALID_RETURN_TO`: returnTo is not on an allowed origin; `VALIDATION_ERROR`: a malformed query string"),
         (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`"),
         (status = 502, body = crate::error::ErrorBody, description = "`ISSUER_UNAVAILABLE`: the issuer's discovery failed")))]
 pub async fn login(
     State(state): State<AppState>,
     ApiPath(vendor_id): ApiPath<String>,
-    Query(query): Query<LoginQuery>,
+    ApiQuery(query): ApiQuery<LoginQuery>,
 ) -> Result<Response, ApiError> {
     let vendor = vendor_of(&state, &vendor_id).await?;
     let return_to = check_return_to(&vendor, query.return_to.as_deref())?;
@@ -201,13 +201,13 @@ fn with_error(return_to: &str, error: &str) -> String {
     params(("vendorId" = String, Path, description = "The vendor"), CallbackQuery),
     responses(
         (status = 302, description = "To returnTo: with the access-token and `__Host-rt` cookies set, or with `error` added when the issuer refused"),
-        (status = 400, description = "`INVALID_LOGIN_STATE` (the temporary cookie is missing, tampered with or expired), `STATE_MISMATCH`, `INVALID_REQUEST` (no code); no token cookie is set. A browser navigation (`Accept: text/html`) gets Latchkey's error page instead of the JSON body",
+        (status = 400, description = "`INVALID_LOGIN_STATE` (the temporary cookie is missing, tampered with or expired), `STATE_MISMATCH`, `INVALID_REQUEST` (no code), `VALIDATION_ERROR` (a malformed query string); no token cookie is set. A browser navigation (`Accept: text/html`) gets Latchkey's error page instead of the JSON body",
             content((crate::error::ErrorBody = "application/json"), (String = "text/html"))),
         (status = 404, body = crate::error::ErrorBody, description = "`VENDOR_NOT_FOUND`")))]
 pub async fn callback(
     State(state): State<AppState>,
     ApiPath(vendor_id): ApiPath<String>,
-    Query(query): Query<CallbackQuery>,
+    ApiQuery(query): ApiQuery<CallbackQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let vendor = vendor_of(&state, &vendor_id).await?;

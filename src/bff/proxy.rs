@@ -186,7 +186,7 @@ pub async fn endpoint_preflight(
 /// Forwards a request to the vendor's API.
 #[utoipa::path(method(get, post, put, patch, delete), path = paths::BFF_API, tag = "token-handler",
     params(("vendorId" = String, Path, description = "The vendor"),
-        ("path" = String, Path, description = "The path under the vendor's apiUpstream")),
+        ("path" = String, Path, description = "The path under the vendor's apiUpstream (may hold `/`)")),
     request_body(description = "Any body: streamed to the upstream as it is", content((String = "application/octet-stream"))),
     responses(
         (status = 200, description = "Whatever the upstream answered (status, headers and body passed through)",

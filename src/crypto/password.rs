@@ -9,8 +9,17 @@
 //! Each worker keeps its 19 MiB Argon2 block memory between jobs (allocating and faulting it in per hash
 //! measured ~40% fewer sign-ins per second) and frees it after [`IDLE_RELEASE`] without work, so an
 //! idle server holds none of it.
+//!
+//! The queue is bounded twice, so a flood of sign-ins is shed instead of queued for ever: at most
+//! [`QueueBounds::queue`] hashes wait or run at once (one more is refused at once), and a caller waits
+//! at most [`QueueBounds::max_wait`] for its answer (past it, it is refused and its job, if not started,
+//! is skipped). Either refusal is [`Busy`], which callers answer with 503 `SERVER_BUSY` and
+//! `Retry-After`. Nothing else waits on this pool: session, key and token checks never hash.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use crossbeam_channel::{self as channel, RecvTimeoutError};
 
@@ -18,25 +27,66 @@ use argon2::{
     password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString},
     Algorithm, Argon2, Block, Params, Version,
 };
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::secret::Secret;
 
-/// Jobs that may wait per worker before callers wait (asynchronously) for a queue slot.
-const QUEUE_PER_THREAD: usize = 32;
+/// Hashes that may wait or run per worker when [`QueueBounds::queue`] is 0 (the default): ~0.8 s of work
+/// at ~40 hashes a second per core.
+pub const QUEUE_PER_THREAD: usize = 32;
 /// A worker idle this long frees its block memory.
 pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
+
+/// How much waiting the pool accepts before it sheds (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueBounds {
+    /// Most hashes waiting or running at once (0: [`QUEUE_PER_THREAD`] per worker).
+    pub queue: usize,
+    /// Longest a caller waits for its answer.
+    pub max_wait: Duration,
+}
+
+impl Default for QueueBounds {
+    fn default() -> Self {
+        QueueBounds { queue: 0, max_wait: Duration::from_secs(5) }
+    }
+}
+
+/// The pool is saturated: the hash was refused (queue full) or waited past its bound. The request may
+/// succeed later (503 `SERVER_BUSY`, `Retry-After: 1`).
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("the password hashing queue is saturated")]
+pub struct Busy;
 
 enum Job {
     Hash(Secret, oneshot::Sender<anyhow::Result<String>>),
     Verify(Secret, String, oneshot::Sender<bool>),
 }
 
+impl Job {
+    /// True if nobody waits for the answer any more (the caller gave up at its deadline).
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Hash(_, reply) => reply.is_closed(),
+            Job::Verify(_, _, reply) => reply.is_closed(),
+        }
+    }
+}
+
+/// A job as queued: its queue slot is freed when a worker is done with it (run or skipped), so the
+/// channel never holds more than the bound, abandoned jobs included.
+struct Queued {
+    job: Job,
+    span: tracing::Span,
+    _slot: OwnedSemaphorePermit,
+}
+
 /// Handle to the Argon2id worker pool. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: channel::Sender<(Job, tracing::Span)>,
+    jobs: channel::Sender<Queued>,
     queue: Arc<Semaphore>,
+    max_wait: Duration,
     dummy_hash: Arc<String>,
 }
 
@@ -105,12 +155,15 @@ fn verify_now(password: &Secret, phc: &str, memory: &mut Vec<Block>) -> bool {
 
 impl PasswordHasher {
     /// Starts `threads` workers (0: one per core) and computes the dummy hash.
-    pub fn start(threads: usize) -> anyhow::Result<PasswordHasher> {
+    pub fn start(threads: usize, bounds: QueueBounds) -> anyhow::Result<PasswordHasher> {
         let threads =
             if threads == 0 { std::thread::available_parallelism().map(usize::from).unwrap_or(1) } else { threads };
+        let queue = if bounds.queue == 0 { threads.saturating_mul(QUEUE_PER_THREAD) } else { bounds.queue };
+        let queue = queue.min(Semaphore::MAX_PERMITS);
         // A multi-consumer channel: each idle worker waits on its own timeout (with a shared
         // `Mutex<Receiver>` only the lock holder would ever time out, and the others kept their memory).
-        let (tx, rx) = channel::unbounded::<(Job, tracing::Span)>();
+        // Unbounded as a channel, bounded by the queue slots its jobs hold.
+        let (tx, rx) = channel::unbounded::<Queued>();
         for index in 0..threads {
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("argon2-{index}")).spawn(move || {
@@ -118,7 +171,7 @@ impl PasswordHasher {
                 let mut memory: Vec<Block> = Vec::new();
                 loop {
                     // A closed channel means the server is shutting down.
-                    let (job, span) = match rx.recv_timeout(IDLE_RELEASE) {
+                    let Queued { job, span, _slot } = match rx.recv_timeout(IDLE_RELEASE) {
                         Ok(next) => next,
                         Err(RecvTimeoutError::Timeout) => {
                             memory = Vec::new();
@@ -126,6 +179,9 @@ impl PasswordHasher {
                         }
                         Err(RecvTimeoutError::Disconnected) => return,
                     };
+                    if job.abandoned() {
+                        continue;
+                    }
                     let _entered = span.enter();
                     match job {
                         Job::Hash(password, reply) => {
@@ -141,18 +197,32 @@ impl PasswordHasher {
         let dummy_hash = hash_now(&Secret::new(crate::crypto::random_alphanumeric(32)), &mut Vec::new())?;
         Ok(PasswordHasher {
             jobs: tx,
-            queue: Arc::new(Semaphore::new(threads * QUEUE_PER_THREAD)),
+            queue: Arc::new(Semaphore::new(queue)),
+            max_wait: bounds.max_wait,
             dummy_hash: Arc::new(dummy_hash),
         })
     }
 
+    /// Queues a job and waits for its answer; [`Busy`] (in the error) when the queue is full or the
+    /// answer takes longer than the wait bound.
     async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> anyhow::Result<T> {
-        let _slot = self.queue.acquire().await?;
+        let Ok(slot) = Arc::clone(&self.queue).try_acquire_owned() else {
+            metrics::counter!("latchkey_password_hashes_shed_total", "reason" => "queue_full").increment(1);
+            return Err(Busy.into());
+        };
+        let started = Instant::now();
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send((job(reply), tracing::Span::current()))
-            .map_err(|_| anyhow::anyhow!("password hashing pool stopped"))?;
-        Ok(answer.await?)
+        let queued = Queued { job: job(reply), span: tracing::Span::current(), _slot: slot };
+        self.jobs.send(queued).map_err(|_| anyhow::anyhow!("password hashing pool stopped"))?;
+        match tokio::time::timeout(self.max_wait, answer).await {
+            Ok(answer) => Ok(answer.map_err(|_| anyhow::anyhow!("password hashing worker stopped"))?),
+            Err(_) => {
+                // Dropping `answer` marks the job abandoned: a worker that has not started it skips it.
+                metrics::counter!("latchkey_password_hashes_shed_total", "reason" => "waited_too_long").increment(1);
+                tracing::debug!(waited_ms = started.elapsed().as_millis() as u64, "password hash shed");
+                Err(Busy.into())
+            }
+        }
     }
 
     /// Hashes a password into a PHC string.
@@ -187,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_the_design_parameters_and_verify() {
-        let hasher = PasswordHasher::start(1).unwrap();
+        let hasher = PasswordHasher::start(1, QueueBounds::default()).unwrap();
         let phc = hasher.hash(Secret::new("correct horse")).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(hasher.verify(Secret::new("correct horse"), Some(phc.clone())).await.unwrap());
@@ -198,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn hashes_made_by_the_argon2_crate_verify_and_ours_verify_there() {
         use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-        let hasher = PasswordHasher::start(1).unwrap();
+        let hasher = PasswordHasher::start(1, QueueBounds::default()).unwrap();
         let salt = SaltString::generate(&mut OsRng);
         let theirs = Argon2::default().hash_password(b"pa55word-xyz", &salt).unwrap().to_string();
         assert!(hasher.verify(Secret::new("pa55word-xyz"), Some(theirs)).await.unwrap());
@@ -206,5 +276,48 @@ mod tests {
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(Argon2::default().verify_password(b"pa55word-xyz", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"other", &parsed).is_err());
+    }
+
+    /// `count` verifications of an unknown user's password, all submitted before any is answered.
+    async fn verify_concurrently(hasher: &PasswordHasher, count: usize) -> Vec<anyhow::Result<bool>> {
+        let tasks: Vec<_> = (0..count)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.verify(Secret::new("some password"), None).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_bound_a_hash_is_refused_at_once() {
+        let hasher = PasswordHasher::start(1, QueueBounds { queue: 2, max_wait: Duration::from_secs(30) }).unwrap();
+        let started = Instant::now();
+        let answers = verify_concurrently(&hasher, 6).await;
+        let busy = answers.iter().filter(|a| a.as_ref().is_err_and(|e| e.is::<Busy>())).count();
+        let done = answers.iter().filter(|a| matches!(a, Ok(false))).count();
+        assert_eq!((busy, done), (4, 2), "two slots: two verified, four shed");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_hash_waiting_past_the_wait_bound_is_refused_and_skipped() {
+        let max_wait = Duration::from_millis(40);
+        let hasher = PasswordHasher::start(1, QueueBounds { queue: 100, max_wait }).unwrap();
+        let started = Instant::now();
+        let answers = verify_concurrently(&hasher, 20).await;
+        let took = started.elapsed();
+        let busy = answers.iter().filter(|a| a.as_ref().is_err_and(|e| e.is::<Busy>())).count();
+        assert!(busy >= 15, "one worker cannot do 20 hashes in 40 ms: {busy} shed");
+        // Every caller had its answer by the bound (plus scheduling slack), not after 20 hashes.
+        assert!(took < Duration::from_millis(40 * 20), "{took:?}");
+        // The abandoned jobs are skipped, so the queue drains at once and the pool serves again.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let hasher = PasswordHasher { max_wait: Duration::from_secs(30), ..hasher };
+        assert!(!hasher.verify(Secret::new("some password"), None).await.unwrap());
     }
 }

@@ -152,6 +152,11 @@ impl ExtensionKeys {
         Ok(claims)
     }
 
+    /// Number of remembered tokens (metrics).
+    pub fn remembered(&self) -> usize {
+        self.verified.read().map_or(0, |verified| verified.len())
+    }
+
     /// Forgets remembered tokens that have expired.
     pub fn prune(&self, now: Millis) {
         let now_secs = now.div_euclid(1000);

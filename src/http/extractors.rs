@@ -78,6 +78,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// `Form<T>` (an `application/x-www-form-urlencoded` body, the sign-in pages' forms) whose rejections
+/// come out as our `{code, message}` errors rather than axum's `text/plain`: 415 `UNSUPPORTED_MEDIA_TYPE`
+/// for another content type, 400 `VALIDATION_ERROR` for a missing or malformed field; and which refuses
+/// U+0000 like [`ApiJson`].
+pub struct ApiForm<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if !content_type.is_some_and(is_form_content_type) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Expected a request with Content-Type: application/x-www-form-urlencoded",
+            ));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return Err(bytes_rejection(&rejection)),
+        };
+        // A form body is encoded as a query string is.
+        if memchr::memmem::find(&bytes, b"%00").is_some()
+            && url::form_urlencoded::parse(&bytes).any(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(nul_refused());
+        }
+        serde_urlencoded::from_bytes(&bytes)
+            .map(ApiForm)
+            // serde's message names the field and the problem, never echoes the value.
+            .map_err(|error| ApiError::bad_request("VALIDATION_ERROR", format!("Invalid form: {error}")))
+    }
+}
+
+/// `application/x-www-form-urlencoded`, in any case, with or without parameters.
+fn is_form_content_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
 /// `Path<T>` whose rejections come out as 400 `VALIDATION_ERROR` `{code, message}`, and which refuses a
 /// path segment holding U+0000 (`%00`) like [`ApiJson`].
 pub struct ApiPath<T>(pub T);

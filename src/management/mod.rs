@@ -153,6 +153,7 @@ impl From<ApiError> for ManagementError {
             "INVALID_JSON" | "VALIDATION_ERROR" | "INVALID_BODY" => "invalid_body",
             "UNSUPPORTED_MEDIA_TYPE" => "unsupported_media_type",
             "DATABASE_UNAVAILABLE" => "database_unavailable",
+            "SERVER_BUSY" => "server_busy",
             "PAYLOAD_TOO_LARGE" => "payload_too_large",
             _ => "internal_error",
         };
@@ -258,15 +259,20 @@ impl FromRequestParts<AppState> for Manager {
     }
 }
 
-/// A JSON body, refused in the management shape.
+/// A JSON body, refused in the management shape — but for a body that is not JSON at all: that 415 is
+/// the `{code, message}` one every JSON endpoint answers (and the route layer answers before any handler
+/// when the body has another content type), whether the body is missing or of another type.
 pub struct ManagementJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ManagementJson<T> {
-    type Rejection = ManagementError;
+    type Rejection = Response;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ApiJson(value) = ApiJson::<T>::from_request(request, state).await?;
-        Ok(ManagementJson(value))
+        match ApiJson::<T>::from_request(request, state).await {
+            Ok(ApiJson(value)) => Ok(ManagementJson(value)),
+            Err(error) if error.status == StatusCode::UNSUPPORTED_MEDIA_TYPE => Err(error.into_response()),
+            Err(error) => Err(ManagementError::from(error).into_response()),
+        }
     }
 }
 

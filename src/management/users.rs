@@ -221,7 +221,7 @@ fn account_error(error: AccountError) -> ManagementError {
         (status = 403, body = ManagementErrorBody, description = "`insufficient_scope`: a management token without the operation\'s scope"),
         (status = 409, body = ManagementErrorBody, description = "`user_exists`"),
         (status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`"),
-        (status = 503, body = ManagementErrorBody, description = "`management_disabled`")))]
+        (status = 503, body = ManagementErrorBody, description = "`management_disabled`; `server_busy` (too many password hashes waiting)")))]
 pub async fn create_user(
     State(state): State<AppState>,
     manager: Manager,

@@ -8,7 +8,7 @@
 //! `state` to `/login` or `/consent` and back to `/authorize/resume`.
 
 use axum::{
-    extract::{Query, RawQuery, State},
+    extract::{RawQuery, State},
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -27,6 +27,7 @@ use crate::{
     audit::{self, AuditEvent},
     clock::Millis,
     crypto,
+    http::extractors::ApiQuery,
     principal::extractors::MaybeSession,
     sessions::Session,
     state::AppState,
@@ -287,11 +288,12 @@ pub struct ResumeQuery {
 /// Resumes an authorization after sign-in.
 #[utoipa::path(get, path = paths::AUTHORIZE_RESUME, tag = "oauth", params(ResumeQuery),
     responses((status = 302, description = "To the redirect URI, or to /login or /consent"),
-        (status = 400, description = "An HTML page: the transaction is unknown or expired", content_type = "text/html", body = String)))]
+        (status = 400, description = "An HTML page: the transaction is unknown or expired; or `VALIDATION_ERROR` (JSON): no `state`, or a malformed query string",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json")))))]
 pub async fn resume(
     State(state): State<AppState>,
     session: MaybeSession,
-    Query(query): Query<ResumeQuery>,
+    ApiQuery(query): ApiQuery<ResumeQuery>,
 ) -> Response {
     match load_transaction(&state, &query.state).await {
         Ok((client, request)) => proceed(&state, &client, request, Some(query.state), session).await,

@@ -3,10 +3,9 @@
 //! (every scope with `prompt=consent`). CSRF-protected like the sign-in form.
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
-    Form,
 };
 use serde::Deserialize;
 
@@ -23,6 +22,7 @@ use super::{
 // circle, the files do not (README, "Code tour").
 use crate::{
     audit::{self, AuditEvent},
+    http::extractors::{ApiForm, ApiQuery},
     principal::extractors::MaybeSession,
     state::AppState,
 };
@@ -50,12 +50,13 @@ fn missing_transaction() -> Response {
 #[utoipa::path(get, path = paths::CONSENT, tag = "oauth", params(PageQuery),
     responses((status = 200, description = "The consent page (HTML)", content_type = "text/html", body = String),
         (status = 302, description = "No session: to /login; nothing to ask: back to /authorize/resume"),
-        (status = 400, description = "An HTML page: no, an unknown or an expired transaction", content_type = "text/html", body = String)))]
+        (status = 400, description = "An HTML page: no, an unknown or an expired transaction; or `VALIDATION_ERROR` (JSON): a malformed query string",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json")))))]
 pub async fn consent_get(
     State(state): State<AppState>,
     headers: HeaderMap,
     session: MaybeSession,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Response {
     let Some(transaction) = transaction_id(query.state) else { return missing_transaction() };
     let (client, request) = match load_transaction(&state, &transaction).await {
@@ -117,13 +118,14 @@ pub struct ConsentForm {
     responses((status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: not a form"),
         (status = 302, description = "Back to the client with a code, or `access_denied`"),
         (status = 200, description = "`response_mode=form_post`: a page that posts the answer", content_type = "text/html", body = String),
-        (status = 400, description = "An HTML page: no, an unknown or an expired transaction", content_type = "text/html", body = String),
+        (status = 400, description = "An HTML page: no, an unknown or an expired transaction; or `VALIDATION_ERROR` (JSON): a malformed form",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json"))),
         (status = 403, description = "An HTML page: the CSRF token does not match", content_type = "text/html", body = String)))]
 pub async fn consent_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     session: MaybeSession,
-    Form(form): Form<ConsentForm>,
+    ApiForm(form): ApiForm<ConsentForm>,
 ) -> Response {
     let Some(transaction) = transaction_id(form.state) else { return missing_transaction() };
     if !csrf_ok(&state, &headers, &transaction, form.csrf.as_deref().unwrap_or_default()) {

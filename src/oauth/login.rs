@@ -4,10 +4,9 @@
 //! session they start is the browser's SSO session. One generic message for every failed sign-in.
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    Form,
 };
 use serde::Deserialize;
 
@@ -22,7 +21,10 @@ use crate::{
     audit::{self, AuditEvent},
     config::Secret,
     crypto,
-    http::{cookies, extractors::ClientInfo},
+    http::{
+        cookies,
+        extractors::{ApiForm, ApiQuery, ClientInfo},
+    },
     sessions::cookies::start_session,
     social::routes::{begin, Callbacks},
     state::AppState,
@@ -149,8 +151,13 @@ async fn login_page(state: &AppState, headers: &HeaderMap, view: LoginView<'_>) 
 /// The sign-in page.
 #[utoipa::path(get, path = paths::LOGIN, tag = "oauth", params(PageQuery),
     responses((status = 200, description = "The sign-in page (HTML)", content_type = "text/html", body = String),
-        (status = 400, description = "An HTML page: no, an unknown or an expired transaction", content_type = "text/html", body = String)))]
-pub async fn login_get(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<PageQuery>) -> Response {
+        (status = 400, description = "An HTML page: no, an unknown or an expired transaction; or `VALIDATION_ERROR` (JSON): a malformed query string",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json")))))]
+pub async fn login_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Response {
     let transaction = match transaction_id(query.state) {
         Some(id) => id,
         None => return no_transaction(),
@@ -176,9 +183,14 @@ pub struct SocialForm {
     request_body(content = SocialForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: not a form"),
         (status = 303, description = "On to the provider's authorization endpoint, with the flow cookie"),
-        (status = 400, description = "The page again: an unknown provider, or one that cannot be reached; or no transaction", content_type = "text/html", body = String),
+        (status = 400, description = "The page again: an unknown provider, or one that cannot be reached; or no transaction; or `VALIDATION_ERROR` (JSON): a malformed form",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json"))),
         (status = 403, description = "The page again: the CSRF token does not match", content_type = "text/html", body = String)))]
-pub async fn login_social(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SocialForm>) -> Response {
+pub async fn login_social(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiForm(form): ApiForm<SocialForm>,
+) -> Response {
     let transaction = match transaction_id(form.state) {
         Some(id) => id,
         None => return no_transaction(),
@@ -242,14 +254,15 @@ fn too_many(retry_after: u64) -> String {
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: not a form"),
         (status = 303, description = "Signed in: on to /authorize/resume"),
-        (status = 400, description = "The page again, with one generic error; or no transaction", content_type = "text/html", body = String),
+        (status = 400, description = "The page again, with one generic error; or no transaction; or `VALIDATION_ERROR` (JSON): a malformed form",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json"))),
         (status = 403, description = "The page again: the CSRF token does not match", content_type = "text/html", body = String),
         (status = 429, description = "The page again: too many attempts", content_type = "text/html", body = String)))]
 pub async fn login_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     client: ClientInfo,
-    Form(form): Form<LoginForm>,
+    ApiForm(form): ApiForm<LoginForm>,
 ) -> Response {
     let transaction = match transaction_id(form.state) {
         Some(id) => id,
@@ -354,8 +367,13 @@ async fn signup_page(state: &AppState, headers: &HeaderMap, view: SignupView<'_>
 /// The sign-up page.
 #[utoipa::path(get, path = paths::SIGNUP, tag = "oauth", params(PageQuery),
     responses((status = 200, description = "The sign-up page (HTML)", content_type = "text/html", body = String),
-        (status = 400, description = "An HTML page: no, an unknown or an expired transaction", content_type = "text/html", body = String)))]
-pub async fn signup_get(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<PageQuery>) -> Response {
+        (status = 400, description = "An HTML page: no, an unknown or an expired transaction; or `VALIDATION_ERROR` (JSON): a malformed query string",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json")))))]
+pub async fn signup_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Response {
     let transaction = match transaction_id(query.state) {
         Some(id) => id,
         None => return no_transaction(),
@@ -380,14 +398,15 @@ pub struct SignupForm {
     request_body(content = SignupForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 415, body = crate::error::ErrorBody, description = "`UNSUPPORTED_MEDIA_TYPE`: not a form"),
         (status = 303, description = "Signed up and in: on to /authorize/resume"),
-        (status = 400, description = "The page again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The page again, with what to fix; or `VALIDATION_ERROR` (JSON): a malformed form",
+            content((String = "text/html"), (crate::error::ErrorBody = "application/json"))),
         (status = 403, description = "The page again: the CSRF token does not match", content_type = "text/html", body = String),
         (status = 429, description = "The page again: too many attempts", content_type = "text/html", body = String)))]
 pub async fn signup_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     client: ClientInfo,
-    Form(form): Form<SignupForm>,
+    ApiForm(form): ApiForm<SignupForm>,
 ) -> Response {
     let transaction = match transaction_id(form.state) {
         Some(id) => id,
@@ -427,6 +446,8 @@ pub async fn signup_post(
                 AccountError::PasswordCompromised => "That password is too common. Choose another one.",
                 AccountError::InvalidName => "That name is too long.",
                 AccountError::UserAlreadyExists => "An account with this email already exists. Sign in instead.",
+                // A saturated hashing queue is a 503 page (`unavailable` reads it in the chain).
+                AccountError::Busy(busy) => return unavailable(busy),
                 AccountError::InvalidCredentials | AccountError::Blocked | AccountError::Internal(_) => {
                     return unavailable(anyhow::anyhow!("sign-up failed: {error}"))
                 }

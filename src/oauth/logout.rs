@@ -5,7 +5,7 @@
 //! logout (offline access), as with Auth0.
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::{authorize::redirect, pages, paths, store};
 use crate::{
     audit::{self, AuditEvent},
+    http::extractors::ApiQuery,
     principal::extractors::MaybeSession,
     sessions,
     state::AppState,
@@ -81,11 +82,12 @@ async fn log_out(
 /// Logs out (Auth0's endpoint).
 #[utoipa::path(get, path = paths::LOGOUT, tag = "oauth", params(LogoutQuery),
     responses((status = 302, description = "To `returnTo`, one of the client's allowed logout URLs"),
-        (status = 200, description = "The signed-out page", content_type = "text/html", body = String)))]
+        (status = 200, description = "The signed-out page", content_type = "text/html", body = String),
+        (status = 400, body = crate::error::ErrorBody, description = "`VALIDATION_ERROR`: a malformed query string")))]
 pub async fn logout(
     State(state): State<AppState>,
     session: MaybeSession,
-    Query(query): Query<LogoutQuery>,
+    ApiQuery(query): ApiQuery<LogoutQuery>,
 ) -> Response {
     log_out(&state, session, query.client_id.as_deref(), query.return_to.as_deref(), query.state.as_deref()).await
 }
@@ -106,11 +108,12 @@ fn audience_of(id_token: &str) -> Option<String> {
 /// Logs out (OpenID Connect RP-initiated logout).
 #[utoipa::path(get, path = paths::OIDC_LOGOUT, tag = "oauth", params(OidcLogoutQuery),
     responses((status = 302, description = "To `post_logout_redirect_uri`, one of the client's allowed logout URLs, with `state`"),
-        (status = 200, description = "The signed-out page", content_type = "text/html", body = String)))]
+        (status = 200, description = "The signed-out page", content_type = "text/html", body = String),
+        (status = 400, body = crate::error::ErrorBody, description = "`VALIDATION_ERROR`: a malformed query string")))]
 pub async fn oidc_logout(
     State(state): State<AppState>,
     session: MaybeSession,
-    Query(query): Query<OidcLogoutQuery>,
+    ApiQuery(query): ApiQuery<OidcLogoutQuery>,
 ) -> Response {
     let client_id = query.client_id.clone().or_else(|| query.id_token_hint.as_deref().and_then(audience_of));
     let to = query.post_logout_redirect_uri.as_deref();

@@ -1,7 +1,7 @@
 //! `GET /api/auth/check`: forward-auth for gateways (nginx `auth_request`, Traefik `forwardAuth`).
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -16,6 +16,7 @@ use super::{extension_tenant, resolve_tenant, Credential, TenantError};
 // (and of the others): the folders meet in a circle, the files do not (README, "Code tour").
 use crate::{
     error::{ApiError, ErrorBody},
+    http::extractors::ApiQuery,
     state::AppState,
 };
 
@@ -51,11 +52,12 @@ pub struct CheckQuery {
 /// `sub`, which is `{client_id}@clients` for a client-credentials token); 401 otherwise, or when `x-tenant-id` names an organization the caller cannot access.
 #[utoipa::path(get, path = paths::AUTH_CHECK, tag = "forward-auth", params(CheckQuery),
     responses((status = 200, body = CheckResponse),
+        (status = 400, body = ErrorBody, description = "`VALIDATION_ERROR`: a malformed query string"),
         (status = 401, body = ErrorBody, description = "`UNAUTHORIZED`, `INVALID_TOKEN`, \
             `ORGANIZATION_ACCESS_DENIED` (`x-tenant-id`)")))]
 pub async fn check(
     State(state): State<AppState>,
-    Query(query): Query<CheckQuery>,
+    ApiQuery(query): ApiQuery<CheckQuery>,
     credential: Credential,
 ) -> Result<Response, ApiError> {
     let body = match &credential {

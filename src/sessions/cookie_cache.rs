@@ -152,6 +152,15 @@ impl Memo {
             .then(|| Arc::clone(&entry.cached))
     }
 
+    /// Number of remembered cookies (metrics).
+    pub fn len(&self) -> usize {
+        self.entries.read().map_or(0, |entries| entries.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets expired entries.
     pub fn prune(&self, now: Millis) {
         if let Ok(mut entries) = self.entries.write() {

@@ -25,6 +25,7 @@ mod oauth_token;
 mod openapi;
 mod ops;
 mod orgs;
+mod overload;
 mod properties;
 mod readme;
 mod security;
