@@ -71,17 +71,18 @@ pub const JOINED_USER_COLUMNS: &str = "u.email AS u_email, u.name AS u_name, u.i
     u.updated_at AS u_updated_at";
 
 impl JoinedUser {
-    /// The same columns from a row of SQLite's synchronous read path (`storage::readers`).
-    pub fn from_sqlite_row(row: &crate::storage::readers::Row<'_>) -> rusqlite::Result<JoinedUser> {
+    /// The same columns from a row of SQLite's synchronous read path (`storage::readers`), where
+    /// [`JOINED_USER_COLUMNS`] start at column `first` (read by position, in its order).
+    pub fn from_sqlite_row(row: &crate::storage::readers::Row<'_>, first: usize) -> rusqlite::Result<JoinedUser> {
         Ok(JoinedUser {
-            u_email: row.get("u_email")?,
-            u_name: row.get("u_name")?,
-            u_image: row.get("u_image")?,
-            u_email_verified: row.get("u_email_verified")?,
-            u_role: row.get("u_role")?,
-            u_blocked: row.get("u_blocked")?,
-            u_created_at: row.get("u_created_at")?,
-            u_updated_at: row.get("u_updated_at")?,
+            u_email: row.get(first)?,
+            u_name: row.get(first + 1)?,
+            u_image: row.get(first + 2)?,
+            u_email_verified: row.get(first + 3)?,
+            u_role: row.get(first + 4)?,
+            u_blocked: row.get(first + 5)?,
+            u_created_at: row.get(first + 6)?,
+            u_updated_at: row.get(first + 7)?,
         })
     }
 

@@ -56,7 +56,7 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Ses
     // The hot path of a DB session check: on SQLite, read on this thread when a reader can answer.
     let synchronous = db.sqlite_readers().and_then(|readers| {
         readers.read_row(SQL.as_str(), &[("$1", &token_hash)], |row| {
-            Ok(SessionUserRow { session: Session::from_sqlite_row(row)?, user: JoinedUser::from_sqlite_row(row)? })
+            Ok(SessionUserRow { session: Session::from_sqlite_row(row)?, user: JoinedUser::from_sqlite_row(row, 8)? })
         })
     });
     let row = match synchronous {
@@ -73,17 +73,20 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Ses
 }
 
 impl Session {
-    /// The session columns of [`find_by_token_hash`]'s select, from SQLite's synchronous read path.
+    /// The first eight columns of [`find_by_token_hash`]'s select, in its order (by position: a lookup by
+    /// name compares every column name, measured at ~4% of a DB session check), from SQLite's synchronous
+    /// read path. `sessions::on_sqlite_a_database_session_check_reads_without_the_pool` compares the answer
+    /// with the pool's.
     fn from_sqlite_row(row: &crate::storage::readers::Row<'_>) -> rusqlite::Result<Session> {
         Ok(Session {
-            id: row.get("id")?,
-            user_id: row.get("user_id")?,
-            expires_at: row.get("expires_at")?,
-            ip_address: row.get("ip_address")?,
-            user_agent: row.get("user_agent")?,
-            active_organization_id: row.get("active_organization_id")?,
-            created_at: row.get("created_at")?,
-            updated_at: row.get("updated_at")?,
+            id: row.get(0)?,
+            user_id: row.get(1)?,
+            expires_at: row.get(2)?,
+            ip_address: row.get(3)?,
+            user_agent: row.get(4)?,
+            active_organization_id: row.get(5)?,
+            created_at: row.get(6)?,
+            updated_at: row.get(7)?,
         })
     }
 }
