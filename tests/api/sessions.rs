@@ -22,6 +22,7 @@ both_backends!(
     sliding_never_extends_past_the_absolute_lifetime,
     an_expired_session_is_refused_and_deleted,
     the_cleanup_task_removes_expired_sessions,
+    the_cleanup_removes_a_backlog_larger_than_a_batch_and_keeps_live_sessions,
     list_sessions_shows_only_the_users_own_sessions,
     revoke_session_accepts_the_handle_or_a_raw_token_of_the_same_user_only,
     revoke_sessions_and_revoke_other_sessions,
@@ -240,6 +241,35 @@ async fn the_cleanup_task_removes_expired_sessions(backend: Backend) {
 
     assert_eq!(removed, 2);
     assert_eq!(app.count("sessions").await, 1);
+}
+
+async fn the_cleanup_removes_a_backlog_larger_than_a_batch_and_keeps_live_sessions(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.sign_up("alice@example.com").await;
+    let now = app.clock.now();
+    let created = now - 40 * 86_400_000;
+    // 2.5 batches of sessions that expired over the last week, and as many revocation records older than
+    // the resync window, written directly (thousands of sign-ins would take minutes of Argon2id).
+    let rows = 2 * latchkey::storage::cleanup::BATCH + 500;
+    app.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         INSERT INTO sessions (id, token_hash, user_id, expires_at, created_at, updated_at) \
+         SELECT 'ses_old' || i, 'hash' || i, (SELECT id FROM users WHERE email = 'alice@example.com'), \
+         {now} - 1 - i * 100000, {created}, {created} FROM n"
+    ))
+    .await;
+    app.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         INSERT INTO session_revocations (session_id, revoked_at) SELECT 'ses_gone' || i, {created} - i FROM n"
+    ))
+    .await;
+
+    let removed = app.state.run_maintenance().await.unwrap();
+
+    assert_eq!(removed, u64::try_from(rows).unwrap());
+    assert_eq!(app.count("sessions").await, 1);
+    assert_eq!(app.count("session_revocations").await, 0);
+    assert_eq!(app.get_session().await["user"]["email"], "alice@example.com");
 }
 
 async fn list_sessions_shows_only_the_users_own_sessions(backend: Backend) {
