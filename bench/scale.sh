@@ -31,6 +31,9 @@
 #        sign-in                POST /api/auth/sign-in/email, a uniformly random generated user per request
 #      The per-table sequential-scan counters (pg_stat_user_tables) are read before and after the runs,
 #      and EXPLAIN ANALYZE of the three lookups is kept: no hot query may scan.
+#   5. Two rarer statements that once read whole tables (migration 0011), timed by request: deleting an
+#      organization (with an API key in it, active in a session), and the management API's first page of
+#      users (with and without include_totals), SCALE_ORG_ROUNDS times each (default 3; the slowest shown).
 # Then the report (bench/results/scale.md): the p99 ratios largest / smallest size, target ≤ 1.5.
 #
 # Environment (all optional):
@@ -351,6 +354,45 @@ EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT u.id, a.password_ha
 EOF
 }
 
+# org_deletions <database> <n>: SCALE_ORG_ROUNDS times, the seed user creates an organization (it becomes
+# their session's active one) and an API key in it, then deletes the organization — which clears it as
+# any session's active organization and cascades to its keys: the two statements that read whole tables
+# before migration 0011. Records the slowest deletion and the sequential scans the deletions made.
+declare -A ORG_NOTE MGMT_NOTE
+org_deletions() {
+  local db=$1 n=$2 i out="$TMP/org.json" code org times=() before after
+  local auth=(-H "Authorization: Bearer $SEED_TOKEN" -H 'Content-Type: application/json')
+  before=$(seq_scans "$db")
+  for ((i = 1; i <= ${SCALE_ORG_ROUNDS:-3}; i++)); do
+    code=$(curl_code "$out" "${auth[@]}" --data "{\"name\":\"Scale $i\",\"slug\":\"scale-$i-$(random_hex 3)\"}" \
+      "$SERVER_URL/api/auth/organization/create")
+    [[ $code == 200 ]] || { cat "$out" >&2; die "organization/create answered HTTP $code"; }
+    org=$(grep -o '"id":"[^"]*"' "$out" | head -n 1 | cut -d'"' -f4)
+    code=$(curl_code "$out" "${auth[@]}" --data "{\"name\":\"org key\",\"organizationId\":\"$org\"}" \
+      "$SERVER_URL/api/auth/api-key/create")
+    [[ $code == 200 ]] || { cat "$out" >&2; die "api-key/create in the organization answered HTTP $code"; }
+    times+=("$(curl -sS --max-time 60 -o "$out" -w '%{http_code} %{time_total}' "${auth[@]}" \
+      --data "{\"organizationId\":\"$org\"}" "$SERVER_URL/api/auth/organization/delete")")
+    [[ ${times[-1]} == 200\ * ]] || { cat "$out" >&2; die "organization/delete answered ${times[-1]}"; }
+  done
+  after=$(seq_scans "$db")
+  local ms
+  ms=$(printf '%s\n' "${times[@]}" | awk '{ v = $2 * 1000; if (v > m) m = v } END { printf "%.1f", m }')
+  # The management API's first page of users, newest first, with and without the total.
+  local list=() total=()
+  for ((i = 1; i <= ${SCALE_ORG_ROUNDS:-3}; i++)); do
+    list+=("$(curl -sS --max-time 60 -o "$out" -w '%{http_code} %{time_total}' -u "bench:$MASTER_PASSWORD" "$SERVER_URL/api/v2/users?per_page=50")")
+    [[ ${list[-1]} == 200\ * ]] || { cat "$out" >&2; die "GET /api/v2/users answered ${list[-1]}"; }
+    total+=("$(curl -sS --max-time 60 -o "$out" -w '%{http_code} %{time_total}' -u "bench:$MASTER_PASSWORD" "$SERVER_URL/api/v2/users?per_page=50&include_totals=true")")
+    [[ ${total[-1]} == 200\ * ]] || { cat "$out" >&2; die "GET /api/v2/users with totals answered ${total[-1]}"; }
+  done
+  local slowest='{ v = $2 * 1000; if (v > m) m = v } END { printf "%.1f", m }'
+  MGMT_NOTE[$n]="management API, first page of 50 users newest first: slowest of ${#list[@]} $(printf '%s\n' "${list[@]}" | awk "$slowest") ms; with include_totals (a COUNT of every user): $(printf '%s\n' "${total[@]}" | awk "$slowest") ms"
+  log "${MGMT_NOTE[$n]}"
+  ORG_NOTE[$n]="slowest of ${#times[@]} organization deletions (each with an API key, active in a session): $ms ms; sequential scans they made: $(join -t= <(echo "$before") <(echo "$after") | awk -F= '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $1, $3 - $2 }')"
+  log "${ORG_NOTE[$n]}"
+}
+
 # ---------------------------------------------------------------------------------------------------
 # cleanup at the largest size
 
@@ -370,7 +412,13 @@ start_sampler() {
 }
 
 measure_cleanup() {
-  local db=$1 n=$2 expired=$3 samples="$TMP/activity.txt" start probe_out="$TMP/probe.txt" line
+  local db=$1 n=$2 expired=$3 samples="$TMP/activity.txt" start probe_out="$TMP/probe.txt" line single
+  # For comparison, what the cleanup was before it was batched: one DELETE of every expired session, one
+  # transaction holding every deleted row's lock until it ends (run here and rolled back).
+  single=$( { echo 'BEGIN;'; echo '\timing on'; echo "DELETE FROM sessions WHERE expires_at <= $(date +%s%3N);"
+    echo '\timing off'; echo 'ROLLBACK;'; } | pg -d "$db" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | head -n 1)
+  log "one DELETE of all expired sessions (the old cleanup; rolled back): ${single:-?} ms"
+  pg -d "$db" -c "VACUUM sessions" >/dev/null
   start_sampler "$db" "$samples"
   sleep 0.5
   start=$(date +%s%3N)
@@ -409,6 +457,7 @@ measure_cleanup() {
   local probe
   probe=$(bench_line "$probe_out" || echo "")
   CLEANUP_NOTE+=("- expired sessions generated: $expired (next to $n live ones); deleted by the server's start-up maintenance: ${rows:-?} rows in ${batches:-?} batches of ≤ 1,000, in $(awk -v ms=$((finished - start)) 'BEGIN { printf "%.1f", ms / 1000 }') s from the server's start (polled: ± 1 s); expired rows left: $left")
+  CLEANUP_NOTE+=("- for comparison, the cleanup before this issue (one \`DELETE FROM sessions WHERE expires_at <= now\`, one transaction; run in a transaction and rolled back before the server started): **$(awk -v ms="${single:-0}" 'BEGIN { printf "%.1f", ms / 1000 }') s** holding every deleted row's lock")
   CLEANUP_NOTE+=("- **longest batch (the server's own timing of its slowest DELETE statement, so the longest any row lock was held): ${longest:-?} ms**")
   CLEANUP_NOTE+=("- pg_stat_activity sampled every 50 ms: the DELETE seen in $count samples, its transaction at most **$sampled ms** old; samples with any backend waiting on a lock: $waits")
   if [[ -n $probe ]]; then
@@ -438,6 +487,8 @@ run_size() {
   [[ $code == 200 ]] || { cat "$out" >&2; die "sign-up answered HTTP $code"; }
   COOKIE_NAME=$(tr -d '\r' <"$headers" | sed -n 's/^[Ss]et-[Cc]ookie:[[:space:]]*\([^=;]*session_token\)=.*/\1/p' | head -n 1)
   [[ -n $COOKIE_NAME ]] || die "the sign-up set no session_token cookie"
+  SEED_TOKEN=$(grep -o '"token":"[^"]*"' "$out" | head -n 1 | cut -d'"' -f4)
+  [[ -n $SEED_TOKEN ]] || die "the sign-up returned no session token"
   stop_server
   if [[ $n == "$LARGEST" && $EXPIRED_PERCENT -gt 0 ]]; then expired=$((n * EXPIRED_PERCENT / 100)); fi
   load "$db" "$n" "$expired"
@@ -471,6 +522,7 @@ run_size() {
   scans_after=$(seq_scans "$db")
   SCANS[$n]=$(join -t= <(echo "$scans_before") <(echo "$scans_after") | awk -F= '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $1, $3 - $2 }')
   PLANS[$n]=$(explain "$db" "$n")
+  org_deletions "$db" "$n"
   log "sequential scans during the runs: ${SCANS[$n]}"
   stop_server
   if [[ ${SCALE_KEEP_DB:-0} != 1 ]]; then
@@ -534,7 +586,7 @@ mkdir -p "$(dirname "$RESULTS")"
   echo "$TABLE"
   echo
   for n in "${SIZES[@]}"; do
-    echo "- $n users: generated in ${GEN[$n]}; ${SIZE_NOTE[$n]}; sequential scans of users, accounts, sessions, api_keys during the measured runs: ${SCANS[$n]}"
+    echo "- $n users: generated in ${GEN[$n]}; ${SIZE_NOTE[$n]}; sequential scans of users, accounts, sessions, api_keys during the measured runs: ${SCANS[$n]}; ${ORG_NOTE[$n]}; ${MGMT_NOTE[$n]}"
   done
   if ((${#CLEANUP_NOTE[@]})); then
     echo
