@@ -33,8 +33,12 @@ pub async fn delete_in_batches(db: &Db, table: &'static str, sql: &str, bound: i
     let mut done = Deleted::default();
     loop {
         let started = Instant::now();
-        let rows =
-            crate::db_run!(db, |pool| sqlx::query(sql).bind(bound).bind(BATCH).execute(pool).await)?.rows_affected();
+        let rows = crate::db_run!(db, |pool| sqlx::query(sql)
+            .bind(bound)
+            .bind(BATCH)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         done.rows += rows;
         done.batches += 1;
