@@ -41,10 +41,12 @@
 #   SCALE_EXPIRED_PERCENT=50      expired sessions at the largest size (0: no cleanup measurement)
 #   SCALE_SAMPLE=200000           sessions the get-session run spreads over (capped at N)
 #   SCALE_PROBE=20s               the get-session probe during the cleanup
-#   BENCH_DURATION=20s  BENCH_WARMUP=10s  BENCH_THREADS=2  BENCH_CONNECTIONS=16
+#   SCALE_ROUNDS=3                measurement rounds; they alternate the sizes, the report takes medians
+#   BENCH_DURATION=20s  BENCH_WARMUP=10s  BENCH_THREADS=2  BENCH_CONNECTIONS=8
 #   BENCH_SIGNIN_CONNECTIONS=8    (sign-in is Argon2id-bound: ~50 per second per core)
 #   BENCH_PG_HOST=127.0.0.1 BENCH_PG_PORT=5432 BENCH_PG_USER=postgres   (PGPASSWORD is honoured)
 #   BENCH_PORT_BASE=18080  BENCH_SKIP_BUILD=1 (use $CARGO_TARGET_DIR/release/latchkey as it is)
+#   SCALE_SERVER_ENV="K=V …"     more environment for the measured servers (experiments)
 #   SCALE_KEEP_DB=1               keep the databases (their names are printed) instead of dropping them
 #   SCALE_RESULTS=<file>          default bench/results/scale.md
 #   CARGO_TARGET_DIR              default /tmp/latchkey-target
@@ -69,13 +71,15 @@ PROBE=${SCALE_PROBE:-20s}
 DURATION=${BENCH_DURATION:-20s}
 WARMUP=${BENCH_WARMUP:-10s}
 THREADS=${BENCH_THREADS:-2}
-CONNECTIONS=${BENCH_CONNECTIONS:-16}
+CONNECTIONS=${BENCH_CONNECTIONS:-8}
+ROUNDS=${SCALE_ROUNDS:-3}
 SIGNIN_CONNECTIONS=${BENCH_SIGNIN_CONNECTIONS:-8}
 RESULTS=${SCALE_RESULTS:-$ROOT/bench/results/scale.md}
 SERVER_BIN=$CARGO_TARGET_DIR/release/latchkey
 PASSWORD="scale bench password $(random_hex 4)"
 MASTER_PASSWORD=$(random_hex 16)
 TABLES="'users','accounts','sessions','api_keys'"
+fmt() { awk -v v="$1" -v p="$2" 'BEGIN { printf("%." p "f", v) }'; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-scale.XXXXXX")
 DBS=()
@@ -121,6 +125,7 @@ log "disk before the load: $(df -h --output=avail "$(pg -d postgres -tAc 'SHOW d
 SERVER_PID=""
 SERVER_URL=""
 SERVER_LOG=""
+# The server secret of the database being measured (its signing keys are sealed under it).
 SECRET=""
 
 # start_server <database> <label> [extra env...]
@@ -131,7 +136,6 @@ start_server() {
   port=$(pick_port)
   SERVER_URL="http://127.0.0.1:$port"
   SERVER_LOG="$TMP/server-$label.log"
-  SECRET=$(random_hex 32)
   local envs=(
     "PATH=$PATH" "HOME=${HOME:-/tmp}"
     "LATCHKEY_LISTEN=127.0.0.1:$port"
@@ -290,34 +294,35 @@ load() {
 # ---------------------------------------------------------------------------------------------------
 # measurement
 
+# Results by "<scenario>/<size>/<round>".
 declare -A RPS P50 P99 ERRS
 FLAGGED=0
 
-# measure <label> <size> <connections> <url> [extra wrk args]: warm-up, then the measured run.
+# measure <label> <size> <round> <connections> <url> [extra wrk args]: warm-up, then the measured run.
 measure() {
-  local label=$1 n=$2 conns=$3 url=$4
-  shift 4
-  local out="$TMP/wrk-$RANDOM$RANDOM.txt" line
+  local label=$1 n=$2 round=$3 conns=$4 url=$5
+  shift 5
+  local out="$TMP/wrk-$RANDOM$RANDOM.txt" line key="$label/$n/$round"
   if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
     timeout -k 5 $(($(seconds_of "$WARMUP") + 60)) wrk -t"$THREADS" -c"$conns" -d"$WARMUP" \
       -s "$ROOT/bench/scale.lua" "$@" "$url" >/dev/null 2>&1 || true
   fi
-  log "wrk: $label at $n — -t$THREADS -c$conns -d$DURATION"
+  log "wrk: $label at $n users, round $round — -t$THREADS -c$conns -d$DURATION"
   timeout -k 5 $(($(seconds_of "$DURATION") + 60)) wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency \
     -s "$ROOT/bench/scale.lua" "$@" "$url" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed: $label"; }
   line=$(bench_line "$out") || { cat "$out" >&2; die "no LATCHKEY_BENCH line: $label"; }
-  RPS[$label/$n]=$(field "$line" rps)
-  P50[$label/$n]=$(field "$line" p50_ms)
-  P99[$label/$n]=$(field "$line" p99_ms)
+  RPS[$key]=$(field "$line" rps)
+  P50[$key]=$(field "$line" p50_ms)
+  P99[$key]=$(field "$line" p99_ms)
   local es eo
   es=$(field "$line" errors_status)
   eo=$(field "$line" errors_socket)
-  ERRS[$label/$n]=$((es + eo))
+  ERRS[$key]=$((es + eo))
   if ((es + eo > 0)); then
     FLAGGED=$((FLAGGED + 1))
     printf 'bench: warning: %s at %s saw %s HTTP errors and %s socket errors\n' "$label" "$n" "$es" "$eo" >&2
   fi
-  log "  ${RPS[$label/$n]} req/s, p50 ${P50[$label/$n]} ms, p99 ${P99[$label/$n]} ms"
+  log "  ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms"
 }
 
 # The signed session-token cookies of SAMPLE random generated sessions, one Cookie header value a line.
@@ -422,10 +427,9 @@ measure_cleanup() {
   start_sampler "$db" "$samples"
   sleep 0.5
   start=$(date +%s%3N)
-  start_server "$db" "cleanup-$n" LATCHKEY_API_KEYS_CACHE_TTL=0
+  start_on "$n" "cleanup-$n"
   log "the start-up maintenance is deleting $expired expired sessions; probing get-session (DB path) for $PROBE"
-  cookie_file "$n" "$COOKIE_NAME" "$TMP/cookies.txt"
-  BENCH_SCALE_KIND=cookie BENCH_SCALE_FILE="$TMP/cookies.txt" \
+  BENCH_SCALE_KIND=cookie BENCH_SCALE_FILE="$TMP/cookies-$n.txt" \
     timeout -k 5 $(($(seconds_of "$PROBE") + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PROBE" --latency \
     -s "$ROOT/bench/scale.lua" "$SERVER_URL/api/auth/get-session?disableCookieCache=true" >"$probe_out" 2>&1 || true
   # Done when the server logs its summary (a delete of more than one batch), or no expired row is left.
@@ -457,7 +461,7 @@ measure_cleanup() {
   local probe
   probe=$(bench_line "$probe_out" || echo "")
   CLEANUP_NOTE+=("- expired sessions generated: $expired (next to $n live ones); deleted by the server's start-up maintenance: ${rows:-?} rows in ${batches:-?} batches of ≤ 1,000, in $(awk -v ms=$((finished - start)) 'BEGIN { printf "%.1f", ms / 1000 }') s from the server's start (polled: ± 1 s); expired rows left: $left")
-  CLEANUP_NOTE+=("- for comparison, the cleanup before this issue (one \`DELETE FROM sessions WHERE expires_at <= now\`, one transaction; run in a transaction and rolled back before the server started): **$(awk -v ms="${single:-0}" 'BEGIN { printf "%.1f", ms / 1000 }') s** holding every deleted row's lock")
+  CLEANUP_NOTE+=("- for comparison, the cleanup before this issue (one \`DELETE FROM sessions WHERE expires_at <= now\`, one transaction; run in a transaction and rolled back before the server started): **$(fmt "${single:-0}" 0) ms** holding every deleted row's lock")
   CLEANUP_NOTE+=("- **longest batch (the server's own timing of its slowest DELETE statement, so the longest any row lock was held): ${longest:-?} ms**")
   CLEANUP_NOTE+=("- pg_stat_activity sampled every 50 ms: the DELETE seen in $count samples, its transaction at most **$sampled ms** old; samples with any backend waiting on a lock: $waits")
   if [[ -n $probe ]]; then
@@ -471,40 +475,55 @@ measure_cleanup() {
 # ---------------------------------------------------------------------------------------------------
 # one size
 
-declare -A GEN SIZE_NOTE SCANS PLANS
+declare -A GEN SIZE_NOTE SCANS PLANS DB_OF SECRET_OF COOKIE_NAME_OF SEED_TOKEN_OF
 
-run_size() {
+# prepare_size <n>: the database, its load, and at the largest size the cleanup measurement.
+prepare_size() {
   local n=$1 db expired=0
   db="latchkey_scale_${n}_$(random_hex 4)"
   DBS+=("$db")
+  DB_OF[$n]=$db
   log "=== $n users: database $db"
   pg -d postgres -c "CREATE DATABASE \"$db\"" >/dev/null
+  SECRET=$(random_hex 32)
+  SECRET_OF[$n]=$SECRET
   # Migrations, and one real sign-up for its Argon2id hash.
   start_server "$db" "migrate-$n"
   local out="$TMP/signup.json" headers="$TMP/signup.headers" code
   code=$(curl_code "$out" -D "$headers" -H 'Content-Type: application/json' \
     --data "{\"name\":\"Seed\",\"email\":\"seed@scale.example\",\"password\":\"$PASSWORD\"}" "$SERVER_URL/api/auth/sign-up/email")
   [[ $code == 200 ]] || { cat "$out" >&2; die "sign-up answered HTTP $code"; }
-  COOKIE_NAME=$(tr -d '\r' <"$headers" | sed -n 's/^[Ss]et-[Cc]ookie:[[:space:]]*\([^=;]*session_token\)=.*/\1/p' | head -n 1)
-  [[ -n $COOKIE_NAME ]] || die "the sign-up set no session_token cookie"
-  SEED_TOKEN=$(grep -o '"token":"[^"]*"' "$out" | head -n 1 | cut -d'"' -f4)
-  [[ -n $SEED_TOKEN ]] || die "the sign-up returned no session token"
+  COOKIE_NAME_OF[$n]=$(tr -d '\r' <"$headers" | sed -n 's/^[Ss]et-[Cc]ookie:[[:space:]]*\([^=;]*session_token\)=.*/\1/p' | head -n 1)
+  [[ -n ${COOKIE_NAME_OF[$n]} ]] || die "the sign-up set no session_token cookie"
+  SEED_TOKEN_OF[$n]=$(grep -o '"token":"[^"]*"' "$out" | head -n 1 | cut -d'"' -f4)
+  [[ -n ${SEED_TOKEN_OF[$n]} ]] || die "the sign-up returned no session token"
   stop_server
   if [[ $n == "$LARGEST" && $EXPIRED_PERCENT -gt 0 ]]; then expired=$((n * EXPIRED_PERCENT / 100)); fi
   load "$db" "$n" "$expired"
   GEN[$n]=$GEN_NOTE
   SIZE_NOTE[$n]=$SIZES_NOTE
-
+  cookie_file "$n" "${COOKIE_NAME_OF[$n]}" "$TMP/cookies-$n.txt"
   if ((expired > 0)); then
     measure_cleanup "$db" "$n" "$expired"
-  else
-    start_server "$db" "measure-$n" LATCHKEY_API_KEYS_CACHE_TTL=0
-    cookie_file "$n" "$COOKIE_NAME" "$TMP/cookies.txt"
+    stop_server
   fi
+}
 
+# start_on <n> <label>: the server on size n's database, as measured (API-key cache off).
+start_on() {
+  SECRET=${SECRET_OF[$1]}
+  local extra=()
+  read -r -a extra <<<"${SCALE_SERVER_ENV:-}"
+  start_server "${DB_OF[$1]}" "$2" LATCHKEY_API_KEYS_CACHE_TTL=0 "${extra[@]}"
+}
+
+# measure_round <n> <round>: the three scenarios on a fresh server.
+measure_round() {
+  local n=$1 round=$2 out="$TMP/probe.json" code db=${DB_OF[$1]}
+  start_on "$n" "measure-$n-$round"
   # Each kind once by hand first: a wrong cookie, key or password would otherwise be measured as 401s.
   local probe_i=$(((n + 2) / 3))
-  code=$(curl_code "$out" -H "Cookie: $(head -n 1 "$TMP/cookies.txt")" "$SERVER_URL/api/auth/get-session?disableCookieCache=true")
+  code=$(curl_code "$out" -H "Cookie: $(head -n 1 "$TMP/cookies-$n.txt")" "$SERVER_URL/api/auth/get-session?disableCookieCache=true")
   [[ $code == 200 ]] && grep -q '"session"' "$out" || { cat "$out" >&2; die "a generated session's cookie was refused (HTTP $code)"; }
   code=$(curl_code "$out" -H "x-api-key: lk_$(printf '%048d' "$probe_i")" "$SERVER_URL/api/auth/check")
   [[ $code == 200 ]] || { cat "$out" >&2; die "a generated API key was refused (HTTP $code)"; }
@@ -514,38 +533,53 @@ run_size() {
 
   local scans_before scans_after
   scans_before=$(seq_scans "$db")
-  BENCH_SCALE_KIND=cookie BENCH_SCALE_FILE="$TMP/cookies.txt" \
-    measure "get-session, DB path" "$n" "$CONNECTIONS" "$SERVER_URL/api/auth/get-session?disableCookieCache=true"
-  BENCH_SCALE_KIND=key BENCH_SCALE_COUNT=$n measure "API-key check, DB path" "$n" "$CONNECTIONS" "$SERVER_URL/api/auth/check"
+  BENCH_SCALE_KIND=cookie BENCH_SCALE_FILE="$TMP/cookies-$n.txt" \
+    measure "get-session, DB path" "$n" "$round" "$CONNECTIONS" "$SERVER_URL/api/auth/get-session?disableCookieCache=true"
+  BENCH_SCALE_KIND=key BENCH_SCALE_COUNT=$n \
+    measure "API-key check, DB path" "$n" "$round" "$CONNECTIONS" "$SERVER_URL/api/auth/check"
   BENCH_SCALE_KIND=sign_in BENCH_SCALE_COUNT=$n BENCH_SCALE_PASSWORD=$PASSWORD \
-    measure "sign-in" "$n" "$SIGNIN_CONNECTIONS" "$SERVER_URL/api/auth/sign-in/email" --timeout 10s
+    measure "sign-in" "$n" "$round" "$SIGNIN_CONNECTIONS" "$SERVER_URL/api/auth/sign-in/email" --timeout 10s
   scans_after=$(seq_scans "$db")
-  SCANS[$n]=$(join -t= <(echo "$scans_before") <(echo "$scans_after") | awk -F= '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $1, $3 - $2 }')
-  PLANS[$n]=$(explain "$db" "$n")
-  org_deletions "$db" "$n"
-  log "sequential scans during the runs: ${SCANS[$n]}"
+  SCANS[$n]+="$( [[ -n ${SCANS[$n]:-} ]] && echo '; ')round $round: $(join -t= <(echo "$scans_before") <(echo "$scans_after") | awk -F= '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $1, $3 - $2 }')"
   stop_server
-  if [[ ${SCALE_KEEP_DB:-0} != 1 ]]; then
-    pg -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
-    forget_db "$db"
-  fi
 }
 
-forget_db() {
-  local kept=() d
-  for d in "${DBS[@]}"; do [[ $d == "$1" ]] || kept+=("$d"); done
-  DBS=("${kept[@]}")
+# extras <n>: query plans, organization deletions and the management list on size n.
+extras() {
+  local n=$1
+  start_on "$n" "extras-$n"
+  SEED_TOKEN=${SEED_TOKEN_OF[$n]}
+  PLANS[$n]=$(explain "${DB_OF[$n]}" "$n")
+  org_deletions "${DB_OF[$n]}" "$n"
+  stop_server
 }
 
 BENCH_START=$SECONDS
-for n in "${SIZES[@]}"; do run_size "$n"; done
+for n in "${SIZES[@]}"; do prepare_size "$n"; done
+# Rounds alternate the sizes, so that the machine's drift (it is shared) falls on every size alike.
+for ((round = 1; round <= ROUNDS; round++)); do
+  for n in "${SIZES[@]}"; do measure_round "$n" "$round"; done
+done
+for n in "${SIZES[@]}"; do extras "$n"; done
 
 # ---------------------------------------------------------------------------------------------------
 # report
 
 LABELS=("get-session, DB path" "API-key check, DB path" "sign-in")
 SMALLEST=${SIZES[0]}
-fmt() { awk -v v="$1" -v p="$2" 'BEGIN { printf("%." p "f", v) }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# stat <array name> <label> <n>: the median over the rounds.
+stat() {
+  local -n values=$1
+  local r all=()
+  for ((r = 1; r <= ROUNDS; r++)); do all+=("${values[$2/$3/$r]}"); done
+  median "${all[@]}"
+}
+rounds_of() {
+  local r all=()
+  for ((r = 1; r <= ROUNDS; r++)); do all+=("$(fmt "${P99[$1/$2/$r]}" 1)"); done
+  echo "${all[*]}"
+}
 table() {
   local header="| scenario |" rule="|---|" label n
   for n in "${SIZES[@]}"; do
@@ -558,13 +592,14 @@ table() {
   for label in "${LABELS[@]}"; do
     local row="| $label |"
     for n in "${SIZES[@]}"; do
-      local cell
-      cell=$(fmt "${RPS[$label/$n]}" 0)
-      ((${ERRS[$label/$n]} > 0)) && cell+=" **(${ERRS[$label/$n]} errors)**"
-      row+=" $cell | $(fmt "${P50[$label/$n]}" 2) | $(fmt "${P99[$label/$n]}" 2) |"
+      local cell errors=0 r
+      for ((r = 1; r <= ROUNDS; r++)); do errors=$((errors + ${ERRS[$label/$n/$r]})); done
+      cell=$(fmt "$(stat RPS "$label" "$n")" 0)
+      ((errors > 0)) && cell+=" **($errors errors)**"
+      row+=" $cell | $(fmt "$(stat P50 "$label" "$n")" 2) | $(fmt "$(stat P99 "$label" "$n")" 2) |"
     done
     if ((${#SIZES[@]} > 1)); then
-      row+=" **$(awk -v a="${P99[$label/$LARGEST]}" -v b="${P99[$label/$SMALLEST]}" 'BEGIN { printf "%.2f", a / b }')** |"
+      row+=" **$(awk -v a="$(stat P99 "$label" "$LARGEST")" -v b="$(stat P99 "$label" "$SMALLEST")" 'BEGIN { printf "%.2f", a / b }')** |"
     fi
     echo "$row"
   done
@@ -580,13 +615,25 @@ mkdir -p "$(dirname "$RESULTS")"
     git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || commit="$commit (with uncommitted changes)"
     echo "- commit: $commit; PostgreSQL $(pg -d postgres -tAc 'SHOW server_version'), shared_buffers $(pg -d postgres -tAc 'SHOW shared_buffers')"
   fi
-  echo "- wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'): -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up (sign-in: -c$SIGNIN_CONNECTIONS); every request names a different generated row (get-session: $SAMPLE sessions in turn; keys and sign-ins: uniform over all N); API-key cache off; rate limits raised to 10^9"
+  echo "- wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'): -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up (sign-in: -c$SIGNIN_CONNECTIONS), each on a freshly started server, $ROUNDS rounds alternating the sizes; every request names a different generated row (get-session: $SAMPLE sessions in turn; keys and sign-ins: uniform over all N); API-key cache off; rate limits raised to 10^9"
   echo "- each size: N users, N credential accounts (one real Argon2id hash, from a sign-up through the API), N live sessions, N API keys"
   echo
   echo "$TABLE"
   echo
+  echo "Medians of $ROUNDS rounds; the rounds alternate the sizes (p99 per round, ms):"
+  echo
+  for label in "${LABELS[@]}"; do
+    echo "- $label: $(for n in "${SIZES[@]}"; do printf '%s users %s; ' "$n" "$(rounds_of "$label" "$n")"; done | sed 's/; $//')"
+  done
   for n in "${SIZES[@]}"; do
-    echo "- $n users: generated in ${GEN[$n]}; ${SIZE_NOTE[$n]}; sequential scans of users, accounts, sessions, api_keys during the measured runs: ${SCANS[$n]}; ${ORG_NOTE[$n]}; ${MGMT_NOTE[$n]}"
+    echo
+    echo "$n users:"
+    echo
+    echo "- generated in ${GEN[$n]}"
+    echo "- sizes: ${SIZE_NOTE[$n]}"
+    echo "- sequential scans of users, accounts, sessions, api_keys during the measured runs: ${SCANS[$n]}"
+    echo "- ${ORG_NOTE[$n]}"
+    echo "- ${MGMT_NOTE[$n]}"
   done
   if ((${#CLEANUP_NOTE[@]})); then
     echo

@@ -179,10 +179,10 @@ log "idle RSS after set-up: $IDLE_RSS MB; soaking for $DURATION in $SLICE slices
 # worker <kind>: wrk slices back to back until the window ends; one line per slice:
 # "<end, seconds since T0> <kind> <rps> <p50> <p99> <requests> <expected 4xx> <unexpected> <socket errors>"
 worker() {
-  local kind=$1 until=$2 out="$TMP/wrk-$1.txt" slice=$(seconds_of "$SLICE") line now left
+  local kind=$1 end_at=$2 out="$TMP/wrk-$1.txt" slice=$(seconds_of "$SLICE") line now left
   while true; do
     now=$(date +%s)
-    left=$((until - now))
+    left=$((end_at - now))
     ((left >= 1)) || break
     ((left < slice)) && slice=$left
     BENCH_SOAK_KIND=$kind timeout -k 5 $((slice + 30)) wrk -t"${THREADS_OF[$kind]}" -c"${CONNS_OF[$kind]}" \
