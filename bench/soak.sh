@@ -245,7 +245,7 @@ set output "$RESULTS_DIR/soak.png"
 set multiplot layout 2,1 title "Latchkey soak ($BACKEND, $DURATION of mixed load, $(date -u '+%Y-%m-%d'))"
 set grid
 set xlabel "minutes"
-set xrange [0:*]
+set xrange [0:$(awk '{ if ($1 > m) m = $1 } END { printf "%.2f", m / 60 }' "$RSS_FILE")]
 set arrow 1 from $(awk -v s="$LOAD_END" 'BEGIN { print s / 60 }'), graph 0 to $(awk -v s="$LOAD_END" 'BEGIN { print s / 60 }'), graph 1 nohead dt 2
 set ylabel "RSS (MB)"
 set yrange [0:*]
