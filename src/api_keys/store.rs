@@ -122,16 +122,35 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool, StorageError> {
     Ok(db_run!(db, |pool| sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))? == 1)
 }
 
-/// Applies a batch of (id, last use, uses) in one transaction.
+/// Keys one usage statement updates at most (three parameters each).
+const USAGE_CHUNK: usize = 500;
+
+/// Applies a batch of (id, last use, uses) in one transaction: one UPDATE per [`USAGE_CHUNK`] keys (a
+/// VALUES list joined by id), not one per key. With many distinct keys in use, a flush of one statement
+/// per key held a connection for seconds (20,000 keys used within a flush interval, `bench/scale.sh`).
 pub async fn record_usage(db: &Db, batch: &[(String, Millis, i64)]) -> Result<(), StorageError> {
-    const SQL: &str = "UPDATE api_keys SET last_request = CASE WHEN last_request IS NULL OR last_request < $2 \
-        THEN $2 ELSE last_request END, request_count = request_count + $3 WHERE id = $1";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
-        for (id, last, count) in batch {
-            sqlx::query(SQL).bind(id).bind(*last).bind(*count).execute(&mut *tx).await?;
+        for chunk in batch.chunks(USAGE_CHUNK) {
+            let sql = usage_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for (id, last, count) in chunk {
+                query = query.bind(id).bind(*last).bind(*count);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
     })
+}
+
+/// `UPDATE … FROM (VALUES ($1, $2, $3), …)` for `rows` keys (the ids of one flush are distinct).
+fn usage_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows).map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+    format!(
+        "UPDATE api_keys SET last_request = CASE WHEN api_keys.last_request IS NULL OR api_keys.last_request < u.last \
+         THEN u.last ELSE api_keys.last_request END, request_count = api_keys.request_count + u.uses \
+         FROM (SELECT column1 AS id, column2 AS last, column3 AS uses FROM (VALUES {}) AS v) AS u WHERE api_keys.id = u.id",
+        values.join(", ")
+    )
 }

@@ -6,7 +6,7 @@ use crate::{
     accounts::{JoinedUser, User, JOINED_USER_COLUMNS},
     clock::Millis,
     db_run,
-    storage::{Db, StorageError},
+    storage::{cleanup, Db, StorageError},
 };
 
 use super::Session;
@@ -157,17 +157,18 @@ pub async fn delete(db: &Db, id: &str) -> Result<(), StorageError> {
     })
 }
 
-/// Deletes expired sessions and revocation records older than `revocations_before`; returns the
-/// number of sessions removed. Safe to run on several nodes at once.
+/// Deletes expired sessions and revocation records older than `revocations_before`, a batch at a time
+/// (see [`cleanup::delete_in_batches`]); returns the number of sessions removed. Safe to run on several
+/// nodes at once.
 pub async fn cleanup(db: &Db, now: Millis, revocations_before: Millis) -> Result<u64, StorageError> {
-    db_run!(db, |pool| {
-        let removed = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(pool).await?;
-        sqlx::query("DELETE FROM session_revocations WHERE revoked_at < $1")
-            .bind(revocations_before)
-            .execute(pool)
-            .await?;
-        Ok(removed.rows_affected())
-    })
+    // Through `sessions_expires_at` and `session_revocations_revoked_at`.
+    const SESSIONS: &str =
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)";
+    const REVOCATIONS: &str = "DELETE FROM session_revocations WHERE session_id IN \
+        (SELECT session_id FROM session_revocations WHERE revoked_at < $1 ORDER BY revoked_at LIMIT $2)";
+    let removed = cleanup::delete_in_batches(db, "sessions", SESSIONS, now).await?;
+    cleanup::delete_in_batches(db, "session_revocations", REVOCATIONS, revocations_before).await?;
+    Ok(removed.rows)
 }
 
 /// Number of session rows (all, expired or not), for tests and the admin CLI.

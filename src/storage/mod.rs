@@ -5,6 +5,7 @@
 //! [`StorageError`], so a unique violation becomes the right 4xx at the call site and anything else
 //! stays an opaque 500.
 
+pub mod cleanup;
 pub mod notify;
 pub mod readers;
 

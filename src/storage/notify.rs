@@ -199,10 +199,11 @@ pub async fn events_since(db: &Db, since: i64) -> Result<Vec<(String, i64)>, Sto
     Ok(crate::db_run!(db, |pool| sqlx::query_as::<_, (String, i64)>(SQL).bind(since).fetch_all(pool).await)?)
 }
 
-/// Deletes invalidation records older than `before`.
+/// Deletes invalidation records older than `before`, a batch at a time (through `cache_events_at`).
 pub async fn cleanup_events(db: &Db, before: i64) -> Result<u64, StorageError> {
-    const SQL: &str = "DELETE FROM cache_events WHERE at < $1";
-    Ok(crate::db_run!(db, |pool| sqlx::query(SQL).bind(before).execute(pool).await.map(|r| r.rows_affected()))?)
+    const SQL: &str =
+        "DELETE FROM cache_events WHERE id IN (SELECT id FROM cache_events WHERE at < $1 ORDER BY at LIMIT $2)";
+    Ok(super::cleanup::delete_in_batches(db, "cache_events", SQL, before).await?.rows)
 }
 
 /// How often each node pings itself through NOTIFY on [`CHANNEL`].

@@ -204,11 +204,9 @@ pub async fn revoked_unexpired(db: &Db, now: Millis) -> Result<Vec<(String, Mill
     db_run!(db, |pool| Ok(sqlx::query_as::<_, (String, Millis)>(SQL).bind(now).fetch_all(pool).await?))
 }
 
-/// Deletes records of tokens expired before `before`.
+/// Deletes records of tokens expired before `before`, a batch at a time (through `issued_tokens_expires_at`).
 pub async fn cleanup_issued(db: &Db, before: Millis) -> Result<u64, StorageError> {
-    db_run!(db, |pool| Ok(sqlx::query("DELETE FROM issued_tokens WHERE expires_at < $1")
-        .bind(before)
-        .execute(pool)
-        .await?
-        .rows_affected()))
+    const SQL: &str = "DELETE FROM issued_tokens WHERE jti IN \
+        (SELECT jti FROM issued_tokens WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)";
+    Ok(crate::storage::cleanup::delete_in_batches(db, "issued_tokens", SQL, before).await?.rows)
 }

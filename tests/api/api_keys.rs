@@ -43,6 +43,7 @@ both_backends!(
     create_validates_prefix_expires_in_and_permissions,
     a_non_admin_cannot_create_a_key_for_another_user,
     last_request_is_recorded_after_use,
+    a_usage_flush_of_many_keys_writes_every_count,
     an_org_scoped_key_needs_membership_in_that_org,
     checks_of_a_cached_key_read_no_database,
 );
@@ -703,6 +704,53 @@ async fn last_request_is_recorded_after_use(backend: Backend) {
     assert_eq!(after["lastRequest"], "2026-11-18T11:06:45.000Z");
     let listed: Value = app.get(LIST).await.json().await.unwrap();
     assert_eq!(listed["apiKeys"][0]["lastRequest"], "2026-11-18T11:06:45.000Z");
+}
+
+async fn a_usage_flush_of_many_keys_writes_every_count(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    sign_up_alice(&app).await;
+    // More keys than one usage statement takes (written directly: 1,200 creations would be slow), each
+    // used once and the first one twice more, some earlier use already flushed on key 2.
+    app.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
+         INSERT INTO api_keys (id, name, start, prefix, key_hash, reference_id, request_count, created_at, updated_at) \
+         SELECT 'key_many' || i, 'many', 'lk_xxx', 'lk_', 'hash' || i, \
+         (SELECT id FROM users WHERE email = 'alice@example.com'), 0, 1, 1 FROM n",
+    )
+    .await;
+    app.execute("UPDATE api_keys SET request_count = 7, last_request = 9999999999999 WHERE id = 'key_many2'").await;
+    let now = app.clock.now();
+    for i in 1..=1200 {
+        app.state.api_keys.usage.record(&format!("key_many{i}"), now);
+    }
+    app.state.api_keys.usage.record("key_many1", now + 1);
+    app.state.api_keys.usage.record("key_many1", now + 2);
+
+    assert_eq!(app.state.flush_usage().await.unwrap(), 1200);
+
+    let sum = latchkey::db_run!(&app.state.db, |pool| sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(SUM(request_count) AS BIGINT) FROM api_keys WHERE name = 'many'"
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap());
+    assert_eq!(sum, 1202 + 7);
+    let last = |id: &'static str| {
+        let db = app.state.db.clone();
+        async move {
+            latchkey::db_run!(&db, |pool| sqlx::query_as::<_, (i64, Option<i64>)>(
+                "SELECT request_count, last_request FROM api_keys WHERE id = $1"
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap())
+        }
+    };
+    assert_eq!(last("key_many1").await, (3, Some(now + 2)));
+    // A later last use already stored is kept.
+    assert_eq!(last("key_many2").await, (8, Some(9_999_999_999_999)));
+    assert_eq!(last("key_many1200").await, (1, Some(now)));
 }
 
 async fn an_org_scoped_key_needs_membership_in_that_org(backend: Backend) {

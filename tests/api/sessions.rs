@@ -22,6 +22,8 @@ both_backends!(
     sliding_never_extends_past_the_absolute_lifetime,
     an_expired_session_is_refused_and_deleted,
     the_cleanup_task_removes_expired_sessions,
+    the_cleanup_removes_a_backlog_larger_than_a_batch_and_keeps_live_sessions,
+    a_batched_delete_runs_statements_of_at_most_one_batch,
     list_sessions_shows_only_the_users_own_sessions,
     revoke_session_accepts_the_handle_or_a_raw_token_of_the_same_user_only,
     revoke_sessions_and_revoke_other_sessions,
@@ -240,6 +242,58 @@ async fn the_cleanup_task_removes_expired_sessions(backend: Backend) {
 
     assert_eq!(removed, 2);
     assert_eq!(app.count("sessions").await, 1);
+}
+
+async fn the_cleanup_removes_a_backlog_larger_than_a_batch_and_keeps_live_sessions(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.sign_up("alice@example.com").await;
+    let now = app.clock.now();
+    // 2.5 batches of sessions that expire within the hour, and as many revocation records, written directly
+    // (thousands of sign-ins would take minutes of Argon2id); none is due yet, so the start-up
+    // maintenance leaves them, and a day later all are.
+    let rows = 2 * latchkey::storage::cleanup::BATCH + 500;
+    app.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         INSERT INTO sessions (id, token_hash, user_id, expires_at, created_at, updated_at) \
+         SELECT 'ses_old' || i, 'hash' || i, (SELECT id FROM users WHERE email = 'alice@example.com'), \
+         {now} + 1000 + i, {now}, {now} FROM n"
+    ))
+    .await;
+    app.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         INSERT INTO session_revocations (session_id, revoked_at) SELECT 'ses_gone' || i, {now} - i FROM n"
+    ))
+    .await;
+    app.clock.advance(DAY);
+
+    let removed = app.state.run_maintenance().await.unwrap();
+
+    assert_eq!(removed, u64::try_from(rows).unwrap());
+    assert_eq!(app.count("sessions").await, 1);
+    assert_eq!(app.count("session_revocations").await, 0);
+    assert_eq!(app.get_session().await["user"]["email"], "alice@example.com");
+}
+
+async fn a_batched_delete_runs_statements_of_at_most_one_batch(backend: Backend) {
+    use latchkey::storage::cleanup::{delete_in_batches, BATCH};
+    let Some(app) = spawn_app(backend).await else { return };
+    let now = app.clock.now();
+    // Recent events (the maintenance's own cleanup keeps them), all older than the bound given below.
+    let rows = 2 * BATCH + 500;
+    app.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         INSERT INTO cache_events (id, payload, at) SELECT 'evt_old' || i, '{{}}', {now} - i FROM n"
+    ))
+    .await;
+    app.execute(&format!("INSERT INTO cache_events (id, payload, at) VALUES ('evt_new', '{{}}', {now} + 1)")).await;
+    const SQL: &str =
+        "DELETE FROM cache_events WHERE id IN (SELECT id FROM cache_events WHERE at < $1 ORDER BY at LIMIT $2)";
+
+    let done = delete_in_batches(&app.state.db, "cache_events", SQL, now).await.unwrap();
+
+    // Two full batches and the rest: three statements, none over a batch.
+    assert_eq!((done.rows, done.batches), (u64::try_from(rows).unwrap(), 3));
+    assert_eq!(app.count("cache_events").await, 1);
 }
 
 async fn list_sessions_shows_only_the_users_own_sessions(backend: Backend) {
