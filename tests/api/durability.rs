@@ -984,7 +984,7 @@ async fn cleanup_running(db: &Db, wal: Option<&std::path::Path>, database: &str)
                                AND query LIKE 'DELETE FROM sessions%'";
             sqlx::query_scalar::<_, i64>(SQL).bind(database).fetch_one(pool).await.unwrap() > 0
         }
-        Db::Sqlite(_) => std::fs::metadata(wal.unwrap()).map(|m| m.len()).unwrap_or(0) > 2 * 1024 * 1024,
+        Db::Sqlite(..) => std::fs::metadata(wal.unwrap()).map(|m| m.len()).unwrap_or(0) > 2 * 1024 * 1024,
     }
 }
 
