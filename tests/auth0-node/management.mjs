@@ -107,9 +107,16 @@ await management.organizations.delete(org.id);
 await refused("a deleted organization", management.organizations.get(org.id), 404);
 
 // The audit log saw all of it, as Auth0's `sapi` events with this client as the actor.
-const logs = await management.logs.list({ search: "type:sapi", per_page: 100 });
-check("management actions are in the log", logs.data.some((l) => l.details?.resource === "user"
-  && l.user_id === created.user_id && l.actor_id === process.env.LATCHKEY_CLIENT_ID), logs.data.slice(0, 5));
+// The log is written by a background writer in batches (up to ~100 ms behind): ask again for a while.
+const userAction = (l) => l.details?.resource === "user" && l.user_id === created.user_id
+  && l.actor_id === process.env.LATCHKEY_CLIENT_ID;
+let logs;
+for (let attempt = 0; attempt < 50; attempt++) {
+  logs = await management.logs.list({ search: "type:sapi", per_page: 100 });
+  if (logs.data.some(userAction)) break;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+check("management actions are in the log", logs.data.some(userAction), logs.data.slice(0, 5));
 const one = await management.logs.get(logs.data[0].log_id);
 check("one log event", one.log_id === logs.data[0].log_id, one);
 
