@@ -196,10 +196,12 @@ impl Db {
     /// Applies the backend's embedded migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool, _) => sqlx::migrate!("migrations/sqlite").run(pool).await.map_err(|error| match error {
-                sqlx::migrate::MigrateError::Execute(error) => sqlite_unusable("the SQLite database", error),
-                other => other.into(),
-            })?,
+            Db::Sqlite(pool, _) => {
+                sqlx::migrate!("migrations/sqlite").run(pool).await.map_err(|error| match error {
+                    sqlx::migrate::MigrateError::Execute(error) => sqlite_unusable("the SQLite database", error),
+                    other => other.into(),
+                })?
+            }
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
