@@ -110,11 +110,13 @@ pub struct ManagementError {
     pub message: String,
     /// A 401 for a bearer token (challenge `Bearer`, not `Basic`).
     pub bearer: bool,
+    /// `Retry-After` seconds, for a 429 or 503 the caller may retry (database down, server busy).
+    pub retry_after: Option<u64>,
 }
 
 impl ManagementError {
     pub fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> ManagementError {
-        ManagementError { status, error_code, message: message.into(), bearer: false }
+        ManagementError { status, error_code, message: message.into(), bearer: false, retry_after: None }
     }
 
     /// 400 `invalid_body`.
@@ -133,6 +135,9 @@ impl IntoResponse for ManagementError {
         };
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             let challenge = if self.bearer {
                 "Bearer realm=\"latchkey\", error=\"invalid_token\""
@@ -157,7 +162,13 @@ impl From<ApiError> for ManagementError {
             "PAYLOAD_TOO_LARGE" => "payload_too_large",
             _ => "internal_error",
         };
-        ManagementError { status: error.status, error_code, message: error.message, bearer: false }
+        ManagementError {
+            status: error.status,
+            error_code,
+            message: error.message,
+            bearer: false,
+            retry_after: error.retry_after,
+        }
     }
 }
 

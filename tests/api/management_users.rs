@@ -27,6 +27,7 @@ both_backends!(
     signing_keys_rotate_and_a_revoked_key_verifies_nothing,
     every_operation_is_refused_without_its_scope,
     management_actions_are_audited_with_their_actor,
+    with_the_database_unreachable_an_answer_says_when_to_retry,
 );
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
@@ -699,4 +700,13 @@ async fn auth0s_node_sdk_manages_users_organizations_keys_and_logs(backend: Back
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "management.mjs failed ({}):\n{stdout}\n{stderr}", output.status);
     assert!(stdout.contains("checks passed"), "{stdout}\n{stderr}");
+}
+
+/// A 503 the caller may retry keeps `Retry-After` in the management API's error shape too.
+async fn with_the_database_unreachable_an_answer_says_when_to_retry(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    app.state.db.close().await;
+    let response = call(&app, Method::GET, paths::MGMT_USERS, None).await;
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    auth0_error(response, 503, "database_unavailable").await;
 }
