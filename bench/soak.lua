@@ -114,28 +114,21 @@ function response(status, headers, body)
       judge(status, 200)
       return
    end
-   if kind == "signin" then
-      if step == 1 then
-         flow_token = body:match('"token":"([^"]+)"')
-         if judge(status, 200) and flow_token ~= nil then step = 2 end
-      elseif step == 2 then
-         step = judge(status, 200) and 3 or 1
-      elseif step == 3 then
-         step = judge(status, 200) and 4 or 1
-      else
-         judge(status, 401)
-         step = 1
-      end
-      return
-   end
+   -- The flows' first step keeps what the next ones use; steps 2 and 3 must succeed, step 4 (the revoked
+   -- credential) must be refused; any miss starts the flow again.
    if step == 1 then
-      flow_key = body:match('"key":"([^"]+)"')
-      flow_key_id = body:match('"id":"([^"]+)"')
-      if judge(status, 200) and flow_key ~= nil and flow_key_id ~= nil then step = 2 end
-   elseif step == 2 then
-      step = judge(status, 200) and 3 or 1
-   elseif step == 3 then
-      step = judge(status, 200) and 4 or 1
+      local kept
+      if kind == "signin" then
+         flow_token = body:match('"token":"([^"]+)"')
+         kept = flow_token ~= nil
+      else
+         flow_key = body:match('"key":"([^"]+)"')
+         flow_key_id = body:match('"id":"([^"]+)"')
+         kept = flow_key ~= nil and flow_key_id ~= nil
+      end
+      if judge(status, 200) and kept then step = 2 end
+   elseif step == 2 or step == 3 then
+      step = judge(status, 200) and step + 1 or 1
    else
       judge(status, 401)
       step = 1
